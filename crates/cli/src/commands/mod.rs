@@ -1,0 +1,8 @@
+//! One module per subcommand.
+
+pub mod data_check;
+pub mod demo;
+pub mod fetch_model;
+pub mod generate;
+pub mod import_gguf;
+pub mod logits;

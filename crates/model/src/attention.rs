@@ -1,0 +1,87 @@
+//! Multi-head self-attention with grouped-query heads and rotate-half RoPE (HF `self_attn`).
+
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+
+use crate::cache::KvCache;
+use crate::linear::Linear;
+use crate::rope::RotaryEmbedding;
+
+/// Attention of one decoder layer.
+#[derive(Module, Debug)]
+pub struct Attention<B: Backend> {
+    /// `q_proj`, `[hidden, heads * head_dim]`.
+    pub q_proj: Linear<B>,
+    /// `k_proj`, `[hidden, kv_heads * head_dim]`.
+    pub k_proj: Linear<B>,
+    /// `v_proj`, `[hidden, kv_heads * head_dim]`.
+    pub v_proj: Linear<B>,
+    /// `o_proj`, `[heads * head_dim, hidden]`.
+    pub o_proj: Linear<B>,
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key/value heads.
+    pub n_kv_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+}
+
+/// Per-forward inputs shared by all layers.
+pub struct AttentionInputs<B: Backend> {
+    /// RoPE cos table for the new tokens, `[batch, 1, seq, head_dim]`.
+    pub cos: Tensor<B, 4>,
+    /// RoPE sin table for the new tokens, `[batch, 1, seq, head_dim]`.
+    pub sin: Tensor<B, 4>,
+    /// `true` where attention is not allowed, `[batch, 1, seq, past + seq]`.
+    pub mask: Tensor<B, 4, Bool>,
+}
+
+impl<B: Backend> Attention<B> {
+    /// # Shapes
+    /// - x: `[batch, seq, hidden]`
+    /// - output: `[batch, seq, hidden]`
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        inputs: &AttentionInputs<B>,
+        cache: Option<(&mut KvCache<B>, usize)>,
+    ) -> Tensor<B, 3> {
+        let [b, s, _] = x.dims();
+        let (h, kvh, d) = (self.n_heads, self.n_kv_heads, self.head_dim);
+        let split = |t: Tensor<B, 3>, heads: usize| t.reshape([b, s, heads, d]).swap_dims(1, 2);
+        let q = split(self.q_proj.forward(x.clone()), h);
+        let k = split(self.k_proj.forward(x.clone()), kvh);
+        let v = split(self.v_proj.forward(x), kvh);
+
+        let q = RotaryEmbedding::apply(q, &inputs.cos, &inputs.sin);
+        let k = RotaryEmbedding::apply(k, &inputs.cos, &inputs.sin);
+        let (k, v) = match cache {
+            Some((cache, layer)) => cache.append(layer, k, v),
+            None => (k, v),
+        };
+        let k = repeat_kv(k, h / kvh);
+        let v = repeat_kv(v, h / kvh);
+
+        let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((d as f64).sqrt());
+        let scores = scores.mask_fill(inputs.mask.clone(), f32::NEG_INFINITY);
+        let probs = softmax(scores, 3);
+        let out = probs.matmul(v).swap_dims(1, 2).reshape([b, s, h * d]);
+        self.o_proj.forward(out)
+    }
+}
+
+/// Repeats each key/value head `groups` times so head `i` of the queries uses kv head
+/// `i / groups` (HF `repeat_kv`).
+///
+/// # Shapes
+/// - input: `[batch, kv_heads, seq, head_dim]`
+/// - output: `[batch, kv_heads * groups, seq, head_dim]`
+pub fn repeat_kv<B: Backend>(x: Tensor<B, 4>, groups: usize) -> Tensor<B, 4> {
+    if groups == 1 {
+        return x;
+    }
+    let [b, kvh, s, d] = x.dims();
+    x.reshape([b, kvh, 1, s, d])
+        .expand([b, kvh, groups, s, d])
+        .reshape([b, kvh * groups, s, d])
+}

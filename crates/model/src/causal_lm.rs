@@ -1,0 +1,155 @@
+//! The full decoder with its LM head (HF `LlamaForCausalLM` / `MistralForCausalLM`).
+
+use burn::module::Param;
+use burn::prelude::*;
+
+use crate::attention::AttentionInputs;
+use crate::cache::KvCache;
+use crate::layer::DecoderLayer;
+use crate::linear::Linear;
+use crate::mask::MaskBuilder;
+use crate::rms_norm::RmsNorm;
+use crate::rope::RotaryEmbedding;
+
+/// Token embeddings (HF `model.embed_tokens`).
+#[derive(Module, Debug)]
+pub struct Embedding<B: Backend> {
+    /// `[vocab, hidden]`, HF layout.
+    pub weight: Param<Tensor<B, 2>>,
+}
+
+impl<B: Backend> Embedding<B> {
+    /// # Shapes
+    /// - ids: `[batch, seq]`
+    /// - output: `[batch, seq, hidden]`
+    pub fn forward(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        let [b, s] = ids.dims();
+        let hidden = self.weight.shape().dims::<2>()[1];
+        self.weight
+            .val()
+            .select(0, ids.reshape([b * s]))
+            .reshape([b, s, hidden])
+    }
+}
+
+/// A Llama/Mistral causal language model.
+#[derive(Module, Debug)]
+pub struct CausalLm<B: Backend> {
+    /// `model.embed_tokens`.
+    pub embed_tokens: Embedding<B>,
+    /// `model.layers`.
+    pub layers: Vec<DecoderLayer<B>>,
+    /// `model.norm`.
+    pub norm: RmsNorm<B>,
+    /// `lm_head` in Burn layout `[hidden, vocab]`; `None` when tied to the embeddings.
+    pub lm_head: Option<Linear<B>>,
+    /// RoPE tables.
+    pub rope: RotaryEmbedding<B>,
+    /// Sliding attention window, if any.
+    pub sliding_window: Option<usize>,
+}
+
+/// What one forward pass needs besides the token ids.
+pub struct ForwardOptions<B: Backend> {
+    /// Position of each token, `[batch, seq]` (restarting per example when packed).
+    pub positions: Tensor<B, 2, Int>,
+    /// `true` where attention is not allowed, `[batch, 1, seq, past + seq]`.
+    pub mask: Tensor<B, 4, Bool>,
+}
+
+impl<B: Backend> CausalLm<B> {
+    /// Plain causal forward from position 0 (no cache).
+    ///
+    /// # Shapes
+    /// - ids: `[batch, seq]`
+    /// - output: logits `[batch, seq, vocab]`
+    pub fn forward(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        let [b, s] = ids.dims();
+        let device = ids.device();
+        let options = self.causal_options(b, s, 0, &device);
+        self.forward_with(ids, &options, None)
+    }
+
+    /// Positions and mask for `seq` new tokens after `past` cached ones.
+    pub fn causal_options(
+        &self,
+        batch: usize,
+        seq: usize,
+        past: usize,
+        device: &B::Device,
+    ) -> ForwardOptions<B> {
+        let positions = Tensor::<B, 1, Int>::arange(past as i64..(past + seq) as i64, device)
+            .reshape([1, seq])
+            .repeat_dim(0, batch);
+        let mask = MaskBuilder::causal(batch, seq, past, self.sliding_window, device);
+        ForwardOptions { positions, mask }
+    }
+
+    /// Final hidden states (after `model.norm`), before the LM head.
+    ///
+    /// # Shapes
+    /// - ids: `[batch, seq]`
+    /// - output: `[batch, seq, hidden]`
+    pub fn hidden_states(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        options: &ForwardOptions<B>,
+        mut cache: Option<&mut KvCache<B>>,
+    ) -> Tensor<B, 3> {
+        let seq = ids.dims()[1];
+        let (cos, sin) = self.rope.tables(options.positions.clone());
+        let inputs = AttentionInputs {
+            cos,
+            sin,
+            mask: options.mask.clone(),
+        };
+        let mut x = self.embed_tokens.forward(ids);
+        for (i, layer) in self.layers.iter().enumerate() {
+            let layer_cache = cache.as_deref_mut().map(|c| (c, i));
+            x = layer.forward(x, &inputs, layer_cache);
+        }
+        if let Some(c) = cache {
+            c.advance(seq);
+        }
+        self.norm.forward(x)
+    }
+
+    /// Logits for hidden states.
+    ///
+    /// # Shapes
+    /// - hidden: `[batch, seq, hidden]`
+    /// - output: `[batch, seq, vocab]`
+    pub fn lm_logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
+        match &self.lm_head {
+            Some(head) => head.forward(hidden),
+            None => {
+                let [b, s, h] = hidden.dims();
+                let w = self.embed_tokens.weight.val();
+                let vocab = w.dims()[0];
+                hidden
+                    .reshape([b * s, h])
+                    .matmul(w.transpose())
+                    .reshape([b, s, vocab])
+            }
+        }
+    }
+
+    /// Forward with explicit positions/mask and an optional KV cache.
+    ///
+    /// # Shapes
+    /// - ids: `[batch, seq]`
+    /// - output: logits `[batch, seq, vocab]`
+    pub fn forward_with(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        options: &ForwardOptions<B>,
+        cache: Option<&mut KvCache<B>>,
+    ) -> Tensor<B, 3> {
+        self.lm_logits(self.hidden_states(ids, options, cache))
+    }
+
+    /// Number of decoder layers.
+    pub fn n_layers(&self) -> usize {
+        self.layers.len()
+    }
+}

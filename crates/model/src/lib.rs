@@ -1,0 +1,46 @@
+//! Llama/Mistral decoders in Burn for tunebench.
+//!
+//! - [`ModelConfig`]: from HF `config.json` or GGUF metadata, validated field by field.
+//! - [`CausalLm`]: embedding, RMSNorm, GQA attention with rotate-half RoPE, causal /
+//!   sliding-window / packed masks, SwiGLU MLP, tied or separate LM head; names mirror HF.
+//! - Loading: [`SafetensorsCheckpoint`] (single or sharded, memory-mapped, F32/F16/BF16) and
+//!   [`GgufModel`] (llama-arch GGUFs through tb-gguf).
+//! - [`TextTokenizer`] and [`ChatTemplate`]; [`generate`] with a KV cache.
+
+pub mod attention;
+pub mod cache;
+pub mod causal_lm;
+pub mod chat_template;
+pub mod checkpoint;
+pub mod checkpoint_writer;
+pub mod config;
+pub mod error;
+pub mod fetch;
+pub mod generation;
+pub mod gguf_import;
+pub mod gguf_tokenizer;
+pub mod import;
+pub mod layer;
+pub mod linear;
+pub mod mask;
+pub mod mlp;
+pub mod model_dir;
+pub mod rms_norm;
+pub mod rope;
+pub mod tokenizer;
+pub mod weights;
+
+pub use cache::KvCache;
+pub use causal_lm::{CausalLm, ForwardOptions};
+pub use chat_template::{ChatMessage, ChatTemplate};
+pub use checkpoint::{SafetensorsCheckpoint, StoredDtype};
+pub use config::{Architecture, ModelConfig};
+pub use error::{Error, Result};
+pub use generation::{generate, Generation, GenerationConfig, Sampling, StopReason};
+pub use gguf_import::GgufModel;
+pub use mask::MaskBuilder;
+pub use model_dir::{LoadedModel, ModelDir};
+pub use tokenizer::{SpecialToken, TextTokenizer};
+
+/// The CPU backend used by default (Burn's Flex).
+pub type CpuBackend = burn::backend::Flex;

@@ -1,0 +1,195 @@
+//! Building a [`CausalLm`] from named HF tensors, whatever file they come from.
+//!
+//! The model asks for each tensor by its HF name and HF shape (`[out, in]` for projections);
+//! linear weights are transposed once into Burn's `[in, out]` layout here. The source decides
+//! where the data comes from (safetensors, GGUF) and reports missing or mis-shaped tensors.
+
+use burn::module::Param;
+use burn::prelude::*;
+
+use crate::attention::Attention;
+use crate::causal_lm::{CausalLm, Embedding};
+use crate::checkpoint::SafetensorsCheckpoint;
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::layer::DecoderLayer;
+use crate::linear::Linear;
+use crate::mlp::Mlp;
+use crate::rms_norm::RmsNorm;
+use crate::rope::RotaryEmbedding;
+
+/// A tensor that HF checkpoints may carry but the model recomputes (ignored when loading).
+pub fn is_ignorable(name: &str) -> bool {
+    name.ends_with("rotary_emb.inv_freq")
+}
+
+/// Every tensor name the model needs, with its HF shape, in a stable order.
+pub fn expected_tensors(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+    let h = config.hidden_size;
+    let q = config.num_attention_heads * config.head_dim;
+    let kv = config.num_key_value_heads * config.head_dim;
+    let ff = config.intermediate_size;
+    let mut out = vec![(
+        "model.embed_tokens.weight".to_string(),
+        vec![config.vocab_size, h],
+    )];
+    for i in 0..config.num_hidden_layers {
+        let p = format!("model.layers.{i}");
+        out.extend([
+            (format!("{p}.input_layernorm.weight"), vec![h]),
+            (format!("{p}.self_attn.q_proj.weight"), vec![q, h]),
+            (format!("{p}.self_attn.k_proj.weight"), vec![kv, h]),
+            (format!("{p}.self_attn.v_proj.weight"), vec![kv, h]),
+            (format!("{p}.self_attn.o_proj.weight"), vec![h, q]),
+            (format!("{p}.post_attention_layernorm.weight"), vec![h]),
+            (format!("{p}.mlp.gate_proj.weight"), vec![ff, h]),
+            (format!("{p}.mlp.up_proj.weight"), vec![ff, h]),
+            (format!("{p}.mlp.down_proj.weight"), vec![h, ff]),
+        ]);
+    }
+    out.push(("model.norm.weight".to_string(), vec![h]));
+    if !config.tie_word_embeddings {
+        out.push(("lm_head.weight".to_string(), vec![config.vocab_size, h]));
+    }
+    out
+}
+
+/// Source of HF-named f32 tensors: `fetch(name, hf_shape)` returns row-major data.
+pub type FetchTensor<'a> = dyn FnMut(&str, &[usize]) -> Result<Vec<f32>> + 'a;
+
+/// Builds the model, asking `fetch` for every tensor of [`expected_tensors`].
+pub fn build_model<B: Backend>(
+    config: &ModelConfig,
+    device: &B::Device,
+    fetch: &mut FetchTensor<'_>,
+) -> Result<CausalLm<B>> {
+    let matrix = |fetch: &mut FetchTensor<'_>, name: &str, rows: usize, cols: usize| {
+        let data = fetch(name, &[rows, cols])?;
+        Ok::<_, Error>(Tensor::<B, 2>::from_data(
+            TensorData::new(data, [rows, cols]),
+            device,
+        ))
+    };
+    let h = config.hidden_size;
+    let q = config.num_attention_heads * config.head_dim;
+    let kv = config.num_key_value_heads * config.head_dim;
+    let ff = config.intermediate_size;
+    let eps = config.rms_norm_eps;
+
+    let linear = |fetch: &mut FetchTensor<'_>, name: String, out: usize, inp: usize| {
+        // HF [out, in] -> Burn [in, out]
+        Ok::<_, Error>(Linear::from_weight(
+            matrix(fetch, &name, out, inp)?.transpose(),
+        ))
+    };
+    let embed = Tensor::<B, 2>::from_data(
+        TensorData::new(
+            fetch("model.embed_tokens.weight", &[config.vocab_size, h])?,
+            [config.vocab_size, h],
+        ),
+        device,
+    );
+    let mut layers = Vec::with_capacity(config.num_hidden_layers);
+    for i in 0..config.num_hidden_layers {
+        let p = format!("model.layers.{i}");
+        let input_norm = fetch(&format!("{p}.input_layernorm.weight"), &[h])?;
+        let self_attn = Attention {
+            q_proj: linear(fetch, format!("{p}.self_attn.q_proj.weight"), q, h)?,
+            k_proj: linear(fetch, format!("{p}.self_attn.k_proj.weight"), kv, h)?,
+            v_proj: linear(fetch, format!("{p}.self_attn.v_proj.weight"), kv, h)?,
+            o_proj: linear(fetch, format!("{p}.self_attn.o_proj.weight"), h, q)?,
+            n_heads: config.num_attention_heads,
+            n_kv_heads: config.num_key_value_heads,
+            head_dim: config.head_dim,
+        };
+        let post_norm = fetch(&format!("{p}.post_attention_layernorm.weight"), &[h])?;
+        let mlp = Mlp {
+            gate_proj: linear(fetch, format!("{p}.mlp.gate_proj.weight"), ff, h)?,
+            up_proj: linear(fetch, format!("{p}.mlp.up_proj.weight"), ff, h)?,
+            down_proj: linear(fetch, format!("{p}.mlp.down_proj.weight"), h, ff)?,
+        };
+        layers.push(DecoderLayer {
+            input_layernorm: RmsNorm::new(
+                Tensor::from_data(TensorData::new(input_norm, [h]), device),
+                eps,
+            ),
+            self_attn,
+            post_attention_layernorm: RmsNorm::new(
+                Tensor::from_data(TensorData::new(post_norm, [h]), device),
+                eps,
+            ),
+            mlp,
+        });
+    }
+    let norm = fetch("model.norm.weight", &[h])?;
+    let lm_head = if config.tie_word_embeddings {
+        None
+    } else {
+        Some(linear(
+            fetch,
+            "lm_head.weight".into(),
+            config.vocab_size,
+            h,
+        )?)
+    };
+    Ok(CausalLm {
+        embed_tokens: Embedding {
+            weight: Param::from_tensor(embed),
+        },
+        layers,
+        norm: RmsNorm::new(Tensor::from_data(TensorData::new(norm, [h]), device), eps),
+        lm_head,
+        rope: RotaryEmbedding::new(
+            config.head_dim,
+            config.max_position_embeddings.min(MAX_ROPE_TABLE),
+            config.rope_theta,
+            device,
+        ),
+        sliding_window: config.sliding_window,
+    })
+}
+
+/// RoPE tables are built for at most this many positions (longer contexts are not trained or
+/// evaluated here; 32k × 128 × 2 tables would cost 32 MB for nothing).
+pub const MAX_ROPE_TABLE: usize = 8192;
+
+/// Loads every tensor from a safetensors checkpoint, rejecting missing, extra and mis-shaped
+/// tensors by name.
+pub fn load_safetensors<B: Backend>(
+    config: &ModelConfig,
+    checkpoint: &SafetensorsCheckpoint,
+    device: &B::Device,
+) -> Result<CausalLm<B>> {
+    let expected = expected_tensors(config);
+    let extra: Vec<&str> = checkpoint
+        .names()
+        .filter(|n| !is_ignorable(n) && !expected.iter().any(|(e, _)| e == n))
+        .collect();
+    if !extra.is_empty() {
+        let shown: Vec<&str> = extra.iter().take(5).copied().collect();
+        let more = if extra.len() > 5 {
+            format!(" and {} more", extra.len() - 5)
+        } else {
+            String::new()
+        };
+        return Err(Error::ExtraTensors {
+            names: format!("{}{more}", shown.join(", ")),
+            location: checkpoint.location().to_owned(),
+        });
+    }
+    // Check every name and shape before converting any data, so a bad checkpoint fails fast.
+    for (name, shape) in &expected {
+        let found = checkpoint.shape(name)?;
+        if &found != shape {
+            return Err(Error::ShapeMismatch {
+                name: name.clone(),
+                found,
+                expected: shape.clone(),
+            });
+        }
+        checkpoint.dtype(name)?;
+    }
+    build_model(config, device, &mut |name, shape| {
+        checkpoint.tensor_f32(name, shape)
+    })
+}
