@@ -351,7 +351,10 @@ impl ModelConfig {
                 return err(field, format!("{value} is implausibly large"));
             }
         }
-        if !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
             return err(
                 "num_key_value_heads",
                 format!(
