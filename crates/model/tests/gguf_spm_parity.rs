@@ -2,20 +2,16 @@
 //! random llama GGUF with a Turkcell-like vocabulary (`<|im_start|>` as BOS, ChatML template,
 //! byte fallback) written with tb-gguf, then tokenised by both sides and run by both sides.
 
-#![expect(clippy::print_stderr, reason = "the test reports what it measured")]
+mod common;
 
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+
+use common::{ids, llama_cpp};
 
 use tb_gguf::{GgmlType, GgufWriter, Metadata, TensorSpec};
 use tb_model::gguf_tokenizer::{token_type, GgufVocab};
 use tb_model::{generate, CpuBackend, GenerationConfig, GgufModel, Sampling};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 const CORPUS: &str = "faturamı nasıl öderim merhaba dünya internet paketim bitti numara taşıma işlemi şifremi unuttum uygulama giriş yapamıyorum teşekkür ederim";
 
@@ -146,47 +142,6 @@ fn write_gguf(path: &Path) -> usize {
     })
     .unwrap();
     n_vocab
-}
-
-fn llama_cpp(gguf: &Path, request: &serde_json::Value) -> serde_json::Value {
-    let tools = repo().join("tools");
-    if !tools.join("node_modules/node-llama-cpp").exists() {
-        eprintln!(
-            "installing node-llama-cpp 3.21.1 into tools/node_modules (npm ci, first use only)"
-        );
-        let ok = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&tools)
-            .status();
-        assert!(
-            ok.map(|s| s.success()).unwrap_or(false),
-            "npm ci in tools/ failed"
-        );
-    }
-    let mut child = Command::new("node")
-        .arg(tools.join("oracles/llama_generate.mjs"))
-        .arg(gguf)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("node must be installed");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "llama.cpp oracle failed");
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
 }
 
 #[test]

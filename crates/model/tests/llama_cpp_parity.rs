@@ -20,9 +20,11 @@
 
 #![expect(clippy::print_stderr, reason = "the test reports what it measured")]
 
-use std::io::Write;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
+use common::{ids, llama_cpp, repo};
 
 use burn::prelude::*;
 use tb_model::fetch::{fetch_gguf, known_model};
@@ -30,53 +32,6 @@ use tb_model::gguf_tokenizer::GgufVocab;
 use tb_model::{generate, ChatMessage, CpuBackend, GenerationConfig, GgufModel, Sampling};
 
 type B = CpuBackend;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn ensure_node_llama_cpp() {
-    let tools = repo().join("tools");
-    if tools.join("node_modules/node-llama-cpp").exists() {
-        return;
-    }
-    eprintln!("installing node-llama-cpp 3.21.1 into tools/node_modules (npm ci, first use only)");
-    let status = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(&tools)
-        .status()
-        .expect("npm must be installed (Node 20 + npm)");
-    assert!(status.success(), "npm ci in tools/ failed");
-}
-
-fn llama_cpp(gguf: &Path, request: &serde_json::Value) -> serde_json::Value {
-    ensure_node_llama_cpp();
-    let mut child = Command::new("node")
-        .arg(repo().join("tools/oracles/llama_generate.mjs"))
-        .arg(gguf)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("node must be installed");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "llama.cpp oracle failed");
-    serde_json::from_slice(&out.stdout).expect("oracle output is JSON")
-}
-
-fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
 
 fn smollm2() -> PathBuf {
     let models = repo().join("models");
