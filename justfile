@@ -18,3 +18,14 @@ fixtures:
     python3 -m venv target/pyenv-hf
     target/pyenv-hf/bin/pip install -q torch transformers safetensors
     target/pyenv-hf/bin/python crates/model/tests/fixtures/make_hf_fixtures.py
+
+# conformance against the real tools: llama.cpp (node-llama-cpp), gguf-py, HF transformers fixtures
+conformance:
+    cargo test -p tb-gguf --test conformance --test llama_quantize --test roundtrip
+    cargo test -p tb-model --test hf_parity --test llama_cpp_parity --test gguf_spm_parity
+
+# speed of tb-model vs llama.cpp on the same GGUF (never beside a build or another benchmark)
+speed GGUF="models/gguf/SmolLM2-135M-Instruct.Q4_1.gguf":
+    cargo build --release -p tb-model --example forward_speed
+    target/release/examples/forward_speed {{GGUF}} 3
+    node tools/oracles/llama_speed.mjs {{GGUF}} 3 2
