@@ -30,6 +30,12 @@ enum Command {
     Generate(commands::generate::GenerateArgs),
     /// Write the logits of a token sequence to a safetensors file.
     Logits(commands::logits::LogitsArgs),
+    /// Export an HF model directory or a PEFT adapter to GGUF.
+    Export(commands::export::ExportArgs),
+    /// Re-quantize an F32/F16/BF16 GGUF (like llama-quantize).
+    Quantize(commands::quantize::QuantizeArgs),
+    /// Show a GGUF's metadata and tensor table.
+    Inspect(commands::inspect::InspectArgs),
     /// Dataset commands.
     Data(DataArgs),
 }
@@ -62,6 +68,9 @@ fn main() -> ExitCode {
         Command::ImportGguf(a) => commands::import_gguf::run_import_gguf(a),
         Command::Generate(a) => commands::generate::run_generate(a),
         Command::Logits(a) => commands::logits::run_logits(a),
+        Command::Export(a) => commands::export::run_export(a),
+        Command::Quantize(a) => commands::quantize::run_quantize(a),
+        Command::Inspect(a) => commands::inspect::run_inspect(a),
         Command::Data(DataArgs {
             command: DataCommand::Check(a),
         }) => commands::data_check::run_data_check(a),

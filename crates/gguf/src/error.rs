@@ -111,6 +111,15 @@ pub enum Error {
     /// the wrong number of bytes.
     #[error("writer: {0}")]
     Writer(String),
+    /// An HF model or PEFT adapter directory cannot be converted (missing file or tensor,
+    /// unsupported architecture or tokenizer, NaN weight, adapter/base mismatch, ...).
+    #[error("{path}: {message}")]
+    Convert {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// What is wrong, naming the key or tensor.
+        message: String,
+    },
     /// Quantized data failed validation (NaN/Inf, as llama.cpp's `ggml_validate_row_data`).
     #[error("tensor '{tensor}': {message}")]
     Validation {
@@ -130,6 +139,13 @@ impl Error {
             op,
             path: path.into(),
             source,
+        }
+    }
+
+    pub(crate) fn convert(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Convert {
+            path: path.into(),
+            message: message.into(),
         }
     }
 

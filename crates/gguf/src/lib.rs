@@ -7,12 +7,15 @@
 //! * [`mix`] and [`quantize_gguf`]: llama-quantize's per-tensor type rules (Q4_K_M, Q4_0, Q8_0,
 //!   F16, BF16, F32) and a re-quantizer for whole files.
 //! * [`naming`]: HF → GGUF tensor names and the q/k rotary row permutation.
+//! * [`export`]: HF Llama/Mistral directory → GGUF (any mix, tokenizer metadata included) and
+//!   PEFT LoRA adapter → llama.cpp adapter GGUF.
 //!
 //! Format reference: ggml `docs/gguf.md`; the project's notes are in
 //! `shared/reference/gguf-and-quantization.md`.
 
 pub mod codec;
 mod error;
+pub mod export;
 pub mod metadata;
 pub mod mix;
 pub mod naming;
@@ -22,6 +25,7 @@ pub mod types;
 pub mod writer;
 
 pub use error::{Error, Result};
+pub use export::{export_hf_dir, export_lora_adapter, ExportOptions, ExportReport};
 pub use metadata::{Array, Metadata, Value, ValueType};
 pub use mix::{ModelFacts, QuantMix};
 pub use naming::{gguf_to_hf_name, hf_to_gguf_name, permute_qk, unpermute_qk};

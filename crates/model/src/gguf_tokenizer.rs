@@ -15,21 +15,8 @@ use tokenizers::Tokenizer;
 use crate::error::{Error, Result};
 use crate::tokenizer::{SpecialToken, TextTokenizer};
 
-/// SentencePiece/GGUF token types.
-pub mod token_type {
-    /// Ordinary piece.
-    pub const NORMAL: i32 = 1;
-    /// `<unk>`.
-    pub const UNKNOWN: i32 = 2;
-    /// Control token (`<s>`, `<|im_end|>`).
-    pub const CONTROL: i32 = 3;
-    /// User-defined token.
-    pub const USER_DEFINED: i32 = 4;
-    /// Unused placeholder.
-    pub const UNUSED: i32 = 5;
-    /// Byte-fallback token `<0xNN>`.
-    pub const BYTE: i32 = 6;
-}
+/// SentencePiece/GGUF token types (the same numbers in both formats).
+pub use tb_gguf::export::spm::piece_type as token_type;
 
 /// Tokenizer facts read from GGUF metadata.
 #[derive(Debug, Clone, Default)]
@@ -173,7 +160,8 @@ impl GgufVocab {
                     json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex})
                 };
                 let pre_tokenizer = match pre {
-                    "default" | "gpt2" => byte_level(true),
+                    // llama.cpp names GPT-2's own regex `gpt-2`; byte-level BPE's default regex is it.
+                    "default" | "gpt2" | "gpt-2" => byte_level(true),
                     "smollm" => json!({"type": "Sequence", "pretokenizers": [
                         {"type": "Digits", "individual_digits": true}, byte_level(true)]}),
                     "llama-bpe" | "llama3" => json!({"type": "Sequence", "pretokenizers": [
@@ -181,7 +169,7 @@ impl GgufVocab {
                         byte_level(false)]}),
                     other => {
                         return Err(Error::Tokenizer(format!(
-                            "unsupported BPE pre-tokenizer `{other}` (tokenizer.ggml.pre; supported: default, gpt2, smollm, llama-bpe)"
+                            "unsupported BPE pre-tokenizer `{other}` (tokenizer.ggml.pre; supported: default, gpt-2, smollm, llama-bpe)"
                         )))
                     }
                 };

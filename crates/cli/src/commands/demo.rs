@@ -1,8 +1,9 @@
 //! `tunebench demo`: the end-to-end run on SmolLM2-135M-Instruct and the Turkish dataset.
 //!
 //! What exists so far runs for real: fetch and import the base model, validate and tokenise the
-//! dataset with completion-only masks (padded vs packed batch statistics), and answer held-out
-//! Turkish questions with the base model. Training, export and evaluation join as they land.
+//! dataset with completion-only masks (padded vs packed batch statistics), answer held-out Turkish
+//! questions with the base model, and export it to a Q4_K_M GGUF for llama.cpp/Ollama. Training
+//! and evaluation join as they land.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -106,6 +107,30 @@ pub fn run_demo(args: DemoArgs) -> Result<()> {
         );
         println!("   reference: {}", record.reference());
     }
+    println!("== 4. export: Q4_K_M GGUF for llama.cpp / Ollama (llama-quantize's rules, byte-identical)");
+    let gguf = args.models_dir.join("smollm2-135m-Q4_K_M.gguf");
+    let t = Instant::now();
+    let report = tb_gguf::export_hf_dir(
+        &model_dir,
+        &gguf,
+        tb_gguf::ExportOptions {
+            mix: tb_gguf::QuantMix::Q4_K_M,
+            threads: 0,
+        },
+    )
+    .with_context(|| format!("exporting {}", model_dir.display()))?;
+    let mut types: std::collections::BTreeMap<&str, usize> = Default::default();
+    for tensor in &report.tensors {
+        *types.entry(tensor.to.name()).or_default() += 1;
+    }
+    println!(
+        "   {} ({:.1} MiB, {} tensors: {}) in {:.1} s",
+        gguf.display(),
+        report.bytes_out as f64 / (1024.0 * 1024.0),
+        report.tensors.len(),
+        types.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", "),
+        t.elapsed().as_secs_f64()
+    );
     println!("== done in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }

@@ -2,7 +2,10 @@
 
 pub mod data_check;
 pub mod demo;
+pub mod export;
 pub mod fetch_model;
 pub mod generate;
 pub mod import_gguf;
+pub mod inspect;
 pub mod logits;
+pub mod quantize;

@@ -1,0 +1,88 @@
+//! The GGUF subcommands end to end: `export gguf`, `quantize`, `inspect [--json]`, and errors
+//! that exit non-zero with the cause and leave no output file.
+
+mod common;
+
+use common::*;
+use serde_json::Value as Json;
+
+#[test]
+fn quantize_of_the_f16_export_equals_the_q4_k_m_export_and_inspect_shows_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tiny_hf_dir("tiny-mistral", &tmp.path().join("m"), false);
+    let f16 = tmp.path().join("m-f16.gguf");
+    let q = tmp.path().join("m-q4km.gguf");
+    let requant = tmp.path().join("m-requant.gguf");
+    export(&dir, "f16", &f16);
+    export(&dir, "q4_k_m", &q);
+    let (ok, _, err) = tunebench(&[
+        "quantize",
+        f16.to_str().unwrap(),
+        requant.to_str().unwrap(),
+        "--quant",
+        "q4_k_m",
+        "--threads",
+        "1",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(assert_same_tensors(&q, &requant), 21);
+
+    let (ok, text, err) = tunebench(&["inspect", q.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        text.contains("general.file_type") && text.contains("u32"),
+        "{text}"
+    );
+    assert!(
+        text.contains("(320 elements)"),
+        "long arrays are summarised: {text}"
+    );
+    assert!(
+        text.contains("blk.1.ffn_down.weight") && text.contains("totals: 21 tensors"),
+        "{text}"
+    );
+    let (ok, js, err) = tunebench(&["inspect", "--json", q.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let j: Json = serde_json::from_str(&js).unwrap();
+    assert_eq!(j["version"], 3);
+    assert_eq!(j["totals"]["tensors"], 21);
+    let tokens = j["metadata"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["key"] == "tokenizer.ggml.tokens")
+        .unwrap();
+    assert_eq!(tokens["value"]["len"], 320);
+    let t = &j["tensors"].as_array().unwrap()[0];
+    assert!(t["name"].is_string() && t["type"].is_string() && t["bytes"].is_u64());
+}
+
+#[test]
+fn errors_exit_non_zero_with_the_cause_and_no_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tiny_hf_dir("tiny-llama", &tmp.path().join("m"), false);
+    edit_json(&dir.join("config.json"), |c| {
+        c["architectures"] = serde_json::json!(["FalconForCausalLM"])
+    });
+    let out = tmp.path().join("x.gguf");
+    let (ok, _, err) = tunebench(&[
+        "export",
+        "gguf",
+        "--model",
+        dir.to_str().unwrap(),
+        "--quant",
+        "q4_0",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("FalconForCausalLM") && err.contains("exporting"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    let (ok, _, err) = tunebench(&["export", "gguf", "--model", ".", "--quant", "q3_k"]);
+    assert!(!ok && err.contains("q3_k"), "{err}");
+    let (ok, _, err) = tunebench(&["inspect", dir.join("config.json").to_str().unwrap()]);
+    assert!(!ok && err.contains("GGUF"), "{err}");
+}

@@ -1,0 +1,297 @@
+//! Shared helpers of the export tests: fixture directories, llama.cpp (node-llama-cpp) and
+//! gguf-py oracles, tb-model references. Oracles are provisioned on first use and fail loudly.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use serde_json::Value as Json;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `crates/model/tests/fixtures`.
+pub fn model_fixtures() -> PathBuf {
+    repo().join("crates/model/tests/fixtures")
+}
+
+/// `crates/gguf/tests/fixtures`.
+pub fn gguf_fixtures() -> PathBuf {
+    repo().join("crates/gguf/tests/fixtures")
+}
+
+/// Copies a tiny HF fixture (`tiny-mistral` or `tiny-llama`) plus the fixture tokenizer into
+/// `dst`. `no_swa` clears Mistral's `sliding_window` (llama.cpp's llama arch has no SWA).
+pub fn tiny_hf_dir(name: &str, dst: &Path, no_swa: bool) -> PathBuf {
+    let src = model_fixtures().join(name);
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(&src).unwrap().flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with("model") || n == "config.json" {
+            std::fs::copy(e.path(), dst.join(&n)).unwrap();
+        }
+    }
+    for f in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(model_fixtures().join("tokenizer").join(f), dst.join(f)).unwrap();
+    }
+    if no_swa {
+        edit_json(&dst.join("config.json"), |c| {
+            c["sliding_window"] = Json::Null
+        });
+    }
+    dst.to_path_buf()
+}
+
+/// Rewrites a JSON file.
+pub fn edit_json(path: &Path, f: impl FnOnce(&mut Json)) {
+    let mut j: Json = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    f(&mut j);
+    std::fs::write(path, serde_json::to_string_pretty(&j).unwrap()).unwrap();
+}
+
+/// Runs the `tunebench` binary; returns (success, stdout, stderr).
+pub fn tunebench(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tunebench"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run tunebench");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `tunebench export gguf --model DIR --quant Q --out OUT`, which must succeed.
+pub fn export(dir: &Path, quant: &str, out: &Path) {
+    let (ok, _, err) = tunebench(&[
+        "export",
+        "gguf",
+        "--model",
+        dir.to_str().unwrap(),
+        "--quant",
+        quant,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "export {} {quant} failed: {err}", dir.display());
+}
+
+fn ensure_node_llama_cpp() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let tools = repo().join("tools");
+        if tools.join("node_modules/node-llama-cpp").exists() {
+            return;
+        }
+        eprintln!(
+            "installing node-llama-cpp 3.21.1 into tools/node_modules (npm ci, first use only)"
+        );
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&tools)
+            .status()
+            .expect("npm must be installed (Node 20 + npm)");
+        assert!(status.success(), "FAILED: npm ci in tools/");
+    });
+}
+
+/// `tools/oracles/llama_eval.mjs MODEL < request`.
+pub fn llama_eval(gguf: &Path, request: &Json) -> Json {
+    ensure_node_llama_cpp();
+    let mut child = Command::new("node")
+        .arg(repo().join("tools/oracles/llama_eval.mjs"))
+        .arg(gguf)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node must be installed");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "llama.cpp could not load/run {}: {}",
+        gguf.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("oracle output is JSON")
+}
+
+/// llama.cpp's `llama_model_quantize` through `tools/oracles/llama_quantize.py`.
+pub fn llama_quantize(input: &Path, output: &Path, ftype: u32) {
+    ensure_node_llama_cpp();
+    let out = Command::new("python3")
+        .arg(repo().join("tools/oracles/llama_quantize.py"))
+        .arg(input)
+        .arg(output)
+        .arg(ftype.to_string())
+        .arg("2")
+        .output()
+        .expect("python3 must be installed");
+    assert!(
+        out.status.success(),
+        "llama_model_quantize failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Token ids from a JSON array.
+pub fn ids(v: &Json) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// Python with PyPI `gguf` (venv `target/pyenv-gguf`, created on first use).
+pub fn gguf_python() -> PathBuf {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        let venv = repo().join("target/pyenv-gguf");
+        let py = venv.join("bin/python");
+        let works = |py: &Path| {
+            Command::new(py)
+                .args(["-c", "import gguf, numpy"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if works(&py) {
+            return py;
+        }
+        eprintln!("provisioning PyPI gguf into {}", venv.display());
+        let st = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status();
+        assert!(st.is_ok_and(|s| s.success()), "FAILED: python3 -m venv");
+        let st = Command::new(venv.join("bin/pip"))
+            .args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "gguf==0.19.0",
+            ])
+            .status();
+        assert!(st.is_ok_and(|s| s.success()), "FAILED: pip install gguf");
+        assert!(works(&py), "FAILED: gguf not importable");
+        py
+    })
+    .clone()
+}
+
+/// Checks that gguf-py reads `path`: same keys (and GGUF types), same tensor names, types and
+/// shapes, and dequantizes every tensor to the same values as tb-gguf (sum of |x| per tensor).
+pub fn check_with_gguf_py(path: &Path) {
+    let script = r#"
+import json, sys
+import numpy as np
+from gguf import GGUFReader
+from gguf.quants import dequantize
+r = GGUFReader(sys.argv[1])
+kv = {k: [int(t) for t in f.types] for k, f in r.fields.items() if not k.startswith("GGUF.")}
+ts = []
+for t in r.tensors:
+    v = dequantize(t.data, t.tensor_type).astype(np.float64)
+    ts.append([t.name, t.tensor_type.name, [int(x) for x in t.shape], float(np.abs(v).sum())])
+print(json.dumps({"kv": kv, "tensors": ts}))
+"#;
+    let out = Command::new(gguf_python())
+        .args(["-c", script])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gguf-py failed on {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: Json = serde_json::from_slice(&out.stdout).unwrap();
+    let f = tb_gguf::GgufFile::open(path).unwrap();
+    let kv = j["kv"].as_object().unwrap();
+    assert_eq!(kv.len(), f.metadata().len(), "key count");
+    for (k, v) in f.metadata().iter() {
+        let types: Vec<u64> = kv[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_u64().unwrap())
+            .collect();
+        let want = match v {
+            tb_gguf::Value::Array(a) => vec![9, a.elem_type() as u64],
+            v => vec![v.value_type() as u64],
+        };
+        assert_eq!(types, want, "{}: key {k}", path.display());
+    }
+    let ts = j["tensors"].as_array().unwrap();
+    assert_eq!(ts.len(), f.tensors().len());
+    for (t, p) in f.tensors().iter().zip(ts) {
+        assert_eq!(p[0].as_str().unwrap(), t.name);
+        assert_eq!(
+            p[1].as_str().unwrap(),
+            t.ty.name().to_uppercase(),
+            "{}",
+            t.name
+        );
+        let shape: Vec<u64> = p[2]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .collect();
+        assert_eq!(shape, t.ne, "{} (gguf-py shape is ggml order)", t.name);
+        let ours: f64 = f
+            .tensor_f32(&t.name)
+            .unwrap()
+            .iter()
+            .map(|x| f64::from(x.abs()))
+            .sum();
+        let theirs = p[3].as_f64().unwrap();
+        assert!(
+            (ours - theirs).abs() <= 1e-9 * theirs.max(1.0),
+            "{}: {} dequantizes differently ({ours} vs {theirs})",
+            path.display(),
+            t.name
+        );
+    }
+}
+
+/// Compares tensor tables and data of two GGUFs; returns the number of tensors compared.
+pub fn assert_same_tensors(ours: &Path, theirs: &Path) -> usize {
+    let a = tb_gguf::GgufFile::open(ours).unwrap();
+    let b = tb_gguf::GgufFile::open(theirs).unwrap();
+    let table = |f: &tb_gguf::GgufFile| -> Vec<(String, tb_gguf::GgmlType, Vec<u64>)> {
+        f.tensors()
+            .iter()
+            .map(|t| (t.name.clone(), t.ty, t.ne.clone()))
+            .collect()
+    };
+    assert_eq!(
+        table(&a),
+        table(&b),
+        "tensor order/type/shape tables differ"
+    );
+    for t in b.tensors() {
+        let x = a.tensor_data(&t.name).unwrap();
+        let y = b.tensor_data(&t.name).unwrap();
+        let bad = x
+            .chunks(t.ty.type_size())
+            .zip(y.chunks(t.ty.type_size()))
+            .filter(|(p, q)| p != q)
+            .count();
+        assert_eq!(bad, 0, "{} ({}): {bad} blocks differ", t.name, t.ty);
+    }
+    b.tensors().len()
+}

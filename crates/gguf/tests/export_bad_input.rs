@@ -1,0 +1,208 @@
+//! Bad input to the HF → GGUF and LoRA exporters: each case is a clear error that names the
+//! problem (tensor, key, architecture, pre-tokenizer), and no output file (nor a temporary one)
+//! is left behind.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value as Json};
+use tb_gguf::{export_hf_dir, export_lora_adapter, ExportOptions, QuantMix};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures")
+}
+
+/// A copy of tiny-mistral with the fixture tokenizer; `edit` may change any tensor.
+fn model_dir(dst: &Path, edit: impl Fn(&str, &mut Vec<f32>) -> bool) -> PathBuf {
+    std::fs::create_dir_all(dst).unwrap();
+    let src = fixtures().join("tiny-mistral");
+    std::fs::copy(src.join("config.json"), dst.join("config.json")).unwrap();
+    for f in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(fixtures().join("tokenizer").join(f), dst.join(f)).unwrap();
+    }
+    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut kept: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, view) in st.tensors() {
+        let mut v: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        if edit(&name, &mut v) {
+            let data = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            kept.push((name, view.shape().to_vec(), data));
+        }
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = kept
+        .iter()
+        .map(|(n, s, d)| {
+            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d);
+            (n.clone(), view.unwrap())
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &dst.join("model.safetensors")).unwrap();
+    dst.to_path_buf()
+}
+
+fn edit_json(path: &Path, f: impl FnOnce(&mut Json)) {
+    let mut j: Json = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    f(&mut j);
+    std::fs::write(path, serde_json::to_string(&j).unwrap()).unwrap();
+}
+
+/// Exports `dir` into an empty folder and returns the error text; checks nothing was left.
+fn fails(dir: &Path) -> String {
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = out_dir.path().join("out.gguf");
+    let opts = ExportOptions {
+        mix: QuantMix::Q8_0,
+        threads: 1,
+    };
+    let err = export_hf_dir(dir, &out, opts).expect_err("export must fail");
+    let left: Vec<_> = std::fs::read_dir(out_dir.path())
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(left.is_empty(), "files left behind: {left:?}");
+    err.to_string()
+}
+
+#[test]
+fn the_unmodified_copy_exports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_dir(&tmp.path().join("m"), |_, _| true);
+    let out = tmp.path().join("ok.gguf");
+    let opts = ExportOptions {
+        mix: QuantMix::Q4_K_M,
+        threads: 1,
+    };
+    let r = export_hf_dir(&dir, &out, opts).unwrap();
+    assert_eq!(r.tensors.len(), 21);
+    assert_eq!(r.tokenizer_pre, "gpt-2");
+    assert!(out.is_file());
+}
+
+#[test]
+fn missing_tensor_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_dir(tmp.path(), |n, _| n != "model.layers.1.mlp.up_proj.weight");
+    let e = fails(&dir);
+    assert!(
+        e.contains("missing tensor `model.layers.1.mlp.up_proj.weight`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn nan_and_inf_weights_are_named() {
+    for bad in [f32::NAN, f32::INFINITY] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = model_dir(tmp.path(), |n, v| {
+            if n == "model.layers.0.self_attn.k_proj.weight" {
+                v[77] = bad;
+            }
+            true
+        });
+        let e = fails(&dir);
+        assert!(
+            e.contains("model.layers.0.self_attn.k_proj.weight")
+                && e.contains("blk.0.attn_k.weight")
+                && e.contains("non-finite")
+                && e.contains("index 77"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn unknown_architecture_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_dir(tmp.path(), |_, _| true);
+    edit_json(&dir.join("config.json"), |c| {
+        c["architectures"] = json!(["GPT2LMHeadModel"])
+    });
+    let e = fails(&dir);
+    assert!(
+        e.contains("unsupported architecture `GPT2LMHeadModel`") && e.contains("LlamaForCausalLM"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unsupported_pre_tokenizer_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_dir(tmp.path(), |_, _| true);
+    edit_json(&dir.join("tokenizer.json"), |t| {
+        t["pre_tokenizer"] = json!({"type": "Whitespace"})
+    });
+    let e = fails(&dir);
+    assert!(
+        e.contains("unsupported BPE pre-tokenizer") && e.contains("Whitespace"),
+        "{e}"
+    );
+}
+
+#[test]
+fn shape_that_contradicts_config_and_missing_tokenizer_are_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_dir(tmp.path(), |_, _| true);
+    edit_json(&dir.join("config.json"), |c| {
+        c["intermediate_size"] = json!(96)
+    });
+    let e = fails(&dir);
+    assert!(
+        e.contains("has shape") && e.contains("config.json implies"),
+        "{e}"
+    );
+    edit_json(&dir.join("config.json"), |c| {
+        c["intermediate_size"] = json!(128)
+    });
+    std::fs::remove_file(dir.join("tokenizer.json")).unwrap();
+    let e = fails(&dir);
+    assert!(e.contains("no tokenizer.json or tokenizer.model"), "{e}");
+    let e = fails(&tmp.path().join("nope"));
+    assert!(e.contains("config.json is missing"), "{e}");
+}
+
+#[test]
+fn lora_refuses_dora_unknown_tensors_and_missing_targets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = model_dir(&tmp.path().join("base"), |_, _| true);
+    let src =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/peft-tiny-mistral/adapter");
+    let adapter = tmp.path().join("adapter");
+    std::fs::create_dir_all(&adapter).unwrap();
+    for f in ["adapter_config.json", "adapter_model.safetensors"] {
+        std::fs::copy(src.join(f), adapter.join(f)).unwrap();
+    }
+    let out = tmp.path().join("a.gguf");
+    export_lora_adapter(&adapter, &base, &out).unwrap();
+    std::fs::remove_file(&out).unwrap();
+
+    edit_json(&adapter.join("adapter_config.json"), |c| {
+        c["use_dora"] = json!(true)
+    });
+    let e = export_lora_adapter(&adapter, &base, &out)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("DoRA"), "{e}");
+    edit_json(&adapter.join("adapter_config.json"), |c| {
+        c["use_dora"] = json!(false)
+    });
+
+    // a base without layer 1: the adapter targets tensors it does not have
+    let small = model_dir(&tmp.path().join("small"), |n, _| {
+        !n.starts_with("model.layers.1.")
+    });
+    edit_json(&small.join("config.json"), |c| {
+        c["num_hidden_layers"] = json!(1)
+    });
+    let e = export_lora_adapter(&adapter, &small, &out)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("model.layers.1.") && e.contains("another base model"),
+        "{e}"
+    );
+    assert!(!out.exists());
+}
