@@ -107,7 +107,9 @@ pub fn run_demo(args: DemoArgs) -> Result<()> {
         );
         println!("   reference: {}", record.reference());
     }
-    println!("== 4. export: Q4_K_M GGUF for llama.cpp / Ollama (llama-quantize's rules, byte-identical)");
+    println!(
+        "== 4. export: Q4_K_M GGUF for llama.cpp / Ollama (llama-quantize's rules, byte-identical)"
+    );
     let gguf = args.models_dir.join("smollm2-135m-Q4_K_M.gguf");
     let t = Instant::now();
     let report = tb_gguf::export_hf_dir(
@@ -128,7 +130,11 @@ pub fn run_demo(args: DemoArgs) -> Result<()> {
         gguf.display(),
         report.bytes_out as f64 / (1024.0 * 1024.0),
         report.tensors.len(),
-        types.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", "),
+        types
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect::<Vec<_>>()
+            .join(", "),
         t.elapsed().as_secs_f64()
     );
     println!("== done in {:.1} s", started.elapsed().as_secs_f64());
