@@ -339,7 +339,7 @@ pub fn tensor_type_fallback(ne0: u64, target: GgmlType) -> Result<GgmlType> {
     } else {
         ret
     };
-    tracing::warn!(ne0, from = %target, to = %ret, "row length not divisible by block size: falling back");
+    tracing::debug!(ne0, from = %target, to = %ret, "row length not divisible by block size: falling back");
     Ok(ret)
 }
 
@@ -378,6 +378,7 @@ pub fn plan_tensor_types(
         has_tied_embeddings,
     };
     let mut out = Vec::with_capacity(tensors.len());
+    let mut fallbacks = 0usize;
     for (t, &cat) in tensors.iter().zip(&cats) {
         let n_dims = ggml_n_dims(t.ne);
         if !tensor_allows_quantization(t.name, n_dims) {
@@ -389,9 +390,17 @@ pub fn plan_tensor_types(
             if !pure {
                 new_type = state.get_type(new_type, t, cat)?;
             }
+            let planned = new_type;
             new_type = tensor_type_fallback(t.ne.first().copied().unwrap_or(1), new_type)?;
+            fallbacks += usize::from(new_type != planned);
         }
         out.push(new_type);
+    }
+    if fallbacks > 0 {
+        tracing::warn!(
+            fallbacks,
+            "{fallbacks} tensor(s) have rows that are not a multiple of the block size: they use llama.cpp's fallback types (RUST_LOG=debug lists them)"
+        );
     }
     Ok(out)
 }
