@@ -27,8 +27,9 @@ impl GgufModel {
         Ok(Self { file, config })
     }
 
-    /// One tensor under its HF name and HF shape, as f32.
-    pub fn tensor_hf(&self, hf: &str, shape: &[usize]) -> Result<Vec<f32>> {
+    /// The GGUF name of an HF tensor, checking that it exists with the HF shape (GGUF dims are
+    /// ggml order, `ne[0]` fastest: the reverse of the HF shape).
+    fn checked_name(&self, hf: &str, shape: &[usize]) -> Result<String> {
         let name = hf_to_gguf_name(hf).ok_or_else(|| Error::MissingTensor {
             name: hf.to_owned(),
             location: "GGUF (no GGUF name for it)".into(),
@@ -37,7 +38,6 @@ impl GgufModel {
             name: format!("{hf} (GGUF `{name}`)"),
             location: "the GGUF file".into(),
         })?;
-        // GGUF dims are ggml order (ne[0] fastest): the reverse of the HF shape.
         let found: Vec<usize> = info.ne.iter().rev().map(|&d| d as usize).collect();
         if found != shape {
             return Err(Error::ShapeMismatch {
@@ -46,6 +46,12 @@ impl GgufModel {
                 expected: shape.to_vec(),
             });
         }
+        Ok(name)
+    }
+
+    /// One tensor under its HF name and HF shape, as f32.
+    pub fn tensor_hf(&self, hf: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let name = self.checked_name(hf, shape)?;
         let data = self.file.tensor_f32(&name)?;
         let c = &self.config;
         // llama.cpp's converter permuted q/k rows for its interleaved RoPE; undo it.
@@ -60,20 +66,9 @@ impl GgufModel {
 
     /// Builds the Burn model.
     pub fn load<B: Backend>(&self, device: &B::Device) -> Result<CausalLm<B>> {
+        // Check every name and shape before converting any data, so a bad file fails fast.
         for (hf, shape) in expected_tensors(&self.config) {
-            let name = hf_to_gguf_name(&hf).unwrap_or_default();
-            let info = self.file.tensor(&name).map_err(|_| Error::MissingTensor {
-                name: format!("{hf} (GGUF `{name}`)"),
-                location: "the GGUF file".into(),
-            })?;
-            let found: Vec<usize> = info.ne.iter().rev().map(|&d| d as usize).collect();
-            if found != shape {
-                return Err(Error::ShapeMismatch {
-                    name: format!("{hf} (GGUF `{name}`)"),
-                    found,
-                    expected: shape,
-                });
-            }
+            self.checked_name(&hf, &shape)?;
         }
         build_model(&self.config, device, &mut |hf, shape| {
             self.tensor_hf(hf, shape)
