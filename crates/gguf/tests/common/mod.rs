@@ -2,6 +2,8 @@
 //! and random data generators.
 #![allow(dead_code)]
 
+pub mod libllama;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
