@@ -30,6 +30,10 @@ enum Command {
     Generate(commands::generate::GenerateArgs),
     /// Write the logits of a token sequence to a safetensors file.
     Logits(commands::logits::LogitsArgs),
+    /// Train a LoRA adapter (`train peft --config FILE`).
+    Train(commands::train::TrainArgs),
+    /// Merge a PEFT adapter into its HF base model (f32 accumulation, base dtype out).
+    Merge(commands::merge::MergeArgs),
     /// Export an HF model directory or a PEFT adapter to GGUF.
     Export(commands::export::ExportArgs),
     /// Re-quantize an F32/F16/BF16 GGUF (like llama-quantize).
@@ -68,6 +72,8 @@ fn main() -> ExitCode {
         Command::ImportGguf(a) => commands::import_gguf::run_import_gguf(a),
         Command::Generate(a) => commands::generate::run_generate(a),
         Command::Logits(a) => commands::logits::run_logits(a),
+        Command::Train(a) => commands::train::run_train(a),
+        Command::Merge(a) => commands::merge::run_merge(a),
         Command::Export(a) => commands::export::run_export(a),
         Command::Quantize(a) => commands::quantize::run_quantize(a),
         Command::Inspect(a) => commands::inspect::run_inspect(a),

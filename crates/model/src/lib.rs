@@ -38,6 +38,7 @@ pub use config::{Architecture, ModelConfig};
 pub use error::{Error, Result};
 pub use generation::{generate, Generation, GenerationConfig, Sampling, StopReason};
 pub use gguf_import::GgufModel;
+pub use linear::{Linear, LoraBranch};
 pub use mask::MaskBuilder;
 pub use model_dir::{LoadedModel, ModelDir};
 pub use tokenizer::{SpecialToken, TextTokenizer};

@@ -1,15 +1,65 @@
-//! Bias-free linear projection stored in Burn's `[d_input, d_output]` layout.
+//! Bias-free linear projection stored in Burn's `[d_input, d_output]` layout, with an optional
+//! low-rank adapter branch (LoRA).
 //!
-//! HF and GGUF store `[out, in]`; loaders transpose once when building the module.
+//! HF and GGUF store `[out, in]`; loaders transpose once when building the module. PEFT stores
+//! `lora_A` as `[r, in]` and `lora_B` as `[out, r]`; here they are kept transposed as well
+//! (`[in, r]`, `[r, out]`) so the forward is two plain matmuls.
 
 use burn::module::Param;
+use burn::nn::Dropout;
 use burn::prelude::*;
 
-/// `y = x · W` without bias (all Llama/Mistral projections are bias-free).
+/// A LoRA branch `scale · dropout(x) · A · B` added to a frozen projection.
+///
+/// What the adapter means (rank, alpha, rsLoRA, initialisation, file format) is decided by the
+/// trainer that attaches it; the model only knows how to apply and merge it.
+#[derive(Module, Debug)]
+pub struct LoraBranch<B: Backend> {
+    /// `A`, `[d_input, r]` (PEFT's `lora_A.weight` transposed).
+    pub lora_a: Param<Tensor<B, 2>>,
+    /// `B`, `[r, d_output]` (PEFT's `lora_B.weight` transposed).
+    pub lora_b: Param<Tensor<B, 2>>,
+    /// Multiplier of the branch (`alpha / r`, or `alpha / sqrt(r)` with rsLoRA).
+    pub scale: f64,
+    /// Dropout on the branch input only (active only under autodiff).
+    pub dropout: Dropout,
+}
+
+impl<B: Backend> LoraBranch<B> {
+    /// Rank `r`.
+    pub fn rank(&self) -> usize {
+        self.lora_a.shape().dims::<2>()[1]
+    }
+
+    /// The branch output for flattened rows.
+    ///
+    /// # Shapes
+    /// - x: `[rows, d_input]`
+    /// - output: `[rows, d_output]`
+    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        self.dropout
+            .forward(x)
+            .matmul(self.lora_a.val())
+            .matmul(self.lora_b.val())
+            .mul_scalar(self.scale)
+    }
+
+    /// The dense update `scale · A · B` in Burn layout, `[d_input, d_output]`.
+    pub fn delta(&self) -> Tensor<B, 2> {
+        self.lora_a
+            .val()
+            .matmul(self.lora_b.val())
+            .mul_scalar(self.scale)
+    }
+}
+
+/// `y = x · W (+ LoRA)` without bias (all Llama/Mistral projections are bias-free).
 #[derive(Module, Debug)]
 pub struct Linear<B: Backend> {
     /// Weight, `[d_input, d_output]` (the transpose of HF's `weight`).
     pub weight: Param<Tensor<B, 2>>,
+    /// Optional adapter branch.
+    pub lora: Option<LoraBranch<B>>,
 }
 
 impl<B: Backend> Linear<B> {
@@ -17,6 +67,7 @@ impl<B: Backend> Linear<B> {
     pub fn from_weight(weight: Tensor<B, 2>) -> Self {
         Self {
             weight: Param::from_tensor(weight),
+            lora: None,
         }
     }
 
@@ -30,14 +81,26 @@ impl<B: Backend> Linear<B> {
         self.weight.shape().dims::<2>()[1]
     }
 
-    /// Applies the projection to the last dimension.
+    /// Applies the projection (and the adapter branch, if any) to the last dimension.
     ///
     /// # Shapes
     /// - input: `[batch, seq, d_input]`
     /// - output: `[batch, seq, d_output]`
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [b, s, d] = x.dims();
-        let y = x.reshape([b * s, d]).matmul(self.weight.val());
+        let rows = x.reshape([b * s, d]);
+        let mut y = rows.clone().matmul(self.weight.val());
+        if let Some(lora) = &self.lora {
+            y = y + lora.forward(rows);
+        }
         y.reshape([b, s, self.d_output()])
+    }
+
+    /// The weight with the adapter folded in (`W + scale · A · B`), `[d_input, d_output]`.
+    pub fn merged_weight(&self) -> Tensor<B, 2> {
+        match &self.lora {
+            Some(lora) => self.weight.val() + lora.delta(),
+            None => self.weight.val(),
+        }
     }
 }

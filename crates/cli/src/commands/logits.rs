@@ -28,15 +28,21 @@ pub struct LogitsArgs {
 
 /// Runs one forward pass and writes the logits.
 pub fn run_logits(args: LogitsArgs) -> Result<()> {
-    if let Some(adapter) = &args.adapter {
-        bail!(
-            "--adapter {}: applying LoRA adapters needs the PEFT-style trainer crate (tb-peft), which is not part of this build yet",
-            adapter.display()
-        );
-    }
     let device = Default::default();
-    let loaded = LoadedModel::<CpuBackend>::load(&args.model, &device)
+    let mut loaded = LoadedModel::<CpuBackend>::load(&args.model, &device)
         .with_context(|| format!("loading {}", args.model.display()))?;
+    if let Some(dir) = &args.adapter {
+        let adapter = tb_peft::Adapter::load(dir)
+            .with_context(|| format!("reading adapter {}", dir.display()))?;
+        loaded.model = adapter.apply(loaded.model, &device).with_context(|| {
+            format!(
+                "applying adapter {} to {}",
+                dir.display(),
+                args.model.display()
+            )
+        })?;
+        tracing::info!(adapter = %dir.display(), modules = adapter.modules.len(), "adapter applied");
+    }
     let vocab = loaded.config.vocab_size;
     if let Some(bad) = args.ids.iter().find(|&&id| id as usize >= vocab) {
         bail!("--ids: token id {bad} is outside the vocabulary ({vocab})");

@@ -8,4 +8,6 @@ pub mod generate;
 pub mod import_gguf;
 pub mod inspect;
 pub mod logits;
+pub mod merge;
 pub mod quantize;
+pub mod train;

@@ -1,0 +1,54 @@
+//! Errors of tb-peft.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong with adapters, their configs and merging.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// `adapter_config.json` is malformed or holds a value we do not support.
+    #[error("{path}: field `{field}`: {message}")]
+    Config {
+        /// The config file (or `<config>` for in-memory configs).
+        path: PathBuf,
+        /// The PEFT field name.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// `adapter_model.safetensors` is malformed or does not fit the base model.
+    #[error("{path}: {message}")]
+    Adapter {
+        /// The adapter file or folder.
+        path: PathBuf,
+        /// What is wrong (names the tensor and both shapes where relevant).
+        message: String,
+    },
+    /// Merging would produce NaN/Inf, or base and adapter disagree.
+    #[error("merge: {0}")]
+    Merge(String),
+    /// Model loading failed.
+    #[error(transparent)]
+    Model(#[from] tb_model::Error),
+    /// Shared training machinery failed.
+    #[error(transparent)]
+    Train(#[from] tb_train::Error),
+    /// Dataset failure.
+    #[error(transparent)]
+    Data(#[from] tb_data::Error),
+}
+
+/// Result alias of tb-peft.
+pub type Result<T> = std::result::Result<T, Error>;
+
+pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io { path, source }
+}

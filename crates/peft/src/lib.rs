@@ -1,0 +1,23 @@
+//! The PEFT-style trainer of tunebench: it should feel like HF PEFT to someone who knows PEFT.
+//!
+//! - [`LoraConfig`]: PEFT's fields and defaults, read from and written to `adapter_config.json`.
+//! - [`attach_lora`]: frozen base, A Kaiming-uniform (a = √5), B zeros, scale `alpha/r` or
+//!   `alpha/√r`, dropout on the adapter input only; plain Burn autodiff ([`PeftTrainer`]).
+//! - [`save_adapter`] / [`Adapter`]: `adapter_model.safetensors` with PEFT's keys, shapes, F32.
+//! - [`merge`]: the separate merge step into an HF checkpoint in the base's dtype.
+
+pub mod adapter;
+pub mod error;
+pub mod inject;
+pub mod lora_config;
+pub mod merge;
+pub mod run;
+pub mod trainer;
+
+pub use adapter::{adapter_tensors, save_adapter, Adapter, ADAPTER_CONFIG, ADAPTER_WEIGHTS};
+pub use error::{Error, Result};
+pub use inject::attach_lora;
+pub use lora_config::{InitLoraWeights, LoraConfig, TargetModules};
+pub use merge::{merge_into_dir, MergeReport};
+pub use run::{train_peft, TrainRequest};
+pub use trainer::PeftTrainer;

@@ -1,0 +1,400 @@
+//! The experiment file (TOML) that both trainers read. Unknown keys are errors.
+//!
+//! ```toml
+//! [model]
+//! base = "models/smollm2-135m"          # HF directory or llama-arch GGUF
+//! [data]
+//! train = "datasets/turkish-support/train.jsonl"
+//! eval = "datasets/turkish-support/eval.jsonl"
+//! max_seq_len = 256
+//! [train]
+//! micro_batch = 4
+//! epochs = 1
+//! [optimizer]
+//! lr = 2e-4
+//! [lora]
+//! r = 16
+//! alpha = 32
+//! targets = "all-linear"
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tb_data::Truncation;
+
+use crate::error::{io, Error, Result};
+
+/// A whole experiment: what to train, on what, how, and what to export.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentConfig {
+    /// A short name used in run ids and reports.
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// The base model.
+    pub model: ModelSection,
+    /// The dataset.
+    pub data: DataSection,
+    /// Steps, batches, seed, logging and checkpoints.
+    #[serde(default)]
+    pub train: TrainSection,
+    /// AdamW and the learning-rate schedule.
+    #[serde(default)]
+    pub optimizer: OptimizerSection,
+    /// The adapter.
+    #[serde(default)]
+    pub lora: LoraSection,
+    /// GGUF outputs.
+    #[serde(default)]
+    pub export: ExportSection,
+    /// Evaluation after training.
+    #[serde(default)]
+    pub eval: EvalSection,
+}
+
+fn default_name() -> String {
+    "experiment".into()
+}
+
+/// `[model]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// HF model directory (config.json, safetensors, tokenizer) or a llama-arch GGUF file.
+    /// Relative paths are resolved against the experiment file's folder.
+    pub base: PathBuf,
+    /// Compute dtype of the frozen base: `f32` (CPU) or `bf16` (reserved for CUDA).
+    #[serde(default = "default_dtype")]
+    pub dtype: String,
+}
+
+fn default_dtype() -> String {
+    "f32".into()
+}
+
+/// `[data]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// Training JSONL.
+    pub train: PathBuf,
+    /// Evaluation JSONL (its `heldout` split gives the eval loss); optional.
+    #[serde(default)]
+    pub eval: Option<PathBuf>,
+    /// Longest example in tokens (after the chat template).
+    #[serde(default = "default_max_seq_len")]
+    pub max_seq_len: usize,
+    /// What to do with longer examples: `right` (cut) or `drop`.
+    #[serde(default = "default_truncation")]
+    pub truncation: Truncation,
+    /// Use at most this many training examples (after shuffling once with the seed); 0 = all.
+    #[serde(default)]
+    pub limit: usize,
+    /// Use at most this many eval examples; 0 = all.
+    #[serde(default)]
+    pub eval_limit: usize,
+}
+
+fn default_max_seq_len() -> usize {
+    512
+}
+fn default_truncation() -> Truncation {
+    Truncation::Right
+}
+
+/// `[train]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSection {
+    /// Examples per micro-batch (padded trainer) or rows per packed micro-batch.
+    pub micro_batch: usize,
+    /// Micro-batches per optimizer step.
+    pub grad_accum: usize,
+    /// Passes over the training set (ignored when `max_steps` is set).
+    pub epochs: usize,
+    /// Stop after this many optimizer steps; 0 = run `epochs`.
+    pub max_steps: usize,
+    /// Seed for adapter initialisation, data order and dropout.
+    pub seed: u64,
+    /// Write a metrics line every N optimizer steps.
+    pub log_every: usize,
+    /// Save a resumable checkpoint every N optimizer steps; 0 = never.
+    pub checkpoint_every: usize,
+    /// Compute the eval loss every N optimizer steps; 0 = only at the end.
+    pub eval_every: usize,
+    /// Optimizer steps at the start that count as warm-up for throughput (not in tokens/s).
+    pub warmup_measure_steps: usize,
+    /// Folder that receives `runs/<id>/` (relative to the current directory).
+    pub runs_dir: PathBuf,
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        Self {
+            micro_batch: 4,
+            grad_accum: 1,
+            epochs: 1,
+            max_steps: 0,
+            seed: 3407,
+            log_every: 1,
+            checkpoint_every: 0,
+            eval_every: 0,
+            warmup_measure_steps: 1,
+            runs_dir: PathBuf::from("runs"),
+        }
+    }
+}
+
+/// Learning-rate decay after warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleKind {
+    /// Half cosine from `lr` to 0 (HF `get_cosine_schedule_with_warmup`).
+    Cosine,
+    /// Straight line from `lr` to 0 (HF `get_linear_schedule_with_warmup`).
+    Linear,
+    /// `lr` throughout.
+    Constant,
+}
+
+/// `[optimizer]`: AdamW (decoupled weight decay, PyTorch semantics).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimizerSection {
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Adam betas.
+    pub betas: [f64; 2],
+    /// Adam epsilon.
+    pub eps: f64,
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+    /// Clip the global gradient norm to this value; 0 = no clipping.
+    pub max_grad_norm: f64,
+    /// Linear warm-up steps (overrides `warmup_ratio` when > 0).
+    pub warmup_steps: usize,
+    /// Warm-up as a share of all steps.
+    pub warmup_ratio: f64,
+    /// Decay after warm-up.
+    pub schedule: ScheduleKind,
+}
+
+impl Default for OptimizerSection {
+    fn default() -> Self {
+        Self {
+            lr: 2e-4,
+            betas: [0.9, 0.999],
+            eps: 1e-8,
+            weight_decay: 0.0,
+            max_grad_norm: 1.0,
+            warmup_steps: 0,
+            warmup_ratio: 0.0,
+            schedule: ScheduleKind::Linear,
+        }
+    }
+}
+
+/// Which projections get an adapter: a list of module names, a regex, or `"all-linear"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Targets {
+    /// Module names matched against the end of the full name (PEFT's list semantics).
+    List(Vec<String>),
+    /// A regex that must match the full module name, or the word `all-linear`.
+    Pattern(String),
+}
+
+/// `[lora]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoraSection {
+    /// Rank.
+    pub r: usize,
+    /// Alpha (scale = alpha / r, or alpha / sqrt(r) with `rslora`).
+    pub alpha: f64,
+    /// Dropout on the adapter input.
+    pub dropout: f64,
+    /// Target modules.
+    pub targets: Targets,
+    /// Rank-stabilised scaling.
+    pub rslora: bool,
+}
+
+impl Default for LoraSection {
+    fn default() -> Self {
+        Self {
+            r: 16,
+            alpha: 32.0,
+            dropout: 0.0,
+            targets: Targets::Pattern("all-linear".into()),
+            rslora: false,
+        }
+    }
+}
+
+/// `[export]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportSection {
+    /// GGUF types to write after training, e.g. `["q4_k_m", "q8_0", "f16"]`.
+    pub quants: Vec<String>,
+}
+
+impl Default for ExportSection {
+    fn default() -> Self {
+        Self {
+            quants: vec!["q4_k_m".into()],
+        }
+    }
+}
+
+/// `[eval]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalSection {
+    /// Longest generated answer.
+    pub max_new_tokens: usize,
+    /// Context length for serving (Ollama `num_ctx`).
+    pub num_ctx: usize,
+}
+
+impl Default for EvalSection {
+    fn default() -> Self {
+        Self {
+            max_new_tokens: 128,
+            num_ctx: 2048,
+        }
+    }
+}
+
+impl ExperimentConfig {
+    /// Reads, parses and checks an experiment file; relative paths become relative to its folder.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(io(path))?;
+        let mut config = Self::parse(&text).map_err(|e| match e {
+            Error::ConfigSyntax { message, .. } => Error::ConfigSyntax {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        Ok(config)
+    }
+
+    /// Parses TOML text and checks values (paths are left as written).
+    pub fn parse(text: &str) -> Result<Self> {
+        let config: Self = toml::from_str(text).map_err(|e| Error::ConfigSyntax {
+            path: PathBuf::from("<config>"),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let join = |p: &mut PathBuf| {
+            if p.is_relative() && !p.exists() {
+                let candidate = base.join(&*p);
+                if candidate.exists() {
+                    *p = candidate;
+                }
+            }
+        };
+        join(&mut self.model.base);
+        join(&mut self.data.train);
+        if let Some(e) = self.data.eval.as_mut() {
+            join(e);
+        }
+    }
+
+    /// Checks ranges and consistency; every message names the field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, message: String| {
+            Err(Error::ConfigValue {
+                field: field.into(),
+                message,
+            })
+        };
+        if !matches!(self.model.dtype.as_str(), "f32" | "bf16") {
+            return bad(
+                "model.dtype",
+                format!("`{}` is not one of f32, bf16", self.model.dtype),
+            );
+        }
+        if self.data.max_seq_len < 2 {
+            return bad("data.max_seq_len", "must be at least 2".into());
+        }
+        let t = &self.train;
+        if t.micro_batch == 0 {
+            return bad("train.micro_batch", "must be at least 1".into());
+        }
+        if t.grad_accum == 0 {
+            return bad("train.grad_accum", "must be at least 1".into());
+        }
+        if t.epochs == 0 && t.max_steps == 0 {
+            return bad("train.epochs", "set epochs or max_steps above 0".into());
+        }
+        if t.log_every == 0 {
+            return bad("train.log_every", "must be at least 1".into());
+        }
+        let o = &self.optimizer;
+        if !(o.lr.is_finite() && o.lr > 0.0) {
+            return bad("optimizer.lr", format!("must be > 0, got {}", o.lr));
+        }
+        for (i, b) in o.betas.iter().enumerate() {
+            if !(0.0..1.0).contains(b) {
+                return bad(
+                    &format!("optimizer.betas[{i}]"),
+                    format!("must be in [0, 1), got {b}"),
+                );
+            }
+        }
+        if o.eps.is_nan() || o.eps <= 0.0 {
+            return bad("optimizer.eps", "must be > 0".into());
+        }
+        if o.weight_decay < 0.0 {
+            return bad("optimizer.weight_decay", "must be >= 0".into());
+        }
+        if o.max_grad_norm < 0.0 {
+            return bad("optimizer.max_grad_norm", "must be >= 0".into());
+        }
+        if !(0.0..1.0).contains(&o.warmup_ratio) {
+            return bad("optimizer.warmup_ratio", "must be in [0, 1)".into());
+        }
+        let l = &self.lora;
+        if l.r == 0 {
+            return bad("lora.r", "must be at least 1".into());
+        }
+        if !(l.alpha.is_finite() && l.alpha > 0.0) {
+            return bad("lora.alpha", "must be > 0".into());
+        }
+        if !(0.0..1.0).contains(&l.dropout) {
+            return bad(
+                "lora.dropout",
+                format!("must be in [0, 1), got {}", l.dropout),
+            );
+        }
+        if let Targets::List(list) = &l.targets {
+            if list.is_empty() {
+                return bad("lora.targets", "the list is empty".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolved config as TOML (what `runs/<id>/config.toml` holds).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# could not encode: {e}\n"))
+    }
+
+    /// A short, stable hash of the resolved config (first 16 hex digits of its SHA-256).
+    pub fn hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(self.to_toml().as_bytes());
+        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+}

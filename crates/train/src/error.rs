@@ -1,0 +1,73 @@
+//! Errors of tb-train.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while configuring or running a training.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The experiment file is not valid TOML or has unknown/mistyped keys.
+    #[error("{path}: {message}")]
+    ConfigSyntax {
+        /// The experiment file.
+        path: PathBuf,
+        /// The parser's message (names the key and line).
+        message: String,
+    },
+    /// A config value is out of range or inconsistent.
+    #[error("config field `{field}`: {message}")]
+    ConfigValue {
+        /// Dotted key, e.g. `optimizer.lr`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A checkpoint is missing, incomplete or does not belong to this run.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint {
+        /// The checkpoint folder or file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The loss or a gradient became NaN/Inf.
+    #[error("step {step}: {what} is not finite")]
+    NotFinite {
+        /// Optimizer step.
+        step: usize,
+        /// Which value.
+        what: String,
+    },
+    /// A metrics or summary file could not be encoded.
+    #[error("{path}: {source}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The encoder's error.
+        source: serde_json::Error,
+    },
+    /// The dataset could not be loaded or tokenised.
+    #[error(transparent)]
+    Data(#[from] tb_data::Error),
+    /// The model could not be loaded.
+    #[error(transparent)]
+    Model(#[from] tb_model::Error),
+    /// A trainer-specific failure (adapter shapes, kernels, ...).
+    #[error("{0}")]
+    Method(String),
+}
+
+/// Result alias of tb-train.
+pub type Result<T> = std::result::Result<T, Error>;
+
+pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io { path, source }
+}

@@ -1,0 +1,27 @@
+//! What both tunebench trainers share.
+//!
+//! - [`ExperimentConfig`]: the TOML experiment file (unknown keys are errors).
+//! - [`AdamW`], [`clip_global_norm`], [`LrSchedule`]: PyTorch/HF semantics, host-side state.
+//! - [`RunDir`]: `runs/<utc>-<method>/` with `config.toml`, `metrics.jsonl`, `summary.json`.
+//! - [`Trainer`] + [`run_training`]: the shared loop (accumulation, clipping, schedule, eval
+//!   loss, checkpoints and resume, progress bar, throughput and peak-memory probes).
+//! - [`cross_entropy_sum`]: the plain masked loss.
+
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod loss;
+pub mod optimizer;
+pub mod probe;
+pub mod run_dir;
+pub mod schedule;
+pub mod trainer;
+
+pub use config::{ExperimentConfig, LoraSection, ScheduleKind, Targets};
+pub use error::{Error, Result};
+pub use loss::cross_entropy_sum;
+pub use optimizer::{clip_global_norm, global_norm, AdamW, AdamWSettings, NamedTensor};
+pub use probe::{peak_rss_mib, Machine};
+pub use run_dir::{Artifact, RunDir, RunSummary, StepMetrics};
+pub use schedule::LrSchedule;
+pub use trainer::{eval_loss, run_training, LoopOptions, LoopOutcome, MicroStep, Trainer};
