@@ -13,24 +13,6 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
-    /// `adapter_config.json` is malformed or holds a value we do not support.
-    #[error("{path}: field `{field}`: {message}")]
-    Config {
-        /// The config file (or `<config>` for in-memory configs).
-        path: PathBuf,
-        /// The PEFT field name.
-        field: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// `adapter_model.safetensors` is malformed or does not fit the base model.
-    #[error("{path}: {message}")]
-    Adapter {
-        /// The adapter file or folder.
-        path: PathBuf,
-        /// What is wrong (names the tensor and both shapes where relevant).
-        message: String,
-    },
     /// Merging would produce NaN/Inf, or base and adapter disagree.
     #[error("merge: {0}")]
     Merge(String),

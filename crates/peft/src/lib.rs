@@ -6,18 +6,17 @@
 //! - [`save_adapter`] / [`Adapter`]: `adapter_model.safetensors` with PEFT's keys, shapes, F32.
 //! - [`merge`]: the separate merge step into an HF checkpoint in the base's dtype.
 
-pub mod adapter;
 pub mod error;
-pub mod inject;
-pub mod lora_config;
 pub mod merge;
 pub mod run;
 pub mod trainer;
 
-pub use adapter::{adapter_tensors, save_adapter, Adapter, ADAPTER_CONFIG, ADAPTER_WEIGHTS};
 pub use error::{Error, Result};
-pub use inject::attach_lora;
-pub use lora_config::{InitLoraWeights, LoraConfig, TargetModules};
 pub use merge::{merge_into_dir, MergeReport};
 pub use run::{train_peft, TrainRequest};
+/// The PEFT format lives in tb-train, where both trainers reach it.
+pub use tb_train::lora::{
+    adapter_tensors, attach_lora, save_adapter, Adapter, InitLoraWeights, LoraConfig,
+    TargetModules, ADAPTER_CONFIG, ADAPTER_WEIGHTS,
+};
 pub use trainer::PeftTrainer;

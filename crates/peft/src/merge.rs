@@ -16,8 +16,8 @@ use tb_model::checkpoint::{decode_f32, encode_f32};
 use tb_model::checkpoint_writer::{write_safetensors, OwnedTensor};
 use tb_model::{ModelConfig, SafetensorsCheckpoint};
 
-use crate::adapter::{Adapter, ModuleAdapter};
 use crate::error::{io, Error, Result};
+use tb_train::lora::{Adapter, ModuleAdapter};
 
 /// What a merge did.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -9,10 +9,9 @@ use tb_data::{tokenize_records, Dataset, Split, TokenizedExample};
 use tb_model::{CpuBackend, LoadedModel, TextTokenizer};
 use tb_train::{run_training, ExperimentConfig, LoopOptions, Machine, RunDir, RunSummary, Trainer};
 
-use crate::adapter::save_adapter;
+use tb_train::lora::{attach_lora, save_adapter, LoraConfig};
+
 use crate::error::Result;
-use crate::inject::attach_lora;
-use crate::lora_config::LoraConfig;
 use crate::trainer::PeftTrainer;
 
 /// What to run.

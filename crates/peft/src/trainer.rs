@@ -9,8 +9,7 @@ use tb_data::{padded_batch, Batch, TokenizedExample};
 use tb_model::{CausalLm, ForwardOptions, MaskBuilder};
 use tb_train::{cross_entropy_sum, MicroStep, NamedTensor, Trainer};
 
-use crate::adapter::{adapter_tensors, peft_key};
-use crate::inject::transpose;
+use tb_train::lora::{adapter_tensors, peft_key, transpose};
 
 /// A model with LoRA branches, trained through autodiff.
 pub struct PeftTrainer<B: AutodiffBackend> {

@@ -59,6 +59,24 @@ pub enum Error {
     /// The model could not be loaded.
     #[error(transparent)]
     Model(#[from] tb_model::Error),
+    /// `adapter_config.json` is malformed or holds a value we do not support.
+    #[error("{path}: field `{field}`: {message}")]
+    AdapterConfig {
+        /// The config file (or `<config>` for in-memory configs).
+        path: PathBuf,
+        /// The PEFT field name.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// `adapter_model.safetensors` is malformed or does not fit the base model.
+    #[error("{path}: {message}")]
+    Adapter {
+        /// The adapter file or folder.
+        path: PathBuf,
+        /// What is wrong (names the tensor and both shapes where relevant).
+        message: String,
+    },
     /// A trainer-specific failure (adapter shapes, kernels, ...).
     #[error("{0}")]
     Method(String),

@@ -6,10 +6,12 @@
 //! - [`Trainer`] + [`run_training`]: the shared loop (accumulation, clipping, schedule, eval
 //!   loss, checkpoints and resume, progress bar, throughput and peak-memory probes).
 //! - [`cross_entropy_sum`]: the plain masked loss.
+//! - [`lora`]: PEFT's `LoraConfig`, LoRA initialisation and PEFT-format adapter folders.
 
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod lora;
 pub mod loss;
 pub mod optimizer;
 pub mod probe;
@@ -19,6 +21,7 @@ pub mod trainer;
 
 pub use config::{ExperimentConfig, LoraSection, ScheduleKind, Targets};
 pub use error::{Error, Result};
+pub use lora::{Adapter, LoraConfig};
 pub use loss::cross_entropy_sum;
 pub use optimizer::{clip_global_norm, global_norm, AdamW, AdamWSettings, NamedTensor};
 pub use probe::{peak_rss_mib, Machine};

@@ -6,15 +6,15 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::optimizer::NamedTensor;
 use burn::prelude::*;
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 use tb_model::CausalLm;
-use tb_train::NamedTensor;
 
+use super::init::{branch_from_peft, transpose, BranchShape};
+use super::peft_config::LoraConfig;
 use crate::error::{io, Error, Result};
-use crate::inject::{branch_from_peft, transpose, BranchShape};
-use crate::lora_config::LoraConfig;
 
 /// File name of the weights.
 pub const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";

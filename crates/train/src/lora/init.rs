@@ -9,8 +9,8 @@ use gaussian::sample as normal;
 use rand::{Rng, SeedableRng};
 use tb_model::{CausalLm, LoraBranch};
 
+use super::peft_config::{InitLoraWeights, LoraConfig};
 use crate::error::{Error, Result};
-use crate::lora_config::{InitLoraWeights, LoraConfig};
 
 /// Host-side initial values of one adapter, in PEFT layout (`A [r, in]`, `B [out, r]`).
 #[derive(Debug, Clone)]
@@ -125,7 +125,7 @@ pub fn attach_lora<B: Backend>(
         names.push(name);
     }
     if names.is_empty() {
-        return Err(Error::Config {
+        return Err(Error::AdapterConfig {
             path: "<config>".into(),
             field: "target_modules".into(),
             message: format!(

@@ -216,7 +216,7 @@ impl LoraConfig {
     /// Checks values (the file path is only used in messages).
     pub fn validate(&self, path: &Path) -> Result<()> {
         let bad = |field: &str, message: String| {
-            Err(Error::Config {
+            Err(Error::AdapterConfig {
                 path: path.to_path_buf(),
                 field: field.into(),
                 message,
@@ -257,19 +257,19 @@ impl LoraConfig {
 
     /// Parses the JSON text of an `adapter_config.json` (`path` is used in messages).
     pub fn from_json(text: &str, path: &Path) -> Result<Self> {
-        let value: Value = serde_json::from_str(text).map_err(|e| Error::Config {
+        let value: Value = serde_json::from_str(text).map_err(|e| Error::AdapterConfig {
             path: path.to_path_buf(),
             field: "(file)".into(),
             message: format!("not valid JSON: {e}"),
         })?;
         let Value::Object(map) = value else {
-            return Err(Error::Config {
+            return Err(Error::AdapterConfig {
                 path: path.to_path_buf(),
                 field: "(file)".into(),
                 message: "expected a JSON object".into(),
             });
         };
-        let bad = |field: &str, message: String| Error::Config {
+        let bad = |field: &str, message: String| Error::AdapterConfig {
             path: path.to_path_buf(),
             field: field.into(),
             message,
@@ -449,11 +449,13 @@ impl LoraConfig {
     }
 
     /// Builds the config from an experiment's `[lora]` section.
-    pub fn from_experiment(l: &tb_train::LoraSection, base: Option<String>) -> Self {
+    pub fn from_experiment(l: &crate::config::LoraSection, base: Option<String>) -> Self {
         let target_modules = match &l.targets {
-            tb_train::Targets::List(v) => Some(TargetModules::List(v.clone())),
-            tb_train::Targets::Pattern(p) if p == "all-linear" => Some(TargetModules::AllLinear),
-            tb_train::Targets::Pattern(p) => Some(TargetModules::Regex(p.clone())),
+            crate::config::Targets::List(v) => Some(TargetModules::List(v.clone())),
+            crate::config::Targets::Pattern(p) if p == "all-linear" => {
+                Some(TargetModules::AllLinear)
+            }
+            crate::config::Targets::Pattern(p) => Some(TargetModules::Regex(p.clone())),
         };
         Self {
             r: l.r,
