@@ -7,16 +7,15 @@
 //! - [`merge`]: the separate merge step into an HF checkpoint in the base's dtype.
 
 pub mod error;
-pub mod merge;
 pub mod run;
 pub mod trainer;
 
 pub use error::{Error, Result};
-pub use merge::{merge_into_dir, MergeReport};
 pub use run::{train_peft, TrainRequest};
 /// The PEFT format lives in tb-train, where both trainers reach it.
 pub use tb_train::lora::{
     adapter_tensors, attach_lora, save_adapter, Adapter, InitLoraWeights, LoraConfig,
     TargetModules, ADAPTER_CONFIG, ADAPTER_WEIGHTS,
 };
+pub use tb_train::merge::{merge_adapter, merge_into_dir, MergeReport};
 pub use trainer::PeftTrainer;

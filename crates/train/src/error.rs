@@ -77,6 +77,9 @@ pub enum Error {
         /// What is wrong (names the tensor and both shapes where relevant).
         message: String,
     },
+    /// Merging would produce NaN/Inf, or base and adapter disagree.
+    #[error("merge: {0}")]
+    Merge(String),
     /// A trainer-specific failure (adapter shapes, kernels, ...).
     #[error("{0}")]
     Method(String),

@@ -17,7 +17,7 @@ use tb_model::checkpoint_writer::{write_safetensors, OwnedTensor};
 use tb_model::{ModelConfig, SafetensorsCheckpoint};
 
 use crate::error::{io, Error, Result};
-use tb_train::lora::{Adapter, ModuleAdapter};
+use crate::lora::{Adapter, ModuleAdapter};
 
 /// What a merge did.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -82,9 +82,15 @@ fn shard_map(
     Ok(files)
 }
 
-/// Merges `adapter_dir` into the HF checkpoint `base_dir`, writing a complete HF model folder
-/// at `out` (which must not exist or be empty).
+/// Merges the adapter folder `adapter_dir` into the HF checkpoint `base_dir`, writing a
+/// complete HF model folder at `out` (which must not exist or be empty).
 pub fn merge_into_dir(base_dir: &Path, adapter_dir: &Path, out: &Path) -> Result<MergeReport> {
+    let adapter = Adapter::load(adapter_dir)?;
+    merge_adapter(base_dir, &adapter, out)
+}
+
+/// Merges an adapter (read from disk or held in memory) into the HF checkpoint `base_dir`.
+pub fn merge_adapter(base_dir: &Path, adapter: &Adapter, out: &Path) -> Result<MergeReport> {
     let started = Instant::now();
     if base_dir.is_file() {
         return Err(Error::Merge(format!(
@@ -101,7 +107,6 @@ pub fn merge_into_dir(base_dir: &Path, adapter_dir: &Path, out: &Path) -> Result
     // The base must be a model we understand (this also names bad config fields).
     ModelConfig::from_hf_file(base_dir.join("config.json"))?;
     let checkpoint = SafetensorsCheckpoint::open(base_dir)?;
-    let adapter = Adapter::load(adapter_dir)?;
     // Names and shapes first: an adapter for another base says what differs.
     let mut projections = BTreeMap::new();
     for name in checkpoint.names() {
