@@ -3,6 +3,8 @@
 //! 1024 tokens as 4 × 256). Run alone: `cargo bench -p tb-unsloth --bench fused_ops`.
 
 use burn::backend::{Autodiff, Flex};
+use std::time::Duration;
+
 use burn::prelude::*;
 use criterion::{criterion_main, BenchmarkId, Criterion};
 use tb_unsloth::{ops, reference, LoraWeights};
@@ -49,6 +51,13 @@ fn lora(d_in: usize, d_out: usize, seed: u64) -> LoraWeights<Tensor<Ad, 2>> {
 fn step(loss: Tensor<Ad, 1>) {
     let grads = loss.backward();
     drop(grads);
+}
+
+/// Keeps the heavy groups short: 10 samples, 1 s warm-up, 4 s measurement.
+fn quick(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+    g.sample_size(10);
+    g.warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(4));
 }
 
 fn bench_rms_norm(c: &mut Criterion) {
@@ -110,7 +119,7 @@ fn bench_lora(c: &mut Criterion) {
         lora(INTER, HIDDEN, 40),
     ];
     let mut g = c.benchmark_group("lora");
-    g.sample_size(10);
+    quick(&mut g);
     g.bench_function("linear/fused", |b| {
         b.iter(|| step(ops::lora_linear(x.clone(), proj.clone()).unwrap().sum()))
     });
@@ -138,7 +147,7 @@ fn bench_attention(c: &mut Criterion) {
         Tensor::<Ad, 2, Int>::from_data(TensorData::new(seg, [BATCH, SEQ]), &Default::default());
     let scale = 1.0 / (HEAD_DIM as f32).sqrt();
     let mut g = c.benchmark_group("attention");
-    g.sample_size(10);
+    quick(&mut g);
     g.bench_function("fused", |b| {
         b.iter(|| {
             step(
@@ -162,7 +171,7 @@ fn bench_cross_entropy(c: &mut Criterion) {
     let t: Vec<i64> = (0..TOKENS).map(|i| ((i * 7919) % VOCAB) as i64).collect();
     let t = Tensor::<Ad, 1, Int>::from_data(TensorData::new(t, [TOKENS]), &Default::default());
     let mut g = c.benchmark_group("linear_cross_entropy");
-    g.sample_size(10);
+    quick(&mut g);
     g.bench_function("fused_chunk256", |b| {
         b.iter(|| step(ops::linear_cross_entropy(h.clone(), w.clone(), t.clone(), 256).unwrap()))
     });

@@ -10,6 +10,16 @@
 //!
 //! Call the ops through the functions in [`ops`]; they take plain tensors, so any model struct
 //! (PEFT-style or Unsloth-style) can use them.
+//!
+//! # Limits
+//! - Flex kernels compute in f32 (other float dtypes are converted on the way in).
+//! - No double backward: the hand-written backward passes run untracked.
+//! - LoRA without dropout or bias (Unsloth's fast path has the same condition).
+//! - RoPE and attention take `[batch, seq, heads, head_dim]` (the projections' natural layout);
+//!   no gradient flows into the RoPE `cos`/`sin` tables or the segment ids.
+//! - Attention has no sliding window; query `i` sees key `j` when `j <= i` and both tokens
+//!   carry the same segment id (any id values work).
+//! - Cross-entropy targets must be in `0..vocab` or [`ops::IGNORE_INDEX`].
 
 mod autodiff;
 mod backend;

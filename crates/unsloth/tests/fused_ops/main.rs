@@ -7,6 +7,7 @@ mod common;
 mod cross_entropy;
 mod finite_diff;
 mod lora;
+mod plain_backend;
 mod rms_norm;
 mod rope;
 mod swiglu;
