@@ -1,5 +1,6 @@
 //! [`FusedBackend`] for Flex: Rust kernels over the tensors' contiguous f32 data, parallel with
-//! rayon. Other float dtypes are converted to f32 on the way in; outputs are f32.
+//! rayon. Other float dtypes (f16, bf16) are converted to f32 on the way in and the outputs are
+//! converted back to the dtype of the op's main input.
 
 mod attention;
 mod cross_entropy;
@@ -53,9 +54,20 @@ pub(crate) fn output<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> Fle
     FlexTensor::from_data(TensorData::new(values, shape))
 }
 
+/// Converts a kernel's f32 output back to `dtype`.
+fn restore(t: FlexTensor, dtype: DType) -> FlexTensor {
+    if dtype == DType::F32 {
+        t
+    } else {
+        Flex::float_cast(t, FloatDType::from(dtype))
+    }
+}
+
 impl FusedBackend for Flex {
     fn rms_norm_fwd(x: FlexTensor, weight: FlexTensor, eps: f32) -> (FlexTensor, FlexTensor) {
-        rms_norm::forward(x, weight, eps)
+        let dt = x.dtype();
+        let (y, inv_rms) = rms_norm::forward(x, weight, eps);
+        (restore(y, dt), restore(inv_rms, dt))
     }
 
     fn rms_norm_bwd(
@@ -64,23 +76,31 @@ impl FusedBackend for Flex {
         weight: FlexTensor,
         inv_rms: FlexTensor,
     ) -> (FlexTensor, FlexTensor) {
-        rms_norm::backward(dy, x, weight, inv_rms)
+        let (dt, wdt) = (x.dtype(), weight.dtype());
+        let (dx, dw) = rms_norm::backward(dy, x, weight, inv_rms);
+        (restore(dx, dt), restore(dw, wdt))
     }
 
     fn rope_fwd(x: FlexTensor, cos: FlexTensor, sin: FlexTensor, inverse: bool) -> FlexTensor {
-        rope::forward(x, cos, sin, inverse)
+        let dt = x.dtype();
+        restore(rope::forward(x, cos, sin, inverse), dt)
     }
 
     fn swiglu_fwd(gate: FlexTensor, up: FlexTensor) -> FlexTensor {
-        swiglu::forward(gate, up)
+        let dt = gate.dtype();
+        restore(swiglu::forward(gate, up), dt)
     }
 
     fn swiglu_bwd(dh: FlexTensor, gate: FlexTensor, up: FlexTensor) -> (FlexTensor, FlexTensor) {
-        swiglu::backward(dh, gate, up)
+        let dt = gate.dtype();
+        let (dg, du) = swiglu::backward(dh, gate, up);
+        (restore(dg, dt), restore(du, dt))
     }
 
     fn cross_entropy_fwd(logits: FlexTensor, targets: FlexTensor) -> (FlexTensor, FlexTensor) {
-        cross_entropy::forward(logits, targets)
+        let dt = logits.dtype();
+        let (lse, nll) = cross_entropy::forward(logits, targets);
+        (restore(lse, dt), restore(nll, dt))
     }
 
     fn cross_entropy_bwd(
@@ -89,7 +109,8 @@ impl FusedBackend for Flex {
         targets: FlexTensor,
         scale: FlexTensor,
     ) -> FlexTensor {
-        cross_entropy::backward(logits, lse, targets, scale)
+        let dt = logits.dtype();
+        restore(cross_entropy::backward(logits, lse, targets, scale), dt)
     }
 
     fn attention_fwd(
@@ -99,13 +120,17 @@ impl FusedBackend for Flex {
         segments: FlexTensor,
         scale: f32,
     ) -> (FlexTensor, FlexTensor) {
-        attention::forward(q, k, v, segments, scale)
+        let dt = q.dtype();
+        let (out, lse) = attention::forward(q, k, v, segments, scale);
+        (restore(out, dt), restore(lse, dt))
     }
 
     fn attention_bwd(
         dout: FlexTensor,
         saved: AttentionSaved<Self>,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        attention::backward(dout, saved)
+        let dt = saved.q.dtype();
+        let (dq, dk, dv) = attention::backward(dout, saved);
+        (restore(dq, dt), restore(dk, dt), restore(dv, dt))
     }
 }

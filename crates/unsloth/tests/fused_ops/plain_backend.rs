@@ -53,3 +53,22 @@ fn plain_flex_matches_reference() {
         reference::attention(q, k, v, seg, 0.5),
     );
 }
+
+#[test]
+fn half_precision_inputs_keep_their_dtype() {
+    use burn::tensor::DType;
+    let mut r = rng(101);
+    let x32 = plain(&rand(&mut r, [5, 12]));
+    let w32 = plain(&rand(&mut r, [12]));
+    let x = x32.clone().cast(DType::BF16);
+    let w = w32.clone().cast(DType::BF16);
+    let y = ops::rms_norm(x, w, 1e-6).unwrap();
+    assert_eq!(y.dtype(), DType::BF16);
+    // bf16 keeps 8 significant bits: compare loosely against the f32 reference.
+    let err = rel_err(y.cast(DType::F32), reference::rms_norm(x32, w32, 1e-6));
+    assert!(err < 2e-2, "bf16 rms_norm error {err}");
+
+    let g = plain(&rand(&mut r, [3, 7])).cast(DType::F16);
+    let u = plain(&rand(&mut r, [3, 7])).cast(DType::F16);
+    assert_eq!(ops::swiglu(g, u).unwrap().dtype(), DType::F16);
+}
