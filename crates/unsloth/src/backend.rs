@@ -3,6 +3,7 @@
 use burn::prelude::*;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 
+use crate::fallback;
 use crate::ops::{cross_entropy, lora_linear, lora_mlp, lora_qkv};
 use crate::prim::{prim, tensor};
 
@@ -102,7 +103,8 @@ pub struct CeSaved<B: Backend> {
 /// Backend extension with Unsloth-style fused ops.
 ///
 /// Three groups of methods:
-/// 1. *leaf kernels* (`*_fwd`, `*_bwd`) that each backend provides (Rust kernels on Flex);
+/// 1. *leaf kernels* (`*_fwd`, `*_bwd`): Rust kernels on Flex; every other backend gets the
+///    tensor-op versions in [`crate::fallback`] until it provides its own;
 /// 2. *composite kernels* written once over tensor ops and the leaf kernels (LoRA projections,
 ///    the chunked linear + cross-entropy); a backend may override them with faster code;
 /// 3. *differentiable ops* (`fused_*`): on a plain backend they run the forward only; on
@@ -120,7 +122,9 @@ pub trait FusedBackend: Backend {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         eps: f32,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        fallback::rms_norm_fwd::<Self>(x, weight, eps)
+    }
 
     /// RMSNorm backward from the kept `inv_rms`.
     ///
@@ -132,7 +136,9 @@ pub trait FusedBackend: Backend {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         inv_rms: FloatTensor<Self>,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        fallback::rms_norm_bwd::<Self>(dy, x, weight, inv_rms)
+    }
 
     /// Rotate-half RoPE (HF layout): pairs `(i, i + d/2)` rotate by the angle whose cos/sin are
     /// given per token. `inverse` rotates by minus the angle, which is the backward pass.
@@ -146,13 +152,17 @@ pub trait FusedBackend: Backend {
         cos: FloatTensor<Self>,
         sin: FloatTensor<Self>,
         inverse: bool,
-    ) -> FloatTensor<Self>;
+    ) -> FloatTensor<Self> {
+        fallback::rope_fwd::<Self>(x, cos, sin, inverse)
+    }
 
     /// SwiGLU forward `silu(gate) · up`.
     ///
     /// # Shapes
     /// - gate, up, output: the same shape
-    fn swiglu_fwd(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
+    fn swiglu_fwd(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
+        fallback::swiglu_fwd::<Self>(gate, up)
+    }
 
     /// SwiGLU backward.
     ///
@@ -162,7 +172,9 @@ pub trait FusedBackend: Backend {
         dh: FloatTensor<Self>,
         gate: FloatTensor<Self>,
         up: FloatTensor<Self>,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        fallback::swiglu_bwd::<Self>(dh, gate, up)
+    }
 
     /// Cross-entropy over one chunk of logits: logsumexp per row and the negative
     /// log-likelihood of the target (0 where the target is the ignore index -100).
@@ -173,7 +185,9 @@ pub trait FusedBackend: Backend {
     fn cross_entropy_fwd(
         logits: FloatTensor<Self>,
         targets: IntTensor<Self>,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        fallback::cross_entropy_fwd::<Self>(logits, targets)
+    }
 
     /// Gradient of the summed NLL of one chunk times `scale`: `(softmax - onehot) · scale`, zero
     /// rows for ignored targets.
@@ -186,7 +200,9 @@ pub trait FusedBackend: Backend {
         lse: FloatTensor<Self>,
         targets: IntTensor<Self>,
         scale: FloatTensor<Self>,
-    ) -> FloatTensor<Self>;
+    ) -> FloatTensor<Self> {
+        fallback::cross_entropy_bwd::<Self>(logits, lse, targets, scale)
+    }
 
     /// Causal attention over packed rows with grouped-query heads: query `i` sees key `j` when
     /// `j <= i` and both tokens have the same segment id.
@@ -201,7 +217,9 @@ pub trait FusedBackend: Backend {
         v: FloatTensor<Self>,
         segments: IntTensor<Self>,
         scale: f32,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        fallback::attention_fwd::<Self>(q, k, v, segments, scale)
+    }
 
     /// Attention backward: recomputes the scores block by block from `saved.lse`.
     ///
@@ -211,7 +229,9 @@ pub trait FusedBackend: Backend {
     fn attention_bwd(
         dout: FloatTensor<Self>,
         saved: AttentionSaved<Self>,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        fallback::attention_bwd::<Self>(dout, saved)
+    }
 
     /// LoRA linear forward; also returns `x·A` for the backward.
     ///

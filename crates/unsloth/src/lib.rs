@@ -24,6 +24,7 @@
 mod autodiff;
 mod backend;
 mod error;
+pub mod fallback;
 mod flex;
 pub mod ops;
 mod prim;

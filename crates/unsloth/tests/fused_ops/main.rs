@@ -5,6 +5,7 @@
 mod attention;
 mod common;
 mod cross_entropy;
+mod fallback;
 mod finite_diff;
 mod lora;
 mod plain_backend;
