@@ -1,0 +1,432 @@
+//! The backend extension trait and the small structs its ops exchange.
+
+use burn::prelude::*;
+use burn::tensor::ops::{FloatTensor, IntTensor};
+
+use crate::fallback;
+use crate::ops::{cross_entropy, lora_linear, lora_mlp, lora_qkv};
+use crate::prim::{prim, tensor};
+
+/// A frozen base weight with its LoRA adapter, all in Burn layout (`y = x·W + scale·(x·A)·B`).
+///
+/// # Shapes
+/// - `w`: `[d_in, d_out]`
+/// - `a`: `[d_in, r]`
+/// - `b`: `[r, d_out]`
+#[derive(Clone, Debug)]
+pub struct LoraWeights<T> {
+    /// Base weight (frozen in both trainers).
+    pub w: T,
+    /// LoRA down projection (PEFT `lora_A`, transposed).
+    pub a: T,
+    /// LoRA up projection (PEFT `lora_B`, transposed).
+    pub b: T,
+    /// LoRA scale, `alpha / r`.
+    pub scale: f32,
+}
+
+/// Weight gradients of one LoRA linear.
+#[derive(Clone, Debug)]
+pub struct LoraGrads<T> {
+    /// Gradient of the base weight, computed only when asked for (`[d_in, d_out]`).
+    pub dw: Option<T>,
+    /// Gradient of `A`, `[d_in, r]`.
+    pub da: T,
+    /// Gradient of `B`, `[r, d_out]`.
+    pub db: T,
+}
+
+/// What the LoRA-MLP forward keeps for its backward (`h = silu(gate)·up` is recomputed).
+///
+/// # Shapes
+/// - `gate`, `up`: `[tokens, intermediate]` (pre-activation projections)
+/// - `xa_gate`, `xa_up`: `[tokens, r]`; `ha_down`: `[tokens, r]`
+#[derive(Clone, Debug)]
+pub struct MlpSaved<T> {
+    /// Gate projection before the activation.
+    pub gate: T,
+    /// Up projection.
+    pub up: T,
+    /// `x·A_gate`.
+    pub xa_gate: T,
+    /// `x·A_up`.
+    pub xa_up: T,
+    /// `h·A_down`.
+    pub ha_down: T,
+}
+
+/// What the attention forward keeps for its backward: the inputs, the output and one
+/// logsumexp per query row (no `[seq, seq]` state).
+///
+/// # Shapes
+/// - `q`, `out`: `[batch, seq, heads, head_dim]`
+/// - `k`, `v`: `[batch, seq, kv_heads, head_dim]`
+/// - `lse`: `[batch, seq, heads]`
+/// - `segments`: `[batch, seq]`
+#[derive(Clone, Debug)]
+pub struct AttentionSaved<B: Backend> {
+    /// Queries (after RoPE).
+    pub q: FloatTensor<B>,
+    /// Keys (after RoPE).
+    pub k: FloatTensor<B>,
+    /// Values.
+    pub v: FloatTensor<B>,
+    /// Forward output.
+    pub out: FloatTensor<B>,
+    /// Logsumexp of the scaled, masked scores of each query row.
+    pub lse: FloatTensor<B>,
+    /// Example id of each token; tokens only see earlier tokens of the same example.
+    pub segments: IntTensor<B>,
+    /// Score scale, usually `1/sqrt(head_dim)`.
+    pub scale: f32,
+}
+
+/// What the chunked linear + cross-entropy forward keeps: its inputs and one logsumexp per
+/// token (never the logits).
+///
+/// # Shapes
+/// - `hidden`: `[tokens, d]`, `w_lm`: `[d, vocab]`, `targets`, `lse`: `[tokens]`
+#[derive(Clone, Debug)]
+pub struct CeSaved<B: Backend> {
+    /// Final hidden states.
+    pub hidden: FloatTensor<B>,
+    /// LM head in Burn layout.
+    pub w_lm: FloatTensor<B>,
+    /// Target token ids, -100 for ignored positions.
+    pub targets: IntTensor<B>,
+    /// Logsumexp of each token's logits.
+    pub lse: FloatTensor<B>,
+    /// Tokens per chunk.
+    pub chunk: usize,
+}
+
+/// Backend extension with Unsloth-style fused ops.
+///
+/// Three groups of methods:
+/// 1. *leaf kernels* (`*_fwd`, `*_bwd`): Rust kernels on Flex; every other backend gets the
+///    tensor-op versions in [`crate::fallback`] until it provides its own;
+/// 2. *composite kernels* written once over tensor ops and the leaf kernels (LoRA projections,
+///    the chunked linear + cross-entropy); a backend may override them with faster code;
+/// 3. *differentiable ops* (`fused_*`): on a plain backend they run the forward only; on
+///    [`burn::backend::Autodiff`] they record a hand-written backward.
+///
+/// Call the ops through [`crate::ops`], which checks shapes and reshapes for you. The leaf
+/// kernels expect validated shapes and, on Flex, compute in f32.
+pub trait FusedBackend: Backend {
+    /// RMSNorm forward: `y = x · inv_rms · weight`, `inv_rms = 1/sqrt(mean(x²) + eps)`.
+    ///
+    /// # Shapes
+    /// - x: `[rows, d]`, weight: `[d]`
+    /// - output: (`y` `[rows, d]`, `inv_rms` `[rows]`)
+    fn rms_norm_fwd(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        eps: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        fallback::rms_norm_fwd::<Self>(x, weight, eps)
+    }
+
+    /// RMSNorm backward from the kept `inv_rms`.
+    ///
+    /// # Shapes
+    /// - dy, x: `[rows, d]`, weight: `[d]`, inv_rms: `[rows]`
+    /// - output: (`dx` `[rows, d]`, `dweight` `[d]`)
+    fn rms_norm_bwd(
+        dy: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        inv_rms: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        fallback::rms_norm_bwd::<Self>(dy, x, weight, inv_rms)
+    }
+
+    /// Rotate-half RoPE (HF layout): pairs `(i, i + d/2)` rotate by the angle whose cos/sin are
+    /// given per token. `inverse` rotates by minus the angle, which is the backward pass.
+    ///
+    /// # Shapes
+    /// - x: `[batch, seq, heads, head_dim]`
+    /// - cos, sin: `[batch, seq, head_dim / 2]`
+    /// - output: `[batch, seq, heads, head_dim]`
+    fn rope_fwd(
+        x: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        inverse: bool,
+    ) -> FloatTensor<Self> {
+        fallback::rope_fwd::<Self>(x, cos, sin, inverse)
+    }
+
+    /// SwiGLU forward `silu(gate) · up`.
+    ///
+    /// # Shapes
+    /// - gate, up, output: the same shape
+    fn swiglu_fwd(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
+        fallback::swiglu_fwd::<Self>(gate, up)
+    }
+
+    /// SwiGLU backward.
+    ///
+    /// # Shapes
+    /// - dh, gate, up: the same shape; output: (`dgate`, `dup`) of that shape
+    fn swiglu_bwd(
+        dh: FloatTensor<Self>,
+        gate: FloatTensor<Self>,
+        up: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        fallback::swiglu_bwd::<Self>(dh, gate, up)
+    }
+
+    /// Cross-entropy over one chunk of logits: logsumexp per row and the negative
+    /// log-likelihood of the target (0 where the target is the ignore index -100).
+    ///
+    /// # Shapes
+    /// - logits: `[rows, vocab]`, targets: `[rows]`
+    /// - output: (`lse` `[rows]`, `nll` `[rows]`)
+    fn cross_entropy_fwd(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        fallback::cross_entropy_fwd::<Self>(logits, targets)
+    }
+
+    /// Gradient of the summed NLL of one chunk times `scale`: `(softmax - onehot) · scale`, zero
+    /// rows for ignored targets.
+    ///
+    /// # Shapes
+    /// - logits: `[rows, vocab]`, lse, targets: `[rows]`, scale: `[1]`
+    /// - output: `[rows, vocab]`
+    fn cross_entropy_bwd(
+        logits: FloatTensor<Self>,
+        lse: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+        scale: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        fallback::cross_entropy_bwd::<Self>(logits, lse, targets, scale)
+    }
+
+    /// Causal attention over packed rows with grouped-query heads: query `i` sees key `j` when
+    /// `j <= i` and both tokens have the same segment id.
+    ///
+    /// # Shapes
+    /// - q: `[batch, seq, heads, head_dim]`, k, v: `[batch, seq, kv_heads, head_dim]`
+    /// - segments: `[batch, seq]`
+    /// - output: (`out` `[batch, seq, heads, head_dim]`, `lse` `[batch, seq, heads]`)
+    fn attention_fwd(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        segments: IntTensor<Self>,
+        scale: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        fallback::attention_fwd::<Self>(q, k, v, segments, scale)
+    }
+
+    /// Attention backward: recomputes the scores block by block from `saved.lse`.
+    ///
+    /// # Shapes
+    /// - dout: `[batch, seq, heads, head_dim]`
+    /// - output: (`dq`, `dk`, `dv`) shaped like q, k, v
+    fn attention_bwd(
+        dout: FloatTensor<Self>,
+        saved: AttentionSaved<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        fallback::attention_bwd::<Self>(dout, saved)
+    }
+
+    /// LoRA linear forward; also returns `x·A` for the backward.
+    ///
+    /// # Shapes
+    /// - x: `[tokens, d_in]`
+    /// - output: (`y` `[tokens, d_out]`, `xa` `[tokens, r]`)
+    fn lora_linear_fwd(
+        x: FloatTensor<Self>,
+        lora: &LoraWeights<FloatTensor<Self>>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        lora_linear::forward_kernel::<Self>(x, lora)
+    }
+
+    /// LoRA linear backward: `dx`, `dA`, `dB`, and `dW` only when `want_dw`.
+    ///
+    /// # Shapes
+    /// - dy: `[tokens, d_out]`, x: `[tokens, d_in]`, xa: `[tokens, r]`
+    /// - output: `dx` `[tokens, d_in]` and the weight gradients
+    fn lora_linear_bwd(
+        dy: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+        xa: FloatTensor<Self>,
+        lora: &LoraWeights<FloatTensor<Self>>,
+        want_dw: bool,
+    ) -> (FloatTensor<Self>, LoraGrads<FloatTensor<Self>>) {
+        lora_linear::backward_kernel::<Self>(dy, x, xa, lora, want_dw)
+    }
+
+    /// LoRA-MLP forward, `down(silu(gate(x)) · up(x))` with LoRA on all three projections
+    /// (weights in the order gate, up, down).
+    ///
+    /// # Shapes
+    /// - x: `[tokens, hidden]`; output: `[tokens, hidden]` and the saved state
+    fn lora_mlp_fwd(
+        x: FloatTensor<Self>,
+        weights: &[LoraWeights<FloatTensor<Self>>; 3],
+    ) -> (FloatTensor<Self>, MlpSaved<FloatTensor<Self>>) {
+        lora_mlp::forward_kernel::<Self>(x, weights)
+    }
+
+    /// LoRA-MLP backward; `want_dw[i]` asks for the base-weight gradient of projection `i`.
+    ///
+    /// # Shapes
+    /// - dout, x: `[tokens, hidden]`; output: `dx` `[tokens, hidden]` and the weight gradients
+    fn lora_mlp_bwd(
+        dout: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+        saved: MlpSaved<FloatTensor<Self>>,
+        weights: &[LoraWeights<FloatTensor<Self>>; 3],
+        want_dw: [bool; 3],
+    ) -> (FloatTensor<Self>, [LoraGrads<FloatTensor<Self>>; 3]) {
+        lora_mlp::backward_kernel::<Self>(dout, x, saved, weights, want_dw)
+    }
+
+    /// LoRA-QKV forward: the three projections (order q, k, v) concatenated on the last dim.
+    ///
+    /// # Shapes
+    /// - x: `[tokens, hidden]`
+    /// - output: `[tokens, q_out + k_out + v_out]` and the three `x·A` (`[tokens, r]`)
+    fn lora_qkv_fwd(
+        x: FloatTensor<Self>,
+        weights: &[LoraWeights<FloatTensor<Self>>; 3],
+    ) -> (FloatTensor<Self>, [FloatTensor<Self>; 3]) {
+        lora_qkv::forward_kernel::<Self>(x, weights)
+    }
+
+    /// LoRA-QKV backward.
+    ///
+    /// # Shapes
+    /// - dy: `[tokens, q_out + k_out + v_out]`, x: `[tokens, hidden]`
+    /// - output: `dx` `[tokens, hidden]` and the weight gradients
+    fn lora_qkv_bwd(
+        dy: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+        xa: [FloatTensor<Self>; 3],
+        weights: &[LoraWeights<FloatTensor<Self>>; 3],
+        want_dw: [bool; 3],
+    ) -> (FloatTensor<Self>, [LoraGrads<FloatTensor<Self>>; 3]) {
+        lora_qkv::backward_kernel::<Self>(dy, x, xa, weights, want_dw)
+    }
+
+    /// Chunked linear + cross-entropy forward: the mean NLL over non-ignored targets, computed
+    /// `chunk` tokens at a time; keeps only the logsumexp per token.
+    ///
+    /// # Shapes
+    /// - hidden: `[tokens, d]`, w_lm: `[d, vocab]`, targets: `[tokens]`
+    /// - output: (`loss` `[1]`, `lse` `[tokens]`)
+    fn linear_cross_entropy_fwd(
+        hidden: FloatTensor<Self>,
+        w_lm: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+        chunk: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        cross_entropy::forward_kernel::<Self>(hidden, w_lm, targets, chunk)
+    }
+
+    /// Chunked linear + cross-entropy backward: recomputes each chunk's logits.
+    ///
+    /// # Shapes
+    /// - dloss: `[1]`; the rest as in [`Self::linear_cross_entropy_fwd`]
+    /// - output: `d_hidden` `[tokens, d]` and, when `want_dw`, `d_w_lm` `[d, vocab]`
+    fn linear_cross_entropy_bwd(
+        dloss: FloatTensor<Self>,
+        saved: CeSaved<Self>,
+        want_dw: bool,
+    ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
+        cross_entropy::backward_kernel::<Self>(dloss, saved, want_dw)
+    }
+
+    /// Differentiable RMSNorm (see [`Self::rms_norm_fwd`]).
+    fn fused_rms_norm(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        eps: f32,
+    ) -> FloatTensor<Self> {
+        Self::rms_norm_fwd(x, weight, eps).0
+    }
+
+    /// Differentiable RoPE of queries and keys in one op; the output holds the rotated queries
+    /// followed by the rotated keys on the heads dimension.
+    ///
+    /// # Shapes
+    /// - q: `[batch, seq, heads, head_dim]`, k: `[batch, seq, kv_heads, head_dim]`
+    /// - cos, sin: `[batch, seq, head_dim / 2]`
+    /// - output: `[batch, seq, heads + kv_heads, head_dim]`
+    fn fused_rope_qk(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let qk = Tensor::cat(vec![tensor::<Self, 4>(q), tensor::<Self, 4>(k)], 2);
+        Self::rope_fwd(prim(qk), cos, sin, false)
+    }
+
+    /// Differentiable SwiGLU (see [`Self::swiglu_fwd`]).
+    fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::swiglu_fwd(gate, up)
+    }
+
+    /// Differentiable LoRA linear (see [`Self::lora_linear_fwd`]).
+    fn fused_lora_linear(
+        x: FloatTensor<Self>,
+        lora: LoraWeights<FloatTensor<Self>>,
+    ) -> FloatTensor<Self> {
+        Self::lora_linear_fwd(x, &lora).0
+    }
+
+    /// Differentiable LoRA-MLP (see [`Self::lora_mlp_fwd`]).
+    fn fused_lora_mlp(
+        x: FloatTensor<Self>,
+        weights: [LoraWeights<FloatTensor<Self>>; 3],
+    ) -> FloatTensor<Self> {
+        Self::lora_mlp_fwd(x, &weights).0
+    }
+
+    /// Differentiable LoRA-QKV (see [`Self::lora_qkv_fwd`]).
+    fn fused_lora_qkv(
+        x: FloatTensor<Self>,
+        weights: [LoraWeights<FloatTensor<Self>>; 3],
+    ) -> FloatTensor<Self> {
+        Self::lora_qkv_fwd(x, &weights).0
+    }
+
+    /// Differentiable chunked linear + cross-entropy (see
+    /// [`Self::linear_cross_entropy_fwd`]).
+    fn fused_linear_cross_entropy(
+        hidden: FloatTensor<Self>,
+        w_lm: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+        chunk: usize,
+    ) -> FloatTensor<Self> {
+        Self::linear_cross_entropy_fwd(hidden, w_lm, targets, chunk).0
+    }
+
+    /// Differentiable packed causal attention (see [`Self::attention_fwd`]).
+    fn fused_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        segments: IntTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self> {
+        Self::attention_fwd(q, k, v, segments, scale).0
+    }
+}
+
+impl<T> LoraWeights<T> {
+    /// Applies `f` to the three tensors, keeping the scale (e.g. tensor ↔ primitive).
+    pub fn map<U>(self, mut f: impl FnMut(T) -> U) -> LoraWeights<U> {
+        LoraWeights {
+            w: f(self.w),
+            a: f(self.a),
+            b: f(self.b),
+            scale: self.scale,
+        }
+    }
+}

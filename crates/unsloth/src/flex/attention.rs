@@ -1,0 +1,205 @@
+//! Packed causal GQA attention kernels (flash-attention style on the CPU).
+//!
+//! The forward runs one rayon task per query token, keeps a score row of at most `seq` floats
+//! per task and stores one logsumexp per (token, head). The backward recomputes the scores in
+//! two passes so that no two tasks write the same row: one over query tokens (`dq`) and one
+//! over key tokens (`dk`, `dv`, summed over the query heads of each key/value head).
+
+use burn::backend::flex::{Flex, FlexTensor};
+use rayon::prelude::*;
+
+use super::{ints, output, F32View};
+use crate::backend::AttentionSaved;
+
+/// Dot product with eight independent partial sums, so the compiler can keep it in SIMD
+/// registers (a plain `sum()` is a serial chain of dependent adds).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (a8, a_tail) = a.split_at(a.len() - a.len() % 8);
+    let (b8, b_tail) = b.split_at(a8.len());
+    for (x, y) in a8.chunks_exact(8).zip(b8.chunks_exact(8)) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let tail: f32 = a_tail.iter().zip(b_tail).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+fn axpy(acc: &mut [f32], alpha: f32, x: &[f32]) {
+    acc.iter_mut().zip(x).for_each(|(a, v)| *a += alpha * v);
+}
+
+/// Dimensions and flat data shared by the passes.
+struct Dims {
+    batch: usize,
+    seq: usize,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Dims {
+    fn group(&self) -> usize {
+        self.heads / self.kv_heads
+    }
+
+    /// Offset of the `head_dim` vector of head `head` of token `tok` in a `[.., heads, d]` tensor.
+    fn at(&self, tok: usize, heads: usize, head: usize) -> usize {
+        (tok * heads + head) * self.head_dim
+    }
+}
+
+/// Returns `(out [b, s, h, d], lse [b, s, h])`.
+pub(crate) fn forward(
+    q: FlexTensor,
+    k: FlexTensor,
+    v: FlexTensor,
+    segments: FlexTensor,
+    scale: f32,
+) -> (FlexTensor, FlexTensor) {
+    let q = F32View::new(q);
+    let k = F32View::new(k);
+    let v = F32View::new(v);
+    let [batch, seq, heads, head_dim] = q.dims();
+    let [_, _, kv_heads, _] = k.dims();
+    let dm = Dims {
+        batch,
+        seq,
+        heads,
+        kv_heads,
+        head_dim,
+    };
+    let seg = ints(segments);
+    let (qs, ks, vs) = (q.slice(), k.slice(), v.slice());
+    let mut out = vec![0.0f32; batch * seq * heads * head_dim];
+    let mut lse = vec![0.0f32; batch * seq * heads];
+    if heads * head_dim > 0 {
+        out.par_chunks_mut(heads * head_dim)
+            .zip(lse.par_chunks_mut(heads))
+            .enumerate()
+            .for_each(|(tok, (o_tok, l_tok))| {
+                let row0 = tok - tok % seq;
+                let keys = row0..=tok;
+                let mut scores = vec![f32::NEG_INFINITY; keys.clone().count()];
+                for hh in 0..heads {
+                    let g = hh / dm.group();
+                    let qv = &qs[dm.at(tok, heads, hh)..][..head_dim];
+                    let mut max = f32::NEG_INFINITY;
+                    for (sc, j) in scores.iter_mut().zip(keys.clone()) {
+                        *sc = if seg[j] == seg[tok] {
+                            dot(qv, &ks[dm.at(j, kv_heads, g)..][..head_dim]) * scale
+                        } else {
+                            f32::NEG_INFINITY
+                        };
+                        max = max.max(*sc);
+                    }
+                    let o = &mut o_tok[hh * head_dim..][..head_dim];
+                    let mut sum = 0.0f32;
+                    for (&sc, j) in scores.iter().zip(keys.clone()) {
+                        if sc != f32::NEG_INFINITY {
+                            let p = (sc - max).exp();
+                            sum += p;
+                            axpy(o, p, &vs[dm.at(j, kv_heads, g)..][..head_dim]);
+                        }
+                    }
+                    o.iter_mut().for_each(|x| *x /= sum);
+                    l_tok[hh] = max + sum.ln();
+                }
+            });
+    }
+    (
+        output(out, [batch, seq, heads, head_dim]),
+        output(lse, [batch, seq, heads]),
+    )
+}
+
+/// Returns `(dq, dk, dv)`.
+pub(crate) fn backward(
+    dout: FlexTensor,
+    saved: AttentionSaved<Flex>,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let scale = saved.scale;
+    let d_o = F32View::new(dout);
+    let q = F32View::new(saved.q);
+    let k = F32View::new(saved.k);
+    let v = F32View::new(saved.v);
+    let o = F32View::new(saved.out);
+    let lse = F32View::new(saved.lse);
+    let seg = ints(saved.segments);
+    let [batch, seq, heads, head_dim] = q.dims();
+    let [_, _, kv_heads, _] = k.dims();
+    let dm = Dims {
+        batch,
+        seq,
+        heads,
+        kv_heads,
+        head_dim,
+    };
+    let (dos, qs, ks, vs, lses) = (d_o.slice(), q.slice(), k.slice(), v.slice(), lse.slice());
+    let tokens = dm.batch * dm.seq;
+    let mut dq = vec![0.0f32; tokens * heads * head_dim];
+    let mut dk = vec![0.0f32; tokens * kv_heads * head_dim];
+    let mut dv = vec![0.0f32; tokens * kv_heads * head_dim];
+    if heads * head_dim == 0 {
+        return (
+            output(dq, [batch, seq, heads, head_dim]),
+            output(dk, [batch, seq, kv_heads, head_dim]),
+            output(dv, [batch, seq, kv_heads, head_dim]),
+        );
+    }
+    // delta[tok, h] = dO · O, the row term of the softmax backward.
+    let delta: Vec<f32> = dos
+        .par_chunks(head_dim)
+        .zip(o.slice().par_chunks(head_dim))
+        .map(|(a, b)| dot(a, b))
+        .collect();
+    // p and ds of the pair (query token i, head hh) × (key token j, kv head g).
+    let pair = |i: usize, hh: usize, j: usize, g: usize| {
+        let qi = &qs[dm.at(i, heads, hh)..][..head_dim];
+        let doi = &dos[dm.at(i, heads, hh)..][..head_dim];
+        let kj = &ks[dm.at(j, kv_heads, g)..][..head_dim];
+        let vj = &vs[dm.at(j, kv_heads, g)..][..head_dim];
+        let p = (dot(qi, kj) * scale - lses[i * heads + hh]).exp();
+        let ds = p * (dot(doi, vj) - delta[i * heads + hh]);
+        (p, ds)
+    };
+
+    dq.par_chunks_mut(heads * head_dim)
+        .enumerate()
+        .for_each(|(i, dq_tok)| {
+            let row0 = i - i % seq;
+            for hh in 0..heads {
+                let g = hh / dm.group();
+                let dq_h = &mut dq_tok[hh * head_dim..][..head_dim];
+                for j in (row0..=i).filter(|&j| seg[j] == seg[i]) {
+                    let (_, ds) = pair(i, hh, j, g);
+                    axpy(dq_h, scale * ds, &ks[dm.at(j, kv_heads, g)..][..head_dim]);
+                }
+            }
+        });
+
+    dk.par_chunks_mut(kv_heads * head_dim)
+        .zip(dv.par_chunks_mut(kv_heads * head_dim))
+        .enumerate()
+        .for_each(|(j, (dk_tok, dv_tok))| {
+            let row_end = j - j % seq + seq;
+            for g in 0..kv_heads {
+                let dk_g = &mut dk_tok[g * head_dim..][..head_dim];
+                let dv_g = &mut dv_tok[g * head_dim..][..head_dim];
+                for hh in g * dm.group()..(g + 1) * dm.group() {
+                    for i in (j..row_end).filter(|&i| seg[i] == seg[j]) {
+                        let (p, ds) = pair(i, hh, j, g);
+                        axpy(dv_g, p, &dos[dm.at(i, heads, hh)..][..head_dim]);
+                        axpy(dk_g, scale * ds, &qs[dm.at(i, heads, hh)..][..head_dim]);
+                    }
+                }
+            }
+        });
+
+    (
+        output(dq, [batch, seq, heads, head_dim]),
+        output(dk, [batch, seq, kv_heads, head_dim]),
+        output(dv, [batch, seq, kv_heads, head_dim]),
+    )
+}

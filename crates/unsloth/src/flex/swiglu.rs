@@ -1,0 +1,62 @@
+//! SwiGLU kernels, elementwise over chunks of the flat data.
+
+use burn::backend::flex::FlexTensor;
+use burn::tensor::TensorMetadata;
+use rayon::prelude::*;
+
+use super::F32View;
+
+const CHUNK: usize = 4096;
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+fn shaped(values: Vec<f32>, like: &FlexTensor) -> FlexTensor {
+    FlexTensor::from_data(burn::tensor::TensorData::new(values, like.shape()))
+}
+
+/// `h = silu(g)·u`.
+pub(crate) fn forward(gate: FlexTensor, up: FlexTensor) -> FlexTensor {
+    let shape_of = gate.clone();
+    let g = F32View::new(gate);
+    let u = F32View::new(up);
+    let mut h = vec![0.0f32; g.slice().len()];
+    h.par_chunks_mut(CHUNK)
+        .zip(g.slice().par_chunks(CHUNK))
+        .zip(u.slice().par_chunks(CHUNK))
+        .for_each(|((h, g), u)| {
+            for ((h, &g), &u) in h.iter_mut().zip(g).zip(u) {
+                *h = g * sigmoid(g) * u;
+            }
+        });
+    shaped(h, &shape_of)
+}
+
+/// `dg = dh·u·σ(g)·(1 + g·(1 − σ(g)))`, `du = dh·silu(g)`.
+pub(crate) fn backward(
+    dh: FlexTensor,
+    gate: FlexTensor,
+    up: FlexTensor,
+) -> (FlexTensor, FlexTensor) {
+    let shape_of = gate.clone();
+    let dh = F32View::new(dh);
+    let g = F32View::new(gate);
+    let u = F32View::new(up);
+    let n = g.slice().len();
+    let mut dg = vec![0.0f32; n];
+    let mut du = vec![0.0f32; n];
+    dg.par_chunks_mut(CHUNK)
+        .zip(du.par_chunks_mut(CHUNK))
+        .zip(dh.slice().par_chunks(CHUNK))
+        .zip(g.slice().par_chunks(CHUNK).zip(u.slice().par_chunks(CHUNK)))
+        .for_each(|(((dg, du), dh), (g, u))| {
+            for i in 0..g.len() {
+                let sig = sigmoid(g[i]);
+                let silu = g[i] * sig;
+                du[i] = dh[i] * silu;
+                dg[i] = dh[i] * u[i] * sig * (1.0 + g[i] * (1.0 - sig));
+            }
+        });
+    (shaped(dg, &shape_of), shaped(du, &shape_of))
+}

@@ -1,0 +1,34 @@
+//! Unsloth-style fused training ops for Burn 0.21.
+//!
+//! The ops live in one backend extension, [`FusedBackend`]. Each op has
+//! - a kernel for the inner backend (a Rust kernel on [`burn::backend::Flex`], parallel with
+//!   rayon; matmul-shaped ops are written once over the backend's own matmul),
+//! - an implementation for [`burn::backend::Autodiff`] whose backward pass is written by hand
+//!   and registered through Burn's autodiff `Backward` trait,
+//! - a reference built from plain tensor ops ([`reference`]) that the tests differentiate with
+//!   Burn's autodiff and compare against.
+//!
+//! Call the ops through the functions in [`ops`]; they take plain tensors, so any model struct
+//! (PEFT-style or Unsloth-style) can use them.
+//!
+//! # Limits
+//! - Flex kernels compute in f32 (other float dtypes are converted on the way in).
+//! - No double backward: the hand-written backward passes run untracked.
+//! - LoRA without dropout or bias (Unsloth's fast path has the same condition).
+//! - RoPE and attention take `[batch, seq, heads, head_dim]` (the projections' natural layout);
+//!   no gradient flows into the RoPE `cos`/`sin` tables or the segment ids.
+//! - Attention has no sliding window; query `i` sees key `j` when `j <= i` and both tokens
+//!   carry the same segment id (any id values work).
+//! - Cross-entropy targets must be in `0..vocab` or [`ops::IGNORE_INDEX`].
+
+mod autodiff;
+mod backend;
+mod error;
+pub mod fallback;
+mod flex;
+pub mod ops;
+mod prim;
+pub mod reference;
+
+pub use backend::{AttentionSaved, CeSaved, FusedBackend, LoraGrads, LoraWeights, MlpSaved};
+pub use error::{FusedError, Result};

@@ -1,0 +1,97 @@
+//! LoRA linear `y = x·W + s·(x·A)·B` with a hand-written backward that computes `dx`, `dA` and
+//! `dB` from the kept `x·A` and never forms a dense `dW` (unless the base weight is trainable).
+
+use burn::prelude::*;
+use burn::tensor::ops::FloatTensor;
+
+use super::flat_rows;
+use crate::backend::{FusedBackend, LoraGrads, LoraWeights};
+use crate::error::{expect_dims, FusedError, Result};
+use crate::prim::{prim, tensor};
+
+/// Applies a LoRA-adapted linear to the last dimension.
+///
+/// # Shapes
+/// - x: `[.., d_in]`; `lora`: w `[d_in, d_out]`, a `[d_in, r]`, b `[r, d_out]`
+/// - output: `[.., d_out]`
+///
+/// # Errors
+/// [`FusedError::Shape`] when the widths disagree.
+pub fn lora_linear<B: FusedBackend, const D: usize>(
+    x: Tensor<B, D>,
+    lora: LoraWeights<Tensor<B, 2>>,
+) -> Result<Tensor<B, D>> {
+    let d_out = check_lora("lora_linear", x.dims()[D - 1], &lora)?;
+    let (x, mut dims) = flat_rows(x);
+    let y = B::fused_lora_linear(prim(x), lora.map(prim));
+    dims[D - 1] = d_out;
+    Ok(tensor::<B, 2>(y).reshape(dims))
+}
+
+/// Checks one LoRA weight triple against the input width; returns `d_out`.
+pub(crate) fn check_lora<B: Backend>(
+    op: &'static str,
+    d_in: usize,
+    lora: &LoraWeights<Tensor<B, 2>>,
+) -> Result<usize> {
+    let [w_in, d_out] = lora.w.dims();
+    let [a_in, r] = lora.a.dims();
+    expect_dims(op, "W rows vs input width", &[w_in], &[d_in])?;
+    expect_dims(op, "A shape", &[a_in, r], &[d_in, r])?;
+    expect_dims(op, "B shape", &lora.b.dims(), &[r, d_out])?;
+    if r == 0 {
+        return Err(FusedError::Invalid {
+            op,
+            what: "LoRA rank must be positive",
+        });
+    }
+    Ok(d_out)
+}
+
+/// Forward over tensor ops: returns `(y, x·A)`.
+pub(crate) fn forward_kernel<B: FusedBackend>(
+    x: FloatTensor<B>,
+    lora: &LoraWeights<FloatTensor<B>>,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let x = tensor::<B, 2>(x);
+    let xa = x.clone().matmul(tensor(lora.a.clone()));
+    let y = x.matmul(tensor(lora.w.clone()))
+        + xa.clone()
+            .mul_scalar(lora.scale)
+            .matmul(tensor(lora.b.clone()));
+    (prim(y), prim(xa))
+}
+
+/// Backward over tensor ops:
+/// `dxa = s·dy·Bᵀ`, `dB = s·(xa)ᵀ·dy`, `dA = xᵀ·dxa`, `dx = dy·Wᵀ + dxa·Aᵀ`.
+pub(crate) fn backward_kernel<B: FusedBackend>(
+    dy: FloatTensor<B>,
+    x: FloatTensor<B>,
+    xa: FloatTensor<B>,
+    lora: &LoraWeights<FloatTensor<B>>,
+    want_dw: bool,
+) -> (FloatTensor<B>, LoraGrads<FloatTensor<B>>) {
+    let dy = tensor::<B, 2>(dy);
+    let x = tensor::<B, 2>(x);
+    let w = tensor::<B, 2>(lora.w.clone());
+    let a = tensor::<B, 2>(lora.a.clone());
+    let b = tensor::<B, 2>(lora.b.clone());
+    let s = lora.scale;
+
+    let dxa = dy.clone().matmul(b.transpose()).mul_scalar(s);
+    let db = tensor::<B, 2>(xa)
+        .mul_scalar(s)
+        .transpose()
+        .matmul(dy.clone());
+    let da = x.clone().transpose().matmul(dxa.clone());
+    let dw = want_dw.then(|| prim(x.transpose().matmul(dy.clone())));
+    let dx = dy.matmul(w.transpose()) + dxa.matmul(a.transpose());
+    (
+        prim(dx),
+        LoraGrads {
+            dw,
+            da: prim(da),
+            db: prim(db),
+        },
+    )
+}

@@ -1,0 +1,104 @@
+use burn::prelude::*;
+use tb_unsloth::{ops, reference};
+
+use crate::common::*;
+
+struct Case {
+    batch: usize,
+    seq: usize,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    segments: Vec<i64>,
+}
+
+fn check(seed: u64, c: Case) {
+    let mut rng = rng(seed);
+    let q = leaf(&mut rng, [c.batch, c.seq, c.heads, c.head_dim]);
+    let k = leaf(&mut rng, [c.batch, c.seq, c.kv_heads, c.head_dim]);
+    let v = leaf(&mut rng, [c.batch, c.seq, c.kv_heads, c.head_dim]);
+    let q = (q * 2.0).detach().require_grad();
+    let r = rand(&mut rng, [c.batch, c.seq, c.heads, c.head_dim]);
+    let seg = ints(c.segments, [c.batch, c.seq]);
+    let scale = 1.0 / (c.head_dim as f32).sqrt();
+    let out = ops::attention(q.clone(), k.clone(), v.clone(), seg.clone(), None).unwrap();
+    let want = reference::attention(q.clone(), k.clone(), v.clone(), seg, scale);
+    assert_close("attention out", out.clone().inner(), want.clone().inner());
+    let g = project(out, r.clone()).backward();
+    let gr = project(want, r).backward();
+    assert_grad("attention dq", &q, &g, &gr);
+    assert_grad("attention dk", &k, &g, &gr);
+    assert_grad("attention dv", &v, &g, &gr);
+}
+
+#[test]
+fn attention_packed_gqa_matches_reference() {
+    check(
+        80,
+        Case {
+            batch: 2,
+            seq: 7,
+            heads: 4,
+            kv_heads: 2,
+            head_dim: 6,
+            segments: vec![0, 0, 0, 1, 1, 1, 1, 5, 5, 5, 5, 5, 9, 9],
+        },
+    );
+}
+
+#[test]
+fn attention_plain_causal_mha_matches_reference() {
+    check(
+        81,
+        Case {
+            batch: 1,
+            seq: 13,
+            heads: 3,
+            kv_heads: 3,
+            head_dim: 5,
+            segments: vec![0; 13],
+        },
+    );
+}
+
+#[test]
+fn attention_mqa_single_token_segments() {
+    check(
+        82,
+        Case {
+            batch: 1,
+            seq: 5,
+            heads: 6,
+            kv_heads: 1,
+            head_dim: 8,
+            segments: vec![0, 1, 2, 2, 3],
+        },
+    );
+}
+
+#[test]
+fn attention_examples_do_not_leak() {
+    // Changing the first example's keys must not change the second example's outputs.
+    let mut r = rng(83);
+    let (s, h, d) = (6, 2, 4);
+    let q = rand(&mut r, [1, s, h, d]);
+    let k = rand(&mut r, [1, s, h, d]);
+    let v = rand(&mut r, [1, s, h, d]);
+    let seg = ints(vec![0, 0, 0, 1, 1, 1], [1, s]);
+    let out1 = ops::attention(q.clone(), k.clone(), v.clone(), seg.clone(), None).unwrap();
+    let k2 = k
+        .clone()
+        .slice_assign([0..1, 0..3, 0..h, 0..d], rand(&mut r, [1, 3, h, d]));
+    let out2 = ops::attention(q, k2, v, seg, None).unwrap();
+    let tail = |o: Tensor<Ad, 4>| o.narrow(1, 3, 3).inner();
+    assert_eq!(rel_err(tail(out1), tail(out2)), 0.0);
+}
+
+#[test]
+fn attention_rejects_bad_groups() {
+    let mut r = rng(84);
+    let q = rand(&mut r, [1, 3, 3, 4]);
+    let k = rand(&mut r, [1, 3, 2, 4]);
+    let v = rand(&mut r, [1, 3, 2, 4]);
+    assert!(ops::attention(q, k, v, ints(vec![0; 3], [1, 3]), None).is_err());
+}

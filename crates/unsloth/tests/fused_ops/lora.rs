@@ -1,0 +1,126 @@
+use burn::prelude::*;
+use rand::rngs::StdRng;
+use tb_unsloth::{ops, reference, LoraWeights};
+
+use crate::common::*;
+
+/// LoRA weights; the base weight is a constant (frozen) unless `train_w`.
+fn lora(
+    rng: &mut StdRng,
+    d_in: usize,
+    r: usize,
+    d_out: usize,
+    train_w: bool,
+) -> LoraWeights<Tensor<Ad, 2>> {
+    let w = rand(rng, [d_in, d_out]);
+    LoraWeights {
+        w: if train_w { w.require_grad() } else { w },
+        a: leaf(rng, [d_in, r]),
+        b: leaf(rng, [r, d_out]),
+        scale: 2.0 / r as f32,
+    }
+}
+
+fn assert_lora_grads(name: &str, l: &LoraWeights<Tensor<Ad, 2>>, g: &Grads, gr: &Grads) {
+    assert_grad(&format!("{name} dA"), &l.a, g, gr);
+    assert_grad(&format!("{name} dB"), &l.b, g, gr);
+    if l.w.is_require_grad() {
+        assert_grad(&format!("{name} dW"), &l.w, g, gr);
+    } else {
+        assert!(l.w.grad(g).is_none(), "{name}: frozen W got a gradient");
+    }
+}
+
+#[test]
+fn lora_linear_matches_reference() {
+    for (seed, (b, s, d_in, r, d_out, train_w)) in [
+        (2, 7, 37, 3, 29, false),
+        (1, 5, 64, 16, 64, true),
+        (3, 1, 5, 1, 2, false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut rng = rng(30 + seed as u64);
+        let x = leaf(&mut rng, [b, s, d_in]);
+        let l = lora(&mut rng, d_in, r, d_out, train_w);
+        let rr = rand(&mut rng, [b, s, d_out]);
+        let y = ops::lora_linear(x.clone(), l.clone()).unwrap();
+        let want =
+            reference::lora_linear(x.clone().reshape([b * s, d_in]), &l).reshape([b, s, d_out]);
+        assert_close("lora_linear y", y.clone().inner(), want.clone().inner());
+        let g = project(y, rr.clone()).backward();
+        let gr = project(want, rr).backward();
+        assert_grad("lora_linear dx", &x, &g, &gr);
+        assert_lora_grads("lora_linear", &l, &g, &gr);
+    }
+}
+
+#[test]
+fn lora_mlp_matches_reference() {
+    for (seed, (t, hidden, inter, r, train_w)) in [(7, 37, 53, 3, false), (11, 16, 40, 4, true)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut rng = rng(40 + seed as u64);
+        let x = leaf(&mut rng, [t, hidden]);
+        let w = [
+            lora(&mut rng, hidden, r, inter, train_w),
+            lora(&mut rng, hidden, r, inter, false),
+            lora(&mut rng, inter, r, hidden, train_w),
+        ];
+        let rr = rand(&mut rng, [t, hidden]);
+        let y = ops::lora_mlp(x.clone(), w.clone()).unwrap();
+        let want = reference::lora_mlp(x.clone(), &w);
+        assert_close("lora_mlp y", y.clone().inner(), want.clone().inner());
+        let g = project(y, rr.clone()).backward();
+        let gr = project(want, rr).backward();
+        assert_grad("lora_mlp dx", &x, &g, &gr);
+        for (name, l) in ["lora_mlp gate", "lora_mlp up", "lora_mlp down"]
+            .iter()
+            .zip(&w)
+        {
+            assert_lora_grads(name, l, &g, &gr);
+        }
+    }
+}
+
+#[test]
+fn lora_qkv_matches_reference() {
+    let (b, s, hidden, r) = (2, 7, 37, 3);
+    let (q_out, kv_out) = (4 * 6, 2 * 6);
+    let mut rng = rng(50);
+    let x = leaf(&mut rng, [b, s, hidden]);
+    let w = [
+        lora(&mut rng, hidden, r, q_out, false),
+        lora(&mut rng, hidden, r, kv_out, true),
+        lora(&mut rng, hidden, r, kv_out, false),
+    ];
+    let rs = [q_out, kv_out, kv_out].map(|o| rand(&mut rng, [b, s, o]));
+    let (q, k, v) = ops::lora_qkv(x.clone(), w.clone()).unwrap();
+    let (wq, wk, wv) = reference::lora_qkv(x.clone().reshape([b * s, hidden]), &w);
+    let flat = |t: Tensor<Ad, 3>| {
+        let [b, s, o] = t.dims();
+        t.reshape([b * s, o])
+    };
+    let (q, k, v) = (flat(q), flat(k), flat(v));
+    assert_close("lora_qkv q", q.clone().inner(), wq.clone().inner());
+    assert_close("lora_qkv k", k.clone().inner(), wk.clone().inner());
+    assert_close("lora_qkv v", v.clone().inner(), wv.clone().inner());
+    let [r0, r1, r2] = rs.map(flat);
+    let g = (project(q, r0.clone()) + project(k, r1.clone()) + project(v, r2.clone())).backward();
+    let gr = (project(wq, r0) + project(wk, r1) + project(wv, r2)).backward();
+    assert_grad("lora_qkv dx", &x, &g, &gr);
+    for (name, l) in ["lora_qkv q", "lora_qkv k", "lora_qkv v"].iter().zip(&w) {
+        assert_lora_grads(name, l, &g, &gr);
+    }
+}
+
+#[test]
+fn lora_rejects_mismatched_rank() {
+    let mut rng = rng(51);
+    let x = rand(&mut rng, [3, 8]);
+    let mut l = lora(&mut rng, 8, 2, 5, false);
+    l.b = rand(&mut rng, [3, 5]);
+    assert!(ops::lora_linear(x, l).is_err());
+}
