@@ -127,6 +127,9 @@ pub struct TrainSection {
     pub warmup_measure_steps: usize,
     /// Folder that receives `runs/<id>/` (relative to the current directory).
     pub runs_dir: PathBuf,
+    /// Per-layer activation checkpointing (recompute each layer in backward); used by the
+    /// Unsloth-style trainer, which Unsloth also runs with checkpointing on by default.
+    pub activation_checkpointing: bool,
 }
 
 impl Default for TrainSection {
@@ -142,6 +145,7 @@ impl Default for TrainSection {
             eval_every: 0,
             warmup_measure_steps: 1,
             runs_dir: PathBuf::from("runs"),
+            activation_checkpointing: true,
         }
     }
 }

@@ -1,4 +1,9 @@
-//! Unsloth-style fused training ops for Burn 0.21.
+//! The Unsloth-style trainer of tunebench and its fused training ops for Burn 0.21.
+//!
+//! The trainer ([`train_unsloth`], [`UnslothTrainer`]) runs the decoder through the fused ops
+//! ([`fused_model`]) on padding-free packed micro-batches with the chunked loss and per-layer
+//! activation checkpointing, saves a PEFT-format adapter, and with `--gguf` merges it into the
+//! unquantised base, writes GGUFs through tb-gguf and an Ollama [`modelfile`].
 //!
 //! The ops live in one backend extension, [`FusedBackend`]. Each op has
 //! - a kernel for the inner backend (a Rust kernel on [`burn::backend::Flex`], parallel with
@@ -26,9 +31,15 @@ mod backend;
 mod error;
 pub mod fallback;
 mod flex;
+pub mod fused_model;
+pub mod modelfile;
 pub mod ops;
 mod prim;
 pub mod reference;
+pub mod run;
+pub mod trainer;
 
 pub use backend::{AttentionSaved, CeSaved, FusedBackend, LoraGrads, LoraWeights, MlpSaved};
 pub use error::{FusedError, Result};
+pub use run::{train_unsloth, UnslothOutcome, UnslothRequest};
+pub use trainer::UnslothTrainer;

@@ -1,4 +1,4 @@
-//! `tunebench train peft --config FILE [--resume RUN_DIR]`.
+//! `tunebench train peft|unsloth --config FILE [--resume RUN_DIR]`.
 
 use std::path::PathBuf;
 
@@ -17,6 +17,19 @@ pub struct TrainArgs {
 enum TrainMethod {
     /// PEFT-style LoRA: autodiff, padded batches, PEFT adapter; merge separately.
     Peft(MethodArgs),
+    /// Unsloth-style LoRA: fused ops with hand-written backward, packed batches, chunked loss;
+    /// `--gguf q4_k_m[,q8_0,f16]` also merges, writes the GGUFs and an Ollama Modelfile.
+    Unsloth(UnslothArgs),
+}
+
+/// Options of `train unsloth`.
+#[derive(Args)]
+pub struct UnslothArgs {
+    #[command(flatten)]
+    common: MethodArgs,
+    /// GGUF types to write after training (comma-separated: q4_k_m, q4_0, q8_0, f16, bf16, f32).
+    #[arg(long, value_delimiter = ',')]
+    gguf: Vec<String>,
 }
 
 /// Options shared by the training methods.
@@ -82,6 +95,48 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
                     s.final_train_loss
                 ),
                 None => println!("final train loss {:.4}", s.final_train_loss),
+            }
+            Ok(())
+        }
+        TrainMethod::Unsloth(u) => {
+            let config = load_config(&u.common)?;
+            let request = tb_unsloth::UnslothRequest {
+                config,
+                resume: u.common.resume.clone(),
+                progress: !u.common.no_progress
+                    && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                gguf: u.gguf.clone(),
+            };
+            let out = tb_unsloth::train_unsloth(&request).context("training (unsloth)")?;
+            let s = &out.summary;
+            println!("run:            {}", out.run.display());
+            println!("adapter:        {}", out.run.join("adapter").display());
+            println!(
+                "steps {}  trained tokens {} ({} loss-bearing)  {:.1} tokens/s  peak RSS {:.0} MiB  padding {:.1}%",
+                s.steps,
+                s.trained_tokens,
+                s.loss_tokens,
+                s.tokens_per_s,
+                s.peak_rss_mib,
+                100.0 * s.padding_fraction
+            );
+            match s.eval_loss {
+                Some(e) => println!(
+                    "final train loss {:.4}  eval loss {e:.4}",
+                    s.final_train_loss
+                ),
+                None => println!("final train loss {:.4}", s.final_train_loss),
+            }
+            for g in &out.ggufs {
+                println!("gguf:           {}", g.display());
+            }
+            if let Some(m) = &out.modelfile {
+                println!("modelfile:      {}", m.display());
+                println!(
+                    "checkpoint -> servable GGUF + Modelfile in {:.1} s; serve with: ollama create NAME -f {}",
+                    out.export_s,
+                    m.display()
+                );
             }
             Ok(())
         }

@@ -1,0 +1,288 @@
+//! `tunebench train unsloth --gguf ...`: one command from training to GGUFs that llama.cpp
+//! loads and an Ollama Modelfile whose template renders exactly like the model's chat template
+//! (checked with tools/ollama-compat's Go-template engine).
+#![expect(clippy::print_stderr, reason = "tests report what llama.cpp did")]
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::*;
+use serde_json::json;
+use tb_model::{generate, ChatMessage, CpuBackend, GenerationConfig, LoadedModel, Sampling};
+
+fn write_dataset(root: &Path) -> PathBuf {
+    let path = root.join("train.jsonl");
+    let lines: Vec<String> = (0..6)
+        .map(|i| format!(r#"{{"id": "t{i}", "category": "general", "instruction": "Soru {i}?", "output": "Cevap {i}."}}"#))
+        .collect();
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    path
+}
+
+fn run_dir(runs: &Path) -> PathBuf {
+    std::fs::read_dir(runs)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path()
+}
+
+/// Renders messages with tools/ollama-compat's Go-template engine, adding the Modelfile's
+/// SYSTEM the way Ollama does when the conversation has none.
+fn ollama_render(template: &str, system: Option<&str>, messages: &[ChatMessage]) -> String {
+    let mut msgs: Vec<serde_json::Value> = messages
+        .iter()
+        .map(|m| json!({"role": m.role, "content": m.content}))
+        .collect();
+    if let Some(s) = system {
+        if messages.first().is_none_or(|m| m.role != "system") {
+            msgs.insert(0, json!({"role": "system", "content": s}));
+        }
+    }
+    let module = repo().join("tools/ollama-compat/src/template.js");
+    let script = format!(
+        "import {{ renderChat }} from {};\nlet s='';process.stdin.on('data',d=>s+=d).on('end',()=>{{const r=JSON.parse(s);process.stdout.write(JSON.stringify(renderChat(r.t,r.m)));}});",
+        serde_json::to_string(&format!("file://{}", module.display())).unwrap()
+    );
+    let mut child = Command::new("node")
+        .args(["--input-type=module", "-e", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node must be installed");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(json!({"t": template, "m": msgs}).to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Minimal Modelfile reader (docs/modelfile.mdx): instruction, then a value that may be a
+/// triple-quoted block; unknown instructions are errors.
+fn parse_modelfile(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (inst, rest) = line.split_once(' ').expect("instruction and value");
+        let inst = inst.to_ascii_uppercase();
+        assert!(
+            [
+                "FROM",
+                "TEMPLATE",
+                "SYSTEM",
+                "PARAMETER",
+                "ADAPTER",
+                "LICENSE",
+                "MESSAGE",
+                "REQUIRES"
+            ]
+            .contains(&inst.as_str()),
+            "unknown instruction {inst}"
+        );
+        let value = if let Some(body) = rest.strip_prefix("\"\"\"") {
+            let mut v = body.to_string();
+            while !v.ends_with("\"\"\"") {
+                v.push('\n');
+                v.push_str(lines.next().expect("unterminated \"\"\""));
+            }
+            v.trim_end_matches("\"\"\"").to_string()
+        } else {
+            rest.to_string()
+        };
+        out.push((inst, value));
+    }
+    out
+}
+
+#[test]
+fn one_command_to_gguf_and_modelfile() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_hf_dir("tiny-mistral", &tmp.path().join("base"), true);
+    let runs = tmp.path().join("runs");
+    let cfg = tmp.path().join("exp.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name = \"tiny\"\n[model]\nbase = \"{}\"\n[data]\ntrain = \"{}\"\nmax_seq_len = 64\n[train]\nmicro_batch = 2\nmax_steps = 6\nruns_dir = \"{}\"\n[optimizer]\nlr = 0.02\n[lora]\nr = 4\nalpha = 8\n[eval]\nnum_ctx = 512\n",
+            model.display(),
+            write_dataset(tmp.path()).display(),
+            runs.display()
+        ),
+    )
+    .unwrap();
+    let (ok, out, err) = tunebench(&[
+        "train",
+        "unsloth",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--gguf",
+        "q4_k_m,f16",
+        "--no-progress",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("ollama create NAME -f"), "{out}");
+    let run = run_dir(&runs);
+    for f in [
+        "adapter/adapter_config.json",
+        "adapter/adapter_model.safetensors",
+        "tiny-Q4_K_M.gguf",
+        "tiny-F16.gguf",
+        "Modelfile",
+        "summary.json",
+        "merged/config.json",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    let listed: Vec<&str> = summary["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        listed.contains(&"tiny-Q4_K_M.gguf") && listed.contains(&"Modelfile"),
+        "{listed:?}"
+    );
+
+    // llama.cpp loads both; the F16 greedy continuation equals tb-model's on the merged folder.
+    let device = Default::default();
+    let merged = LoadedModel::<CpuBackend>::load(run.join("merged"), &device).unwrap();
+    let prompt = merged
+        .tokenizer
+        .encode_chat(&[ChatMessage::new("user", "Soru 1?")], true)
+        .unwrap();
+    let config = GenerationConfig {
+        max_new_tokens: 8,
+        sampling: Sampling::Greedy,
+        stop_ids: vec![],
+    };
+    let ours = generate(&merged.model, &prompt, &config, &Default::default(), |_| {})
+        .unwrap()
+        .tokens;
+    for file in ["tiny-F16.gguf", "tiny-Q4_K_M.gguf"] {
+        let r = llama_eval(
+            &run.join(file),
+            &json!({"texts": [], "prompts": [prompt.clone()], "max_tokens": 8}),
+        );
+        let cont = ids(&r["continuations"][0]);
+        eprintln!("{file}: llama.cpp continuation {cont:?}, tb-model on merged {ours:?}");
+        assert!(!cont.is_empty(), "{file}: llama.cpp generated nothing");
+        if file == "tiny-F16.gguf" {
+            assert!(ours.starts_with(&cont), "{file}: {cont:?} vs {ours:?}");
+        }
+    }
+
+    // The Modelfile: known instructions only, FROM the first GGUF, ChatML template, stops.
+    let text = std::fs::read_to_string(run.join("Modelfile")).unwrap();
+    let parsed = parse_modelfile(&text);
+    assert!(
+        parsed.contains(&("FROM".into(), "./tiny-Q4_K_M.gguf".into())),
+        "{text}"
+    );
+    assert!(
+        parsed.contains(&("PARAMETER".into(), "stop \"<|im_end|>\"".into())),
+        "{text}"
+    );
+    assert!(
+        parsed.contains(&("PARAMETER".into(), "num_ctx 512".into())),
+        "{text}"
+    );
+    let template = parsed
+        .iter()
+        .find(|(i, _)| i == "TEMPLATE")
+        .map(|(_, v)| v.clone())
+        .expect("TEMPLATE");
+    let conversation = [ChatMessage::new(
+        "user",
+        "Merhaba, faturamı nasıl öğrenirim?",
+    )];
+    assert_eq!(
+        ollama_render(&template, None, &conversation),
+        merged.tokenizer.render_chat(&conversation, true).unwrap()
+    );
+}
+
+#[test]
+fn modelfile_template_renders_like_jinja_including_a_default_system_prompt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tiny_hf_dir("tiny-mistral", &tmp.path().join("base"), true);
+    let mut tok = tb_model::TextTokenizer::from_dir(&dir).unwrap();
+    // SmolLM2's template: a default system prompt when the conversation has none.
+    let smollm2 = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+    for source in [None, Some(smollm2)] {
+        if let Some(s) = source {
+            tok.set_chat_template(s).unwrap();
+        }
+        let chat = tb_unsloth::modelfile::ollama_chat(&tok);
+        assert_eq!(chat.family, Some("chatml"));
+        assert_eq!(chat.default_system.is_some(), source.is_some());
+        let template = chat.template.clone().unwrap();
+        for conv in [
+            vec![ChatMessage::new("user", "Şifremi unuttum.")],
+            vec![
+                ChatMessage::new("system", "Kısa cevap ver."),
+                ChatMessage::new("user", "İptal?"),
+            ],
+            vec![
+                ChatMessage::new("user", "Fatura?"),
+                ChatMessage::new("assistant", "Uygulamada."),
+                ChatMessage::new("user", "Peki ödeme?"),
+            ],
+        ] {
+            let jinja = tok.render_chat(&conv, true).unwrap();
+            let go = ollama_render(&template, chat.default_system.as_deref(), &conv);
+            assert_eq!(go, jinja, "template {source:?}");
+        }
+        let mf = tb_unsloth::modelfile::modelfile("m.gguf", &chat, 2048);
+        assert_eq!(parse_modelfile(&mf)[0], ("FROM".into(), "./m.gguf".into()));
+    }
+}
+
+#[test]
+fn unsloth_rejects_dropout_and_bad_quant_names_before_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_hf_dir("tiny-mistral", &tmp.path().join("base"), true);
+    let cfg = tmp.path().join("exp.toml");
+    let body = format!(
+        "[model]\nbase = \"{}\"\n[data]\ntrain = \"{}\"\nmax_seq_len = 64\n[train]\nmax_steps = 2\nruns_dir = \"{}\"\n",
+        model.display(),
+        write_dataset(tmp.path()).display(),
+        tmp.path().join("runs").display()
+    );
+    std::fs::write(&cfg, format!("{body}[lora]\ndropout = 0.1\n")).unwrap();
+    let (ok, _, err) = tunebench(&["train", "unsloth", "--config", cfg.to_str().unwrap()]);
+    assert!(!ok && err.contains("lora.dropout"), "{err}");
+    std::fs::write(&cfg, &body).unwrap();
+    let (ok, _, err) = tunebench(&[
+        "train",
+        "unsloth",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--gguf",
+        "q3_weird",
+    ]);
+    assert!(!ok && err.contains("q3_weird"), "{err}");
+    assert!(
+        !tmp.path().join("runs").exists(),
+        "a run folder was created before the arguments were checked"
+    );
+}

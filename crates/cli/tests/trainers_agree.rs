@@ -1,0 +1,157 @@
+//! The two trainers compute the same thing: one step on the same examples (PEFT-style padded
+//! autodiff vs Unsloth-style packed fused ops with hand-written backward) gives the same loss
+//! and LoRA gradients, and 50-step loss curves overlap.
+#![expect(clippy::print_stderr, reason = "the test reports the measured gaps")]
+
+mod common;
+
+use burn::backend::Autodiff;
+use common::*;
+use tb_data::{tokenize_records, Dataset, Truncation};
+use tb_model::{CpuBackend, LoadedModel};
+use tb_train::lora::{attach_lora, InitLoraWeights, LoraConfig, TargetModules};
+use tb_train::{ExperimentConfig, Trainer};
+
+type B = Autodiff<CpuBackend>;
+
+fn write_dataset(root: &std::path::Path) -> std::path::PathBuf {
+    let path = root.join("train.jsonl");
+    let lines: Vec<String> = (0..8)
+        .map(|i| {
+            let answer = "Cevap ".repeat(1 + i % 3);
+            format!(r#"{{"id": "t{i}", "category": "general", "instruction": "Soru {i} nedir?", "output": "{answer}{i}."}}"#)
+        })
+        .collect();
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    path
+}
+
+fn rel_err(a: &[f32], b: &[f32]) -> f32 {
+    let scale = b.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-12);
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+#[test]
+fn one_step_same_loss_and_gradients() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tiny_hf_dir("tiny-mistral", &tmp.path().join("m"), true);
+    let device = Default::default();
+    let lora = LoraConfig {
+        r: 4,
+        lora_alpha: 8.0,
+        target_modules: Some(TargetModules::AllLinear),
+        init_lora_weights: InitLoraWeights::Random,
+        ..Default::default()
+    };
+    let load = || {
+        let loaded = LoadedModel::<B>::load(&dir, &device).unwrap();
+        let (model, _) = attach_lora(loaded.model, &lora, 9, &device).unwrap();
+        (model, loaded.tokenizer)
+    };
+    let (peft_model, tok) = load();
+    let (fused_model, _) = load();
+    let records = Dataset::load(write_dataset(tmp.path())).unwrap().records;
+    let (examples, _) = tokenize_records(&tok, &records, 64, Truncation::Right).unwrap();
+    let refs: Vec<_> = examples.iter().take(4).collect();
+    let mut peft = tb_peft::PeftTrainer::<B> {
+        model: peft_model,
+        pad_id: 0,
+        device,
+        backend_name: "flex".into(),
+    };
+    let mut fused = tb_unsloth::UnslothTrainer::<B> {
+        model: fused_model,
+        pad_id: 0,
+        row_len: 160,
+        ce_chunk: 7,
+        checkpoint_layers: false,
+        device,
+        backend_name: "flex+fused".into(),
+    };
+    let pb = peft.batches(&refs, 4).remove(0);
+    let fb = fused.batches(&refs, 4).remove(0);
+    assert_eq!(pb.loss_tokens, fb.loss_tokens);
+    assert!(
+        fb.rows < pb.rows,
+        "packing should need fewer rows ({} vs {})",
+        fb.rows,
+        pb.rows
+    );
+    let scale = 1.0 / pb.loss_tokens as f32;
+    let a = peft.micro_step(&pb, scale, 1).unwrap();
+    let b = fused.micro_step(&fb, scale, 1).unwrap();
+    let loss_gap = (a.loss_sum - b.loss_sum).abs() / a.loss_sum.abs();
+    eprintln!(
+        "loss peft {:.6} fused {:.6} (relative gap {loss_gap:.2e})",
+        a.loss_sum, b.loss_sum
+    );
+    assert!(loss_gap < 1e-4);
+    let mut worst = 0f32;
+    for (ga, gb) in a.grads.iter().zip(&b.grads) {
+        assert_eq!(ga.name, gb.name);
+        worst = worst.max(rel_err(&gb.data, &ga.data));
+    }
+    eprintln!(
+        "LoRA gradients, fused vs autodiff: max relative error {worst:.2e} over {} tensors",
+        a.grads.len()
+    );
+    assert!(worst < 1e-4, "{worst}");
+    // Per-layer activation checkpointing (recompute in backward) gives the same numbers.
+    fused.checkpoint_layers = true;
+    let c = fused.micro_step(&fb, scale, 1).unwrap();
+    assert!((c.loss_sum - a.loss_sum).abs() / a.loss_sum.abs() < 1e-4);
+    let mut worst_ckpt = 0f32;
+    for (ga, gc) in a.grads.iter().zip(&c.grads) {
+        assert_eq!(ga.name, gc.name);
+        worst_ckpt = worst_ckpt.max(rel_err(&gc.data, &ga.data));
+    }
+    eprintln!("with activation checkpointing: max relative error {worst_ckpt:.2e}");
+    assert_eq!(c.grads.len(), a.grads.len());
+    assert!(worst_ckpt < 1e-4, "{worst_ckpt}");
+    // And the eval path (no autodiff) agrees too.
+    let ea = peft.eval_loss_sum(&pb).unwrap();
+    let eb = fused.eval_loss_sum(&fb).unwrap();
+    assert!((ea - eb).abs() / ea < 1e-4, "{ea} vs {eb}");
+}
+
+#[test]
+fn fifty_step_loss_curves_overlap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tiny_hf_dir("tiny-mistral", &tmp.path().join("m"), true);
+    let text = format!(
+        "name = \"tiny\"\n[model]\nbase = \"{}\"\n[data]\ntrain = \"{}\"\nmax_seq_len = 64\n[train]\nmicro_batch = 4\nmax_steps = 50\nseed = 3\nruns_dir = \"{}\"\n[optimizer]\nlr = 0.01\nwarmup_steps = 2\n[lora]\nr = 4\nalpha = 8\ndropout = 0.0\n",
+        dir.display(),
+        write_dataset(tmp.path()).display(),
+        tmp.path().join("runs").display()
+    );
+    let config = ExperimentConfig::parse(&text).unwrap();
+    let (peft_dir, _) = tb_peft::train_peft(&tb_peft::TrainRequest {
+        config: config.clone(),
+        resume: None,
+        progress: false,
+    })
+    .unwrap();
+    let fused = tb_unsloth::train_unsloth(&tb_unsloth::UnslothRequest {
+        config,
+        resume: None,
+        progress: false,
+        gguf: vec![],
+    })
+    .unwrap();
+    let a = tb_train::run_dir::read_metrics(&peft_dir.join("metrics.jsonl")).unwrap();
+    let b = tb_train::run_dir::read_metrics(&fused.run.join("metrics.jsonl")).unwrap();
+    assert_eq!(a.len(), 50);
+    assert_eq!(b.len(), 50);
+    let gap = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x.loss - y.loss).abs())
+        .fold(0.0, f64::max);
+    eprintln!(
+        "50 steps: loss {:.4} -> {:.4} (peft) / {:.4} (fused); largest per-step gap {gap:.2e}",
+        a[0].loss, a[49].loss, b[49].loss
+    );
+    assert!(a[49].loss < 0.8 * a[0].loss, "loss did not fall");
+    assert!(gap < 1e-3, "curves diverge: {gap}");
+    assert!(fused.summary.padding_fraction < 0.6);
+}

@@ -1,0 +1,206 @@
+//! The decoder forward written with the fused ops, over tb-model's weights (same module tree and
+//! HF names as the PEFT-style trainer, so the two train exactly the same parameters):
+//! RMSNorm → LoRA-QKV → RoPE(Q, K) → packed causal attention → LoRA-O → residual → RMSNorm →
+//! LoRA-MLP (SwiGLU) → residual, and the chunked linear + cross-entropy on top. The
+//! `[tokens, vocab]` logits and the `[seq, seq]` attention weights are never kept.
+
+use burn::prelude::*;
+use tb_data::Batch;
+use tb_model::layer::DecoderLayer;
+use tb_model::{CausalLm, Linear};
+
+use crate::backend::{FusedBackend, LoraWeights};
+use crate::error::Result;
+use crate::ops;
+
+/// Tokens per chunk of the fused cross-entropy (bounds the transient logits to
+/// `chunk × vocab` floats).
+pub const DEFAULT_CE_CHUNK: usize = 256;
+
+fn lora_weights<B: Backend>(lin: &Linear<B>) -> Option<LoraWeights<Tensor<B, 2>>> {
+    lin.lora.as_ref().map(|l| LoraWeights {
+        w: lin.weight.val(),
+        a: l.lora_a.val(),
+        b: l.lora_b.val(),
+        scale: l.scale as f32,
+    })
+}
+
+/// One projection: fused LoRA linear when adapted, a plain matmul otherwise.
+fn project<B: FusedBackend>(x: Tensor<B, 3>, lin: &Linear<B>) -> Result<Tensor<B, 3>> {
+    match lora_weights(lin) {
+        Some(w) => ops::lora_linear(x, w),
+        None => Ok(lin.forward(x)),
+    }
+}
+
+/// Token ids, positions and segment ids of a batch as tensors.
+///
+/// # Shapes
+/// - outputs: `[rows, seq]` each
+pub fn batch_tensors<B: Backend>(
+    batch: &Batch,
+    device: &B::Device,
+) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>, Tensor<B, 2, Int>) {
+    let (rows, seq) = (batch.rows, batch.seq_len);
+    let make = |v: Vec<i64>| {
+        Tensor::<B, 1, Int>::from_data(TensorData::new(v, [rows * seq]), device)
+            .reshape([rows, seq])
+    };
+    let ids = make(batch.input_ids.iter().map(|&t| i64::from(t)).collect());
+    let pos = make(batch.positions.iter().map(|&p| i64::from(p)).collect());
+    let seg = make(
+        batch
+            .segments
+            .iter()
+            .flat_map(|row| row.iter().map(|&s| i64::from(s)))
+            .collect(),
+    );
+    (ids, pos, seg)
+}
+
+/// RoPE angles for the fused op: `[rows, seq, head_dim / 2]` each.
+pub fn rope_angles<B: Backend>(
+    model: &CausalLm<B>,
+    positions: Tensor<B, 2, Int>,
+) -> (Tensor<B, 3>, Tensor<B, 3>) {
+    let [rows, seq] = positions.dims();
+    let (cos, sin) = model.rope.tables(positions);
+    let d = cos.dims()[3];
+    // tb-model's tables hold rotate-half angles duplicated over both halves.
+    (
+        cos.reshape([rows, seq, d]).narrow(2, 0, d / 2),
+        sin.reshape([rows, seq, d]).narrow(2, 0, d / 2),
+    )
+}
+
+/// One decoder layer with the fused ops.
+///
+/// # Shapes
+/// - x: `[rows, seq, hidden]`; cos, sin: `[rows, seq, head_dim / 2]`; segments: `[rows, seq]`
+/// - output: `[rows, seq, hidden]`
+pub fn decoder_layer<B: FusedBackend>(
+    layer: &DecoderLayer<B>,
+    x: Tensor<B, 3>,
+    cos: &Tensor<B, 3>,
+    sin: &Tensor<B, 3>,
+    segments: &Tensor<B, 2, Int>,
+) -> Result<Tensor<B, 3>> {
+    let [rows, seq, _] = x.dims();
+    let attn = &layer.self_attn;
+    let (heads, kv_heads, hd) = (attn.n_heads, attn.n_kv_heads, attn.head_dim);
+    let h = ops::rms_norm(
+        x.clone(),
+        layer.input_layernorm.weight.val(),
+        layer.input_layernorm.eps,
+    )?;
+    let (q, k, v) = match (
+        lora_weights(&attn.q_proj),
+        lora_weights(&attn.k_proj),
+        lora_weights(&attn.v_proj),
+    ) {
+        (Some(q), Some(k), Some(v)) => ops::lora_qkv(h, [q, k, v])?,
+        _ => (
+            project(h.clone(), &attn.q_proj)?,
+            project(h.clone(), &attn.k_proj)?,
+            project(h, &attn.v_proj)?,
+        ),
+    };
+    let q = q.reshape([rows, seq, heads, hd]);
+    let k = k.reshape([rows, seq, kv_heads, hd]);
+    let v = v.reshape([rows, seq, kv_heads, hd]);
+    let (q, k) = ops::rope_qk(q, k, cos.clone(), sin.clone())?;
+    let a = ops::attention(q, k, v, segments.clone(), None)?.reshape([rows, seq, heads * hd]);
+    let x = x + project(a, &attn.o_proj)?;
+    let post = &layer.post_attention_layernorm;
+    let h = ops::rms_norm(x.clone(), post.weight.val(), post.eps)?;
+    let mlp = &layer.mlp;
+    let m = match (
+        lora_weights(&mlp.gate_proj),
+        lora_weights(&mlp.up_proj),
+        lora_weights(&mlp.down_proj),
+    ) {
+        (Some(g), Some(u), Some(dn)) => ops::lora_mlp(h, [g, u, dn])?,
+        _ => {
+            let g = project(h.clone(), &mlp.gate_proj)?;
+            let u = project(h, &mlp.up_proj)?;
+            project(ops::swiglu(g, u)?, &mlp.down_proj)?
+        }
+    };
+    Ok(x + m)
+}
+
+/// Final hidden states (after `model.norm`) with the fused ops.
+///
+/// # Shapes
+/// - ids, positions, segments: `[rows, seq]`
+/// - output: `[rows, seq, hidden]`
+pub fn hidden_states<B: FusedBackend>(
+    model: &CausalLm<B>,
+    ids: Tensor<B, 2, Int>,
+    positions: Tensor<B, 2, Int>,
+    segments: Tensor<B, 2, Int>,
+) -> Result<Tensor<B, 3>> {
+    let (cos, sin) = rope_angles(model, positions);
+    let mut x = model.embed_tokens.forward(ids);
+    for layer in &model.layers {
+        x = decoder_layer(layer, x, &cos, &sin, &segments)?;
+    }
+    ops::rms_norm(x, model.norm.weight.val(), model.norm.eps)
+}
+
+/// Mean cross-entropy of final-norm(`x`) against `targets` (the model's head part).
+///
+/// # Shapes
+/// - x: `[rows, seq, hidden]` (output of the last layer, before `model.norm`)
+/// - output: `[1]`
+pub fn head_loss_mean<B: FusedBackend>(
+    model: &CausalLm<B>,
+    x: Tensor<B, 3>,
+    targets: &[i64],
+    chunk: usize,
+) -> Result<Tensor<B, 1>> {
+    let device = x.device();
+    let [r, s, d] = x.dims();
+    let hidden = ops::rms_norm(x, model.norm.weight.val(), model.norm.eps)?;
+    let targets =
+        Tensor::<B, 1, Int>::from_data(TensorData::new(targets.to_vec(), [r * s]), &device);
+    ops::linear_cross_entropy(
+        hidden.reshape([r * s, d]),
+        lm_head_weight(model),
+        targets,
+        chunk,
+    )
+}
+
+/// The LM head in Burn layout `[hidden, vocab]` (the embedding transposed when tied).
+pub fn lm_head_weight<B: Backend>(model: &CausalLm<B>) -> Tensor<B, 2> {
+    match &model.lm_head {
+        Some(head) => head.weight.val(),
+        None => model.embed_tokens.weight.val().transpose(),
+    }
+}
+
+/// Mean cross-entropy over the batch's loss-bearing targets, with the fused ops throughout.
+///
+/// # Shapes
+/// - output: `[1]`
+pub fn loss_mean<B: FusedBackend>(
+    model: &CausalLm<B>,
+    batch: &Batch,
+    chunk: usize,
+    device: &B::Device,
+) -> Result<Tensor<B, 1>> {
+    let (ids, positions, segments) = batch_tensors::<B>(batch, device);
+    let hidden = hidden_states(model, ids, positions, segments)?;
+    let n = batch.rows * batch.seq_len;
+    let targets =
+        Tensor::<B, 1, Int>::from_data(TensorData::new(batch.targets.clone(), [n]), device);
+    let [r, s, d] = hidden.dims();
+    ops::linear_cross_entropy(
+        hidden.reshape([r * s, d]),
+        lm_head_weight(model),
+        targets,
+        chunk,
+    )
+}

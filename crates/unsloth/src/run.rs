@@ -1,0 +1,189 @@
+//! `tunebench train unsloth --config FILE [--gguf q4_k_m,q8_0,f16]`: train with the fused ops,
+//! save the PEFT-format adapter, and in the same command merge it into the base, write the GGUF
+//! files through tb-gguf and an Ollama Modelfile.
+//!
+//! Merge choice: the adapter is folded into the **unquantised** base checkpoint the run
+//! started from (f32 accumulation, one rounding to the base's dtype), as Unsloth does today
+//! (unsloth-zoo PR #810) and as PEFT's maintainers recommend; the quantised GGUF is then made
+//! from that merged checkpoint, so quantisation happens once, at the end.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Instant;
+
+use burn::backend::Autodiff;
+use tb_gguf::{ExportOptions, QuantMix};
+use tb_model::{CpuBackend, LoadedModel};
+use tb_train::lora::{attach_lora, save_adapter, Adapter, LoraConfig};
+use tb_train::{run_training, ExperimentConfig, LoopOptions, RunDir, RunSummary, Trainer};
+
+use crate::fused_model::DEFAULT_CE_CHUNK;
+use crate::modelfile::{modelfile, ollama_chat};
+use crate::trainer::UnslothTrainer;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct UnslothRequest {
+    /// The experiment.
+    pub config: ExperimentConfig,
+    /// Continue this run folder from its newest checkpoint.
+    pub resume: Option<PathBuf>,
+    /// Draw a progress bar.
+    pub progress: bool,
+    /// GGUF types to write after training (empty: adapter only).
+    pub gguf: Vec<String>,
+}
+
+/// What the one command produced.
+#[derive(Debug, Clone)]
+pub struct UnslothOutcome {
+    /// The run folder.
+    pub run: PathBuf,
+    /// Its summary.
+    pub summary: RunSummary,
+    /// GGUF files written.
+    pub ggufs: Vec<PathBuf>,
+    /// The Modelfile, when GGUFs were written.
+    pub modelfile: Option<PathBuf>,
+    /// Seconds from the end of training to the last GGUF and the Modelfile.
+    pub export_s: f64,
+}
+
+fn err(message: String) -> tb_train::Error {
+    tb_train::Error::Method(message)
+}
+
+/// Parses `q4_k_m,q8_0,f16` into mixes (before any training starts).
+pub fn parse_quants(list: &[String]) -> tb_train::Result<Vec<QuantMix>> {
+    list.iter()
+        .map(|q| {
+            QuantMix::from_str(q).map_err(|e| tb_train::Error::ConfigValue {
+                field: "--gguf".into(),
+                message: format!("`{q}`: {e}"),
+            })
+        })
+        .collect()
+}
+
+/// Trains with the fused ops on the CPU backend; optionally exports GGUFs and a Modelfile.
+pub fn train_unsloth(request: &UnslothRequest) -> tb_train::Result<UnslothOutcome> {
+    type B = Autodiff<CpuBackend>;
+    let started = Instant::now();
+    let config = &request.config;
+    let quants = parse_quants(&request.gguf)?;
+    if config.lora.dropout != 0.0 {
+        return Err(tb_train::Error::ConfigValue {
+            field: "lora.dropout".into(),
+            message: format!(
+                "{} is not supported by the fused trainer (like Unsloth's fast path it needs 0); use `train peft` for dropout",
+                config.lora.dropout
+            ),
+        });
+    }
+    let base = &config.model.base;
+    if !quants.is_empty() && !tb_train::session::is_hf_dir(base) {
+        return Err(tb_train::Error::ConfigValue {
+            field: "model.base".into(),
+            message: format!(
+                "{}: --gguf merges into an HF model folder; import the GGUF first with `tunebench import-gguf`",
+                base.display()
+            ),
+        });
+    }
+    let device = Default::default();
+    let loaded = LoadedModel::<B>::load(base, &device)?;
+    let (train, eval) = tb_train::session::load_examples(config, &loaded.tokenizer)?;
+    let base_name = base.to_string_lossy().into_owned();
+    let lora = LoraConfig::from_experiment(&config.lora, Some(base_name));
+    lora.validate(Path::new("<experiment [lora]>"))?;
+    let (model, modules) = attach_lora(loaded.model, &lora, config.train.seed, &device)?;
+    tracing::info!(modules = modules.len(), "LoRA attached (fused path)");
+    let pad_id = loaded.tokenizer.eos().map_or(0, |t| t.id);
+    let mut trainer = UnslothTrainer::<B> {
+        model,
+        pad_id,
+        row_len: config.data.max_seq_len,
+        ce_chunk: DEFAULT_CE_CHUNK,
+        checkpoint_layers: config.train.activation_checkpointing,
+        device,
+        backend_name: "flex+fused".into(),
+    };
+    let run = match &request.resume {
+        Some(dir) => RunDir::open(dir)?,
+        None => RunDir::create(&config.train.runs_dir, "unsloth", config)?,
+    };
+    tracing::info!(run = %run.path.display(), "run folder");
+    let options = LoopOptions {
+        progress: request.progress,
+        resume: request.resume.is_some(),
+    };
+    let outcome = run_training(&mut trainer, config, &train, &eval, &run, &options)?;
+    let adapter_dir = run.path.join("adapter");
+    save_adapter(&adapter_dir, &lora, &outcome.params)?;
+    let export_started = Instant::now();
+    let mut ggufs = Vec::new();
+    let mut modelfile_path = None;
+    if !quants.is_empty() {
+        let adapter = Adapter::load(&adapter_dir)?;
+        let merged = run.path.join("merged");
+        let report = tb_train::merge_adapter(base, &adapter, &merged)?;
+        tracing::info!(projections = report.merged_tensors, dtype = %report.dtype, "merged into the unquantised base");
+        for mix in &quants {
+            let file = format!("{}-{}.gguf", config.name, mix.name());
+            let out = run.path.join(&file);
+            let r = tb_gguf::export_hf_dir(
+                &merged,
+                &out,
+                ExportOptions {
+                    mix: *mix,
+                    threads: 0,
+                },
+            )
+            .map_err(|e| err(format!("writing {}: {e}", out.display())))?;
+            tracing::info!(file = %out.display(), bytes = r.bytes_out, "GGUF written");
+            ggufs.push(out);
+        }
+        let chat = ollama_chat(&loaded.tokenizer);
+        if chat.template.is_none() {
+            tracing::warn!("chat template not recognised (ChatML or Llama 3): the Modelfile has no TEMPLATE; Ollama will autodetect one from the GGUF");
+        }
+        let first = ggufs[0]
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let path = run.path.join("Modelfile");
+        tb_train::run_dir::write_atomic(
+            &path,
+            modelfile(&first, &chat, config.eval.num_ctx).as_bytes(),
+        )?;
+        modelfile_path = Some(path);
+    }
+    let export_s = export_started.elapsed().as_secs_f64();
+    let mut artifacts: Vec<String> = vec!["adapter".into()];
+    for g in &ggufs {
+        if let Some(n) = g.file_name() {
+            artifacts.push(n.to_string_lossy().into_owned());
+        }
+    }
+    if modelfile_path.is_some() {
+        artifacts.push("Modelfile".into());
+    }
+    let refs: Vec<&str> = artifacts.iter().map(String::as_str).collect();
+    let summary = tb_train::session::summarize(
+        trainer.method(),
+        &trainer.backend(),
+        config,
+        &run,
+        &outcome,
+        started,
+        &refs,
+    )?;
+    run.write_summary(&summary)?;
+    Ok(UnslothOutcome {
+        run: run.path.clone(),
+        summary,
+        ggufs,
+        modelfile: modelfile_path,
+        export_s,
+    })
+}

@@ -1,0 +1,259 @@
+//! The Unsloth-style trainer: the fused forward with hand-written backward passes, padding-free
+//! packed micro-batches, and the chunked fused loss, plugged into tb-train's shared loop.
+
+use burn::module::{AutodiffModule, Param};
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use tb_data::{packed_batch, Batch, TokenizedExample};
+use tb_model::layer::DecoderLayer;
+use tb_model::{CausalLm, Linear};
+use tb_train::lora::{adapter_tensors, peft_key, transpose};
+use tb_train::{MicroStep, NamedTensor, Trainer};
+
+use crate::backend::FusedBackend;
+use crate::fused_model::{batch_tensors, decoder_layer, head_loss_mean, loss_mean, rope_angles};
+
+/// A model with LoRA branches trained through the fused ops.
+pub struct UnslothTrainer<B: AutodiffBackend + FusedBackend>
+where
+    B::InnerBackend: FusedBackend,
+{
+    /// The model (base frozen, adapters trainable).
+    pub model: CausalLm<B>,
+    /// Token id used for padding in packed rows.
+    pub pad_id: u32,
+    /// Row length of packed micro-batches (the experiment's `max_seq_len`).
+    pub row_len: usize,
+    /// Tokens per chunk of the fused cross-entropy.
+    pub ce_chunk: usize,
+    /// Per-layer activation checkpointing: the forward keeps only each layer's input; the
+    /// backward recomputes one layer at a time (about one extra forward of compute).
+    pub checkpoint_layers: bool,
+    /// Device.
+    pub device: B::Device,
+    /// Backend name for reports.
+    pub backend_name: String,
+}
+
+fn method_error(e: impl std::fmt::Display) -> tb_train::Error {
+    tb_train::Error::Method(format!("fused ops: {e}"))
+}
+
+fn host_values<B: Backend>(t: Tensor<B, 2>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .unwrap_or_default()
+}
+
+/// The seven projections of a layer in [`CausalLm::projections`] order.
+fn layer_projections<B: Backend>(layer: &DecoderLayer<B>) -> [(&'static str, &Linear<B>); 7] {
+    let (a, m) = (&layer.self_attn, &layer.mlp);
+    [
+        ("self_attn.q_proj", &a.q_proj),
+        ("self_attn.k_proj", &a.k_proj),
+        ("self_attn.v_proj", &a.v_proj),
+        ("self_attn.o_proj", &a.o_proj),
+        ("mlp.gate_proj", &m.gate_proj),
+        ("mlp.up_proj", &m.up_proj),
+        ("mlp.down_proj", &m.down_proj),
+    ]
+}
+
+/// Host copies of the LoRA gradients of one projection (PEFT layout), zeros when unused.
+fn lora_grads<B: AutodiffBackend>(
+    name: &str,
+    lin: &Linear<B>,
+    grads: &B::Gradients,
+) -> Option<[NamedTensor; 2]> {
+    let lora = lin.lora.as_ref()?;
+    let (d_in, d_out, r) = (lin.d_input(), lin.d_output(), lora.rank());
+    let ga = lora
+        .lora_a
+        .grad(grads)
+        .map(host_values)
+        .unwrap_or_else(|| vec![0.0; d_in * r]);
+    let gb = lora
+        .lora_b
+        .grad(grads)
+        .map(host_values)
+        .unwrap_or_else(|| vec![0.0; r * d_out]);
+    Some([
+        NamedTensor {
+            name: peft_key(name, 'A'),
+            shape: vec![r, d_in],
+            data: transpose(&ga, d_in, r),
+        },
+        NamedTensor {
+            name: peft_key(name, 'B'),
+            shape: vec![d_out, r],
+            data: transpose(&gb, r, d_out),
+        },
+    ])
+}
+
+impl<B: AutodiffBackend + FusedBackend> UnslothTrainer<B>
+where
+    B::InnerBackend: FusedBackend,
+{
+    /// Forward without autodiff keeping only layer inputs, then layer-by-layer recompute and
+    /// backward (each layer's graph lives only while its gradients are taken).
+    fn checkpointed_step(&mut self, batch: &Batch, loss_scale: f32) -> tb_train::Result<MicroStep> {
+        let inner = self.model.valid();
+        let (ids, pos, seg) = batch_tensors::<B::InnerBackend>(batch, &self.device);
+        let (cos, sin) = rope_angles(&inner, pos);
+        let mut x = inner.embed_tokens.forward(ids);
+        let mut inputs = Vec::with_capacity(inner.layers.len());
+        for layer in &inner.layers {
+            inputs.push(x.clone());
+            x = decoder_layer(layer, x, &cos, &sin, &seg).map_err(method_error)?;
+        }
+        drop(inner);
+        let n = batch.loss_tokens as f32;
+        let top = Tensor::<B, 3>::from_inner(x).require_grad();
+        let mean = head_loss_mean(&self.model, top.clone(), &batch.targets, self.ce_chunk)
+            .map_err(method_error)?;
+        let loss_sum = f64::from(mean.clone().into_scalar().elem::<f32>()) * f64::from(n);
+        let grads = mean.mul_scalar(loss_scale * n).backward();
+        let mut upstream = top
+            .grad(&grads)
+            .ok_or_else(|| method_error("no gradient reached the last hidden state"))?;
+        let (_, pos, seg) = batch_tensors::<B>(batch, &self.device);
+        let (cos, sin) = rope_angles(&self.model, pos);
+        let mut per_layer: Vec<Vec<NamedTensor>> = vec![Vec::new(); self.model.layers.len()];
+        for l in (0..self.model.layers.len()).rev() {
+            let input = inputs
+                .pop()
+                .ok_or_else(|| method_error("missing layer input"))?;
+            let xin = Tensor::<B, 3>::from_inner(input).require_grad();
+            let layer = &self.model.layers[l];
+            let out = decoder_layer(layer, xin.clone(), &cos, &sin, &seg).map_err(method_error)?;
+            let grads = (out * Tensor::<B, 3>::from_inner(upstream))
+                .sum()
+                .backward();
+            upstream = xin
+                .grad(&grads)
+                .ok_or_else(|| method_error("no gradient reached a layer input"))?;
+            for (suffix, lin) in layer_projections(layer) {
+                if let Some(pair) = lora_grads(&format!("model.layers.{l}.{suffix}"), lin, &grads) {
+                    per_layer[l].extend(pair);
+                }
+            }
+        }
+        Ok(MicroStep {
+            loss_sum,
+            grads: per_layer.into_iter().flatten().collect(),
+        })
+    }
+
+    fn check_window(&self, batch: &Batch) -> tb_train::Result<()> {
+        match self.model.sliding_window {
+            Some(w) if w < batch.seq_len => Err(tb_train::Error::ConfigValue {
+                field: "data.max_seq_len".into(),
+                message: format!(
+                    "packed rows of {} tokens exceed the model's sliding window ({w}); the fused attention is full causal, so use at most {w}",
+                    batch.seq_len
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl<B: AutodiffBackend + FusedBackend> Trainer for UnslothTrainer<B>
+where
+    B::InnerBackend: FusedBackend,
+{
+    fn method(&self) -> &'static str {
+        "unsloth"
+    }
+
+    fn backend(&self) -> String {
+        self.backend_name.clone()
+    }
+
+    fn trainable(&self) -> Vec<NamedTensor> {
+        adapter_tensors(&self.model)
+    }
+
+    fn set_trainable(&mut self, values: &[NamedTensor]) -> tb_train::Result<()> {
+        let mut it = values.iter();
+        let device = self.device.clone();
+        for (name, lin) in self.model.projections_mut() {
+            let (d_in, d_out) = (lin.d_input(), lin.d_output());
+            let Some(lora) = lin.lora.as_mut() else {
+                continue;
+            };
+            let r = lora.rank();
+            let (a, b) = match (it.next(), it.next()) {
+                (Some(a), Some(b))
+                    if a.name == peft_key(&name, 'A') && b.name == peft_key(&name, 'B') =>
+                {
+                    (a, b)
+                }
+                _ => {
+                    return Err(tb_train::Error::Method(format!(
+                        "trainable tensors out of order at `{name}`"
+                    )))
+                }
+            };
+            let ta = Tensor::<B, 2>::from_data(
+                TensorData::new(transpose(&a.data, r, d_in), [d_in, r]),
+                &device,
+            );
+            let tb = Tensor::<B, 2>::from_data(
+                TensorData::new(transpose(&b.data, d_out, r), [r, d_out]),
+                &device,
+            );
+            lora.lora_a = Param::from_tensor(ta);
+            lora.lora_b = Param::from_tensor(tb);
+        }
+        Ok(())
+    }
+
+    /// Each micro-batch holds the same examples as the PEFT-style trainer's, packed first-fit
+    /// into rows of `max_seq_len` instead of padded one per row.
+    fn batches(&self, examples: &[&TokenizedExample], micro_batch: usize) -> Vec<Batch> {
+        examples
+            .chunks(micro_batch.max(1))
+            .map(|chunk| packed_batch(chunk, self.row_len, self.pad_id))
+            .collect()
+    }
+
+    fn micro_step(
+        &mut self,
+        batch: &Batch,
+        loss_scale: f32,
+        _seed: u64,
+    ) -> tb_train::Result<MicroStep> {
+        self.check_window(batch)?;
+        if self.checkpoint_layers {
+            return self.checkpointed_step(batch, loss_scale);
+        }
+        let mean =
+            loss_mean(&self.model, batch, self.ce_chunk, &self.device).map_err(method_error)?;
+        let n = batch.loss_tokens as f64;
+        let loss_sum = f64::from(mean.clone().into_scalar().elem::<f32>()) * n;
+        let grads = mean
+            .mul_scalar(loss_scale * batch.loss_tokens as f32)
+            .backward();
+        let mut out = Vec::new();
+        for (name, lin) in self.model.projections() {
+            if let Some(pair) = lora_grads(&name, lin, &grads) {
+                out.extend(pair);
+            }
+        }
+        Ok(MicroStep {
+            loss_sum,
+            grads: out,
+        })
+    }
+
+    fn eval_loss_sum(&mut self, batch: &Batch) -> tb_train::Result<f64> {
+        self.check_window(batch)?;
+        let inner = self.model.valid();
+        let mean = loss_mean::<B::InnerBackend>(&inner, batch, self.ce_chunk, &self.device)
+            .map_err(method_error)?;
+        Ok(f64::from(mean.into_scalar().elem::<f32>()) * batch.loss_tokens as f64)
+    }
+}
