@@ -138,8 +138,10 @@ fn dequantised_copy(src: &Path, dst: &Path) -> Result<(), DamageError> {
         w.add_tensor(TensorSpec::new(t.name.clone(), GgmlType::F32, t.ne.clone()))
             .map_err(gguf_err(dst))?;
     }
-    w.write_to_file(dst, |_, spec, sink| sink.write_f32(&file.tensor_f32(&spec.name)?))
-        .map_err(gguf_err(dst))?;
+    w.write_to_file(dst, |_, spec, sink| {
+        sink.write_f32(&file.tensor_f32(&spec.name)?)
+    })
+    .map_err(gguf_err(dst))?;
     Ok(())
 }
 
@@ -151,10 +153,8 @@ pub fn make_quantized_files(
     types: &[QuantMix],
     threads: usize,
 ) -> Result<(Vec<(QuantMix, PathBuf)>, String), DamageError> {
-    std::fs::create_dir_all(out_dir).map_err(|e| DamageError::InvalidInput(format!(
-        "{}: {e}",
-        out_dir.display()
-    )))?;
+    std::fs::create_dir_all(out_dir)
+        .map_err(|e| DamageError::InvalidInput(format!("{}: {e}", out_dir.display())))?;
     let stem = source
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -237,7 +237,16 @@ fn ollama_speed(
             messages: r
                 .prompt_messages()
                 .iter()
-                .map(|m| Message::new(if m.role == "system" { Role::System } else { Role::User }, m.content.clone()))
+                .map(|m| {
+                    Message::new(
+                        if m.role == "system" {
+                            Role::System
+                        } else {
+                            Role::User
+                        },
+                        m.content.clone(),
+                    )
+                })
                 .collect(),
             options: Some(Options {
                 temperature: Some(0.0),
@@ -308,7 +317,11 @@ pub fn score_file(
         .collect::<Vec<_>>()
         .join(", ");
     let mut totals = PerplexityTotals::default();
-    for r in dataset.records.iter().take(settings.ppl_items.unwrap_or(usize::MAX)) {
+    for r in dataset
+        .records
+        .iter()
+        .take(settings.ppl_items.unwrap_or(usize::MAX))
+    {
         on_progress(&format!("{quant}: perplexity {}", r.id));
         match session.perplexity(r, settings.kernel) {
             Ok(p) => totals.add(&p),
@@ -356,7 +369,8 @@ pub fn score_file(
 }
 
 fn opt(v: Option<f64>, digits: usize) -> String {
-    v.map(|x| format!("{x:.digits$}")).unwrap_or_else(|| "–".into())
+    v.map(|x| format!("{x:.digits$}"))
+        .unwrap_or_else(|| "–".into())
 }
 
 /// The study as a Markdown table.

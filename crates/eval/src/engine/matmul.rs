@@ -279,7 +279,10 @@ mod tests {
                             .map(|c| deq[r * cols + c] as f64 * x[t * cols + c] as f64)
                             .sum();
                         let got = y[t * rows + r] as f64;
-                        assert!((got - want).abs() < 1e-4, "{ty} {kernel:?}: {got} vs {want}");
+                        assert!(
+                            (got - want).abs() < 1e-4,
+                            "{ty} {kernel:?}: {got} vs {want}"
+                        );
                     }
                 }
             }

@@ -147,12 +147,10 @@ impl Loader<'_> {
     /// A 1-D f32 vector of `n` values (any float type).
     fn vector(&self, name: &str, n: usize) -> Result<Vec<f32>> {
         let info = self.info(name)?;
-        if info.n_elements() != n as u64 || info.ne.len() > 1 && info.ne[1..].iter().any(|&d| d != 1)
+        if info.n_elements() != n as u64
+            || info.ne.len() > 1 && info.ne[1..].iter().any(|&d| d != 1)
         {
-            return Err(self.tensor_err(
-                name,
-                format!("has dims {:?}, expected [{n}]", info.ne),
-            ));
+            return Err(self.tensor_err(name, format!("has dims {:?}, expected [{n}]", info.ne)));
         }
         if row_decoder(info.ty).is_none() {
             return Err(Error::UnsupportedType {

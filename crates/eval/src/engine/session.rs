@@ -241,7 +241,9 @@ impl Session {
             if tokens.len() == settings.max_tokens || cache.len() >= limit {
                 break;
             }
-            logits = self.model.forward(&[next], &mut cache, &[0], settings.kernel)?;
+            logits = self
+                .model
+                .forward(&[next], &mut cache, &[0], settings.kernel)?;
         }
         let decode_seconds = t1.elapsed().as_secs_f64();
         let text = self
@@ -259,7 +261,11 @@ impl Session {
     }
 
     /// Greedy answer to a conversation.
-    pub fn chat(&self, messages: &[ChatMessage], settings: &GenerateSettings) -> Result<Completion> {
+    pub fn chat(
+        &self,
+        messages: &[ChatMessage],
+        settings: &GenerateSettings,
+    ) -> Result<Completion> {
         let prompt = self.chat_prompt(messages)?;
         self.generate(&prompt, settings)
     }

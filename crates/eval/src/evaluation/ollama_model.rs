@@ -30,7 +30,11 @@ pub fn ollama_template(tokenizer: &TextTokenizer) -> OllamaTemplate {
     let rendered = tokenizer
         .render_chat(&[ChatMessage::new("user", probe)], true)
         .unwrap_or_default();
-    let eos_stop: Vec<String> = tokenizer.eos().map(|t| t.text.clone()).into_iter().collect();
+    let eos_stop: Vec<String> = tokenizer
+        .eos()
+        .map(|t| t.text.clone())
+        .into_iter()
+        .collect();
     if rendered.contains("<|im_start|>") {
         let system = rendered
             .split_once("<|im_start|>system\n")

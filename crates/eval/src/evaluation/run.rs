@@ -157,7 +157,8 @@ fn answer(
                 kernel: settings.kernel,
             };
             let c = session.chat(&messages, &gen).map_err(|e| e.to_string())?;
-            let prompt_tps = (c.prompt_seconds > 0.0).then(|| c.prompt_tokens as f64 / c.prompt_seconds);
+            let prompt_tps =
+                (c.prompt_seconds > 0.0).then(|| c.prompt_tokens as f64 / c.prompt_seconds);
             Ok(Answer {
                 timings: Timings {
                     seconds: t0.elapsed().as_secs_f64(),
@@ -207,7 +208,10 @@ pub fn run_evaluation(
     }
     for (i, m) in models.iter().enumerate() {
         if models[..i].iter().any(|o| o.name == m.name) {
-            return Err(Error::InvalidInput(format!("model name `{}` given twice", m.name)));
+            return Err(Error::InvalidInput(format!(
+                "model name `{}` given twice",
+                m.name
+            )));
         }
     }
     std::fs::create_dir_all(out).map_err(|source| Error::Io {
@@ -250,8 +254,7 @@ pub fn run_evaluation(
             (EngineKind::Ollama, Some(client), Some(s)) => {
                 let name = ollama_name(&spec.name);
                 let template = ollama_template(s.tokenizer());
-                match create_ollama_model(client, &name, &spec.gguf, &template, settings.num_ctx)
-                {
+                match create_ollama_model(client, &name, &spec.gguf, &template, settings.num_ctx) {
                     Ok(()) => Answerer::Ollama { client, name },
                     Err(e) => {
                         tracing::error!(model = %spec.name, "Ollama could not create it: {e}");

@@ -189,7 +189,10 @@ impl TinyLlama {
 /// Installs node-llama-cpp into tools/node_modules on first use; panics if it cannot.
 pub fn ensure_node_llama_cpp() {
     let tools = repo_root().join("tools");
-    if tools.join("node_modules/node-llama-cpp/package.json").exists() {
+    if tools
+        .join("node_modules/node-llama-cpp/package.json")
+        .exists()
+    {
         return;
     }
     let _ = writeln!(
@@ -222,7 +225,11 @@ pub fn llama_eval(gguf: &Path, request: &serde_json::Value) -> serde_json::Value
         .write_all(request.to_string().as_bytes())
         .expect("writing the request");
     let out = child.wait_with_output().expect("waiting for the oracle");
-    assert!(out.status.success(), "llama.cpp oracle failed on {}", gguf.display());
+    assert!(
+        out.status.success(),
+        "llama.cpp oracle failed on {}",
+        gguf.display()
+    );
     serde_json::from_slice(&out.stdout).expect("oracle output is JSON")
 }
 

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use tb_eval::damage::{make_quantized_files, markdown_table, score_file, DamageReport, DamageSettings};
+use tb_eval::damage::{
+    make_quantized_files, markdown_table, score_file, DamageReport, DamageSettings,
+};
 use tb_eval::evaluation::{resolve_engine, write_atomically, EngineChoice, EngineKind};
 use tb_gguf::QuantMix;
 
