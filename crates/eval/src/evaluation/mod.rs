@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 pub use ollama_model::{create_ollama_model, ollama_template, OllamaTemplate};
+pub(crate) use run::to_role;
 pub use run::{resolve_engine, run_evaluation, ResolvedEngine};
 
 use crate::engine::Kernel;

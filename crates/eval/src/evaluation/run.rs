@@ -87,7 +87,8 @@ fn split_name(s: Option<Split>) -> Option<&'static str> {
     })
 }
 
-fn to_role(role: &str) -> Role {
+/// The Ollama role for a chat-template role name.
+pub(crate) fn to_role(role: &str) -> Role {
     match role {
         "system" => Role::System,
         "assistant" => Role::Assistant,

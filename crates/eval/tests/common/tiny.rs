@@ -22,6 +22,9 @@ pub struct TinyLlama {
     pub n_vocab: u64,
     pub tied: bool,
     pub seed: u64,
+    /// Zero the output rows of the 256 byte tokens, so greedy answers are made of pieces (text
+    /// that every detokeniser renders the same way).
+    pub mute_bytes: bool,
 }
 
 impl Default for TinyLlama {
@@ -35,6 +38,7 @@ impl Default for TinyLlama {
             n_vocab: 320,
             tied: false,
             seed: 7,
+            mute_bytes: false,
         }
     }
 }
@@ -112,7 +116,7 @@ impl TinyLlama {
         let kv = hd * self.n_head_kv as u64;
         let mut out = Vec::new();
         let mut mat = |rng: &mut StdRng, name: String, ne0: u64, ne1: u64, std: f32| {
-            let v = (0..ne0 * ne1).map(|_| std * normal(rng)).collect();
+            let v: Vec<f32> = (0..ne0 * ne1).map(|_| std * normal(rng)).collect();
             out.push((name, vec![ne0, ne1], v));
         };
         let d = self.n_embd;
@@ -120,6 +124,11 @@ impl TinyLlama {
         mat(&mut rng, "token_embd.weight".into(), d, self.n_vocab, 1.0);
         if !self.tied {
             mat(&mut rng, "output.weight".into(), d, self.n_vocab, 0.6);
+            if self.mute_bytes {
+                if let Some((_, _, v)) = out.last_mut() {
+                    v[3 * d as usize..259 * d as usize].fill(0.0);
+                }
+            }
         }
         let norm = |rng: &mut StdRng, name: String| {
             let v = (0..d).map(|_| 1.0 + 0.1 * normal(rng)).collect();
