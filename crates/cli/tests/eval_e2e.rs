@@ -174,7 +174,10 @@ fn two_models_through_ollama_compat_and_embedded_agree() {
     // Model a answers in pieces only: its texts must agree exactly. Model b is free to emit
     // byte tokens, whose invalid UTF-8 llama.cpp and HF tokenizers render differently.
     assert!(
-        items[..3].iter().zip(&emb[..3]).all(|(x, y)| x["answer"] == y["answer"]),
+        items[..3]
+            .iter()
+            .zip(&emb[..3])
+            .all(|(x, y)| x["answer"] == y["answer"]),
         "model a: answers differ between ollama-compat and the embedded engine"
     );
 }

@@ -239,6 +239,9 @@ fn perplexity_scores_only_completion_tokens() {
     assert!(ppl > 1.0 && ppl.is_finite());
 }
 
+/// A tensor-table entry: name, type, dims.
+type Spec = (String, GgmlType, Vec<u64>);
+
 #[test]
 fn bad_files_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -264,9 +267,9 @@ fn bad_files_are_clear_errors() {
     assert!(msg.contains("header.gguf"), "{msg}");
 
     // Missing tensor, unsupported type, wrong shape: rewrite the tensor table.
-    let rewrite = |name: &str, edit: &dyn Fn(&mut Vec<(String, GgmlType, Vec<u64>)>)| {
+    let rewrite = |name: &str, edit: &dyn Fn(&mut Vec<Spec>)| {
         let src = tb_gguf::GgufFile::open(&good).unwrap();
-        let mut specs: Vec<(String, GgmlType, Vec<u64>)> = src
+        let mut specs: Vec<Spec> = src
             .tensors()
             .iter()
             .map(|t| (t.name.clone(), t.ty, t.ne.clone()))
@@ -358,7 +361,12 @@ fn smollm2_agreement_with_llama_cpp() {
     let known = tb_model::fetch::known_model("smollm2-135m").unwrap();
     let mut files = vec![tb_model::fetch::fetch_gguf(known, &models).expect("fetching SmolLM2")];
     if let Ok(extra) = std::env::var("TB_EVAL_EXTRA_GGUFS") {
-        files.extend(extra.split(':').filter(|s| !s.is_empty()).map(PathBuf::from));
+        files.extend(
+            extra
+                .split(':')
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+        );
     }
     let questions = [
         "What is the capital of France?",
@@ -384,7 +392,10 @@ fn smollm2_agreement_with_llama_cpp() {
             kernel: Kernel::Auto,
         };
         let (mut exact, mut top1, mut positions) = (0, 0, 0);
-        for (prompt, want) in prompts.iter().zip(oracle["continuations"].as_array().unwrap()) {
+        for (prompt, want) in prompts
+            .iter()
+            .zip(oracle["continuations"].as_array().unwrap())
+        {
             let want = ids(want);
             let ours = session.generate(prompt, &settings).unwrap().tokens;
             if ours == want {

@@ -41,7 +41,7 @@ pub enum Error {
         path: PathBuf,
         /// What tb-gguf found.
         #[source]
-        source: tb_gguf::Error,
+        source: Box<tb_gguf::Error>,
     },
     /// The model's metadata, tokenizer or chat template is unusable.
     #[error("{path}: {source}")]
@@ -50,7 +50,7 @@ pub enum Error {
         path: PathBuf,
         /// What tb-model found.
         #[source]
-        source: tb_model::Error,
+        source: Box<tb_model::Error>,
     },
     /// A tensor is missing, has the wrong shape, or does not lie inside the file.
     #[error("{path}: tensor '{tensor}': {message}")]
@@ -79,7 +79,7 @@ pub enum Error {
         id: String,
         /// What tb-data found.
         #[source]
-        source: tb_data::Error,
+        source: Box<tb_data::Error>,
     },
     /// The caller asked for something impossible (empty prompt, too many positions, a token id
     /// outside the vocabulary, ...).

@@ -171,11 +171,11 @@ impl EngineModel {
         let path = path.as_ref();
         let file = GgufFile::open(path).map_err(|source| Error::Gguf {
             path: path.to_path_buf(),
-            source,
+            source: Box::new(source),
         })?;
         let config = ModelConfig::from_gguf(&file).map_err(|source| Error::Model {
             path: path.to_path_buf(),
-            source,
+            source: Box::new(source),
         })?;
         let c = &config;
         let hyper = Hyper {

@@ -168,7 +168,7 @@ impl Session {
         let model = EngineModel::open(path)?;
         let wrap = |source| Error::Model {
             path: path.to_path_buf(),
-            source,
+            source: Box::new(source),
         };
         let vocab = GgufVocab::from_gguf(model.gguf()).map_err(wrap)?;
         let tokenizer = vocab.build().map_err(wrap)?;
@@ -205,7 +205,7 @@ impl Session {
     fn model_err(&self, source: tb_model::Error) -> Error {
         Error::Model {
             path: self.model.path().to_path_buf(),
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -310,7 +310,7 @@ impl Session {
         let ex = tb_data::tokenize::tokenize_record(&self.tokenizer, record).map_err(|source| {
             Error::Data {
                 id: record.id.clone(),
-                source,
+                source: Box::new(source),
             }
         })?;
         let scores = self.score(&ex.input_ids, &ex.loss_mask, kernel)?;
