@@ -42,6 +42,9 @@ enum Command {
     Inspect(commands::inspect::InspectArgs),
     /// Dataset commands.
     Data(DataArgs),
+    /// Evaluate GGUFs on a dataset (Ollama or the embedded engine); `eval damage` for the
+    /// quantization damage study.
+    Eval(commands::eval::EvalArgs),
 }
 
 #[derive(Args)]
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         Command::Data(DataArgs {
             command: DataCommand::Check(a),
         }) => commands::data_check::run_data_check(a),
+        Command::Eval(a) => commands::eval::run_eval(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,8 +1,13 @@
 //! tunebench evaluation: answer-quality metrics that handle Turkish ([`metrics`]), a
-//! blocking client for Ollama's HTTP API ([`ollama`]), and an opt-in LLM judge ([`judge`]).
+//! blocking client for Ollama's HTTP API ([`ollama`]), an opt-in LLM judge ([`judge`]), and the
+//! embedded GGUF engine ([`engine`]) used for perplexity and when no Ollama is reachable.
 //!
-//! The crate does not depend on Burn; the embedded GGUF engine is a separate piece.
+//! The engine's hot path does not use Burn (tb-model is used for its tokenizer and chat
+//! template only).
 
+pub mod damage;
+pub mod engine;
+pub mod evaluation;
 pub mod judge;
 pub mod metrics;
 pub mod ollama;

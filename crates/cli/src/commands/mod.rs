@@ -2,6 +2,7 @@
 
 pub mod data_check;
 pub mod demo;
+pub mod eval;
 pub mod export;
 pub mod fetch_model;
 pub mod generate;

@@ -36,6 +36,8 @@ fn notice(message: &str) {
     let _ = writeln!(std::io::stderr(), "tb-eval tests: {message}");
 }
 
+pub mod tiny;
+
 static PROVISION: Mutex<()> = Mutex::new(());
 
 /// Installs tools/ollama-compat's pinned dependencies if node_modules is missing.
