@@ -52,6 +52,7 @@ pub fn run_generate(args: GenerateArgs) -> Result<()> {
     let out = generate_text(&args, true)?;
     tracing::info!(
         tokens = out.tokens,
+        chars = out.text.chars().count(),
         tokens_per_second = format!("{:.1}", out.tokens_per_second),
         "done"
     );

@@ -47,6 +47,9 @@ pub struct MethodArgs {
     /// Override `train.runs_dir`.
     #[arg(long)]
     runs_dir: Option<PathBuf>,
+    /// Override `data.eval_limit` (eval examples used for the eval loss; 0 = all).
+    #[arg(long)]
+    eval_limit: Option<usize>,
     /// Hide the progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -66,6 +69,9 @@ fn load_config(args: &MethodArgs) -> Result<ExperimentConfig> {
         }
         if let Some(dir) = &args.runs_dir {
             config.train.runs_dir = dir.clone();
+        }
+        if let Some(n) = args.eval_limit {
+            config.data.eval_limit = n;
         }
         config.validate()?;
     }
