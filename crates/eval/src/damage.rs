@@ -175,14 +175,22 @@ pub fn make_quantized_files(
         ));
     }
     let file = GgufFile::open(source).map_err(gguf_err(source))?;
-    let quantized: Vec<GgmlType> = file
+    let mut quantized: Vec<GgmlType> = file
         .tensors()
         .iter()
         .map(|t| t.ty)
         .filter(|t| t.is_quantized())
         .collect();
+    quantized.sort();
+    quantized.dedup();
     drop(file);
-    let (base, baseline) = if let Some(ty) = quantized.first() {
+    let types_found = quantized
+        .iter()
+        .map(|t| t.name())
+        .collect::<Vec<_>>()
+        .join("/");
+    let (base, baseline) = if !quantized.is_empty() {
+        let ty = &types_found;
         let f32_copy = out_dir.join(format!("{stem}-dequantised-f32.gguf"));
         tracing::warn!(
             "{} is already quantized ({ty}); the study measures damage relative to its dequantised weights",
