@@ -42,6 +42,12 @@ enum Command {
     Inspect(commands::inspect::InspectArgs),
     /// Dataset commands.
     Data(DataArgs),
+    /// Write a report (Markdown, HTML, CSV, charts) from runs, peer results and evaluations.
+    Report(commands::report::ReportArgs),
+    /// Compare the newest runs in the history with a baseline commit's; non-zero on a regression.
+    Regress(commands::regress::RegressArgs),
+    /// Benchmarks (`bench train --config FILE --methods peft,unsloth,hf-peft --repeats 3`).
+    Bench(commands::bench::BenchArgs),
 }
 
 #[derive(Args)]
@@ -80,6 +86,9 @@ fn main() -> ExitCode {
         Command::Data(DataArgs {
             command: DataCommand::Check(a),
         }) => commands::data_check::run_data_check(a),
+        Command::Report(a) => commands::report::run_report(a),
+        Command::Regress(a) => commands::regress::run_regress(a),
+        Command::Bench(a) => commands::bench::run_bench(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
