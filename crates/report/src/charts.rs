@@ -17,6 +17,9 @@ static REGISTER: Once = Once::new();
 
 const SIZE: (u32, u32) = (960, 540);
 
+/// `(series name, value per category)` lists of category charts.
+pub type CategorySeries = Vec<(String, Vec<Option<f64>>)>;
+
 /// What to draw.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChartKind {
@@ -28,14 +31,14 @@ pub enum ChartKind {
         /// Category names along x.
         categories: Vec<String>,
         /// `(series name, value per category)`.
-        series: Vec<(String, Vec<Option<f64>>)>,
+        series: CategorySeries,
     },
     /// Lines over categories (e.g. commits): like [`ChartKind::Bars`] but joined points.
     CategoryLines {
         /// Category names along x.
         categories: Vec<String>,
         /// `(series name, value per category)`.
-        series: Vec<(String, Vec<Option<f64>>)>,
+        series: CategorySeries,
     },
 }
 

@@ -109,7 +109,6 @@ struct DamageFile {
 #[serde(default)]
 struct DamageRowIn {
     quant: String,
-    file: Option<PathBuf>,
     bytes: Option<u64>,
     perplexity: Option<f64>,
     top1_accuracy: Option<f64>,
@@ -324,7 +323,6 @@ pub fn load_eval_dir(dir: &Path) -> Result<EvalResults> {
                     ..SpeedRow::default()
                 });
             }
-            let _ = r.file;
         }
     }
     Ok(out)

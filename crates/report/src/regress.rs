@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use polars::prelude::*;
 
-use crate::charts::{Chart, ChartKind};
+use crate::charts::{CategorySeries, Chart, ChartKind};
 use crate::error::{polars as perr, Error, Result};
 use crate::fsio::median;
 use crate::history::{to_frame, HistoryRow};
@@ -170,9 +170,11 @@ fn medians_at(df: &DataFrame, commit: &str) -> Result<BTreeMap<Key, GroupMedians
 fn commits_by_time(rows: &[HistoryRow]) -> Vec<String> {
     let mut newest: BTreeMap<&str, &str> = BTreeMap::new();
     for r in rows {
-        let e = newest.entry(&r.commit).or_insert(&r.timestamp);
+        let e = newest
+            .entry(r.commit.as_str())
+            .or_insert(r.timestamp.as_str());
         if r.timestamp.as_str() > *e {
-            *e = &r.timestamp;
+            *e = r.timestamp.as_str();
         }
     }
     let mut v: Vec<(&str, &str)> = newest.into_iter().collect();
@@ -259,7 +261,7 @@ pub fn trend_charts(rows: &[HistoryRow]) -> Vec<Chart> {
             .or_default()
             .push(r);
     }
-    let series = |f: fn(&HistoryRow) -> f64| -> Vec<(String, Vec<Option<f64>>)> {
+    let series = |f: fn(&HistoryRow) -> f64| -> CategorySeries {
         groups
             .iter()
             .map(|(name, rs)| {

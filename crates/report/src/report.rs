@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::DataFrame;
 
-use crate::charts::{render, Chart, ChartFiles, ChartKind};
+use crate::charts::{render, CategorySeries, Chart, ChartFiles, ChartKind};
 use crate::claims::{claims, claims_frame, Claim};
 use crate::environment::Environment;
 use crate::error::Result;

@@ -146,7 +146,16 @@ pub fn methods_table(training: &DataFrame) -> Result<DataFrame> {
                 .alias("order"),
         )
         .sort(["order", "method"], SortMultipleOptions::default())
-        .drop(by_name(["order"], true, false))
+        .select([
+            col("method"),
+            col("runs"),
+            col("train_s"),
+            col("tokens_per_s"),
+            col("loss_tokens_per_s"),
+            col("peak_rss_mib"),
+            col("final_train_loss"),
+            col("eval_loss"),
+        ])
         .collect()
         .map_err(perr("medians per method"))?;
     Ok(df)
@@ -284,7 +293,7 @@ pub fn long_csv(tables: &[(&str, &DataFrame)]) -> String {
                     "{},{},{},{}\n",
                     csv_field(name),
                     i,
-                    csv_field(c.name()),
+                    csv_field(c.name().as_str()),
                     csv_field(&value)
                 ));
             }
