@@ -160,13 +160,15 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, chart: &Chart) -> Dra
                 series.iter().flat_map(|(_, v)| v.iter().flatten().copied()),
                 bars,
             );
-            let keys: Vec<f64> = (0..n).map(|i| i as f64 + 0.5).collect();
+            // Integer x (100 units per category): plotters' key-point axes format only
+            // integer coordinates, and sub-positions of grouped bars need room.
+            let keys: Vec<i32> = (0..n as i32).map(|i| i * 100 + 50).collect();
             let mut c = builder
-                .build_cartesian_2d((0f64..n as f64).with_key_points(keys), y0..y1)
+                .build_cartesian_2d((0..n as i32 * 100).with_key_points(keys), y0..y1)
                 .map_err(e)?;
             let names = categories.clone();
-            let label = move |x: &f64| {
-                let i = x.floor().max(0.0) as usize;
+            let label = move |x: &i32| {
+                let i = (*x / 100).max(0) as usize;
                 names.get(i).cloned().unwrap_or_default()
             };
             c.configure_mesh()
@@ -178,18 +180,15 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, chart: &Chart) -> Dra
                 .axis_desc_style(("sans-serif", 17))
                 .draw()
                 .map_err(e)?;
-            let k = series.len().max(1) as f64;
-            let width = 0.8 / k;
+            let k = series.len().max(1) as i32;
+            let width = 80 / k;
             for (j, (name, values)) in series.iter().enumerate() {
                 let col = color(j);
                 if bars {
                     let rects = values.iter().enumerate().filter_map(|(i, v)| {
                         let v = (*v)?;
-                        let x = i as f64 + 0.1 + j as f64 * width;
-                        Some(Rectangle::new(
-                            [(x, 0.0), (x + width * 0.95, v)],
-                            col.filled(),
-                        ))
+                        let x = i as i32 * 100 + 10 + j as i32 * width;
+                        Some(Rectangle::new([(x, 0.0), (x + width - 2, v)], col.filled()))
                     });
                     c.draw_series(rects)
                         .map_err(e)?
@@ -198,10 +197,10 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, chart: &Chart) -> Dra
                             Rectangle::new([(x, y - 6), (x + 14, y + 6)], col.filled())
                         });
                 } else {
-                    let points: Vec<(f64, f64)> = values
+                    let points: Vec<(i32, f64)> = values
                         .iter()
                         .enumerate()
-                        .filter_map(|(i, v)| v.map(|v| (i as f64 + 0.5, v)))
+                        .filter_map(|(i, v)| v.map(|v| (i as i32 * 100 + 50, v)))
                         .collect();
                     c.draw_series(LineSeries::new(points.clone(), col.stroke_width(2)))
                         .map_err(e)?

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::DataFrame;
 
-use crate::charts::{render, CategorySeries, Chart, ChartFiles, ChartKind};
+use crate::charts::CategorySeries;
+use crate::charts::{render, Chart, ChartFiles, ChartKind};
 use crate::claims::{claims, claims_frame, Claim};
 use crate::environment::Environment;
 use crate::error::Result;
@@ -90,10 +91,7 @@ fn quant_categories(df: &DataFrame) -> Vec<String> {
 }
 
 /// Series per `method (engine)` of `column` over quant types; `None` when nothing is measured.
-fn per_quant(
-    df: &DataFrame,
-    column: &str,
-) -> Option<(Vec<String>, Vec<(String, Vec<Option<f64>>)>)> {
+fn per_quant(df: &DataFrame, column: &str) -> Option<(Vec<String>, CategorySeries)> {
     let quants = quant_categories(df);
     let mut names: Vec<String> = Vec::new();
     for i in 0..df.height() {
@@ -189,7 +187,7 @@ pub fn charts_for(inputs: &ReportInputs, tables: &Tables) -> Vec<Chart> {
             x_label: "method".into(),
             y_label: "peak RSS (MiB)".into(),
             kind: ChartKind::Bars {
-                categories: methods,
+                categories: methods.clone(),
                 series: vec![("peak RSS".into(), col("peak_rss_mib"))],
             },
         });
