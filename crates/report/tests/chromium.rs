@@ -35,6 +35,10 @@ fn find_chromium() -> PathBuf {
 
 fn chromium(args: &[String], profile: &Path) -> String {
     let exe = find_chromium();
+    // Output goes to a file: a pipe would fill up (the DOM carries the base64 charts) and
+    // block Chromium before it exits.
+    let out_path = profile.with_extension("out");
+    let out_file = std::fs::File::create(&out_path).unwrap();
     let mut child = Command::new(&exe)
         .args([
             "--headless",
@@ -45,15 +49,14 @@ fn chromium(args: &[String], profile: &Path) -> String {
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(args)
-        .stdout(Stdio::piped())
+        .stdout(Stdio::from(out_file))
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("could not start {}: {e}", exe.display()));
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
-            let mut out = String::new();
-            std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+            let out = std::fs::read_to_string(&out_path).unwrap();
             assert!(
                 status.success(),
                 "{} {args:?} failed: {status}",
