@@ -47,3 +47,15 @@ speed GGUF="models/gguf/SmolLM2-135M-Instruct.Q4_1.gguf":
     cargo build --release -p tb-model --example forward_speed
     target/release/examples/forward_speed {{GGUF}} 3
     node tools/oracles/llama_speed.mjs {{GGUF}} 3 2
+
+# training benchmark: each method in its own process, interleaved repeats, history row per run
+bench CONFIG="configs/smollm2-135m.toml" METHODS="peft,unsloth,hf-peft" REPEATS="3" *ARGS:
+    cargo run --release -- bench train --config {{CONFIG}} --methods {{METHODS}} --repeats {{REPEATS}} {{ARGS}}
+
+# a report (Markdown, HTML, CSV, charts) from runs/ into reports/<utc>/
+report *ARGS:
+    cargo run --release -- report {{ARGS}}
+
+# compare the newest runs in reports/history.parquet with the previous commit's
+regress *ARGS:
+    cargo run --release -- regress {{ARGS}}

@@ -45,6 +45,12 @@ enum Command {
     /// Evaluate GGUFs on a dataset (Ollama or the embedded engine); `eval damage` for the
     /// quantization damage study.
     Eval(commands::eval::EvalArgs),
+    /// Write a report (Markdown, HTML, CSV, charts) from runs, peer results and evaluations.
+    Report(commands::report::ReportArgs),
+    /// Compare the newest runs in the history with a baseline commit's; non-zero on a regression.
+    Regress(commands::regress::RegressArgs),
+    /// Benchmarks (`bench train --config FILE --methods peft,unsloth,hf-peft --repeats 3`).
+    Bench(commands::bench::BenchArgs),
 }
 
 #[derive(Args)]
@@ -84,6 +90,9 @@ fn main() -> ExitCode {
             command: DataCommand::Check(a),
         }) => commands::data_check::run_data_check(a),
         Command::Eval(a) => commands::eval::run_eval(a),
+        Command::Report(a) => commands::report::run_report(a),
+        Command::Regress(a) => commands::regress::run_regress(a),
+        Command::Bench(a) => commands::bench::run_bench(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

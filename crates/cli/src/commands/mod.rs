@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod bench;
 pub mod data_check;
 pub mod demo;
 pub mod eval;
@@ -11,4 +12,6 @@ pub mod inspect;
 pub mod logits;
 pub mod merge;
 pub mod quantize;
+pub mod regress;
+pub mod report;
 pub mod train;

@@ -1,0 +1,131 @@
+//! `tunebench report [--runs-dir runs | --run DIR ...] [--peers FILE ...] [--eval DIR ...]
+//! [--bench DIR] [--id ID | --out DIR] [--history]`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use tb_report::fsio::{git_commit, utc_now_rfc3339, utc_stamp};
+use tb_report::{Environment, HistoryRow, ReportInputs};
+
+/// Arguments of `report`.
+#[derive(Args)]
+pub struct ReportArgs {
+    /// Folder of run folders (every `<utc>-<method>/` with a summary.json is read), used when
+    /// no --run is given.
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+    /// A run folder (repeat for several); replaces --runs-dir.
+    #[arg(long = "run")]
+    runs: Vec<PathBuf>,
+    /// HF+PEFT peer results, one JSON object per line (repeat for several files).
+    #[arg(long)]
+    peers: Vec<PathBuf>,
+    /// An evaluation folder (summary.json/results.jsonl and/or damage.json; repeatable).
+    #[arg(long = "eval")]
+    evals: Vec<PathBuf>,
+    /// A bench folder (`reports/bench-<utc>/`): its runs and peer results.
+    #[arg(long)]
+    bench: Option<PathBuf>,
+    /// Report id: the report goes to <reports-dir>/<id>/ (default: a UTC timestamp).
+    #[arg(long)]
+    id: Option<String>,
+    /// Where reports and the history live.
+    #[arg(long, default_value = "reports")]
+    reports_dir: PathBuf,
+    /// Write the report here instead of <reports-dir>/<id>/.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Also append the runs to <reports-dir>/history.parquet (a run already there is skipped).
+    #[arg(long)]
+    history: bool,
+}
+
+fn bench_inputs(dir: &Path, inputs: &mut ReportInputs) -> Result<()> {
+    let path = dir.join("bench.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let attempts = json["attempts"].as_array().cloned().unwrap_or_default();
+    for a in attempts {
+        if a["ok"].as_bool() == Some(true) {
+            if let Some(run) = a["run_dir"].as_str() {
+                inputs.runs.push(tb_report::load_run(Path::new(run))?);
+            }
+        }
+    }
+    let peers = dir.join("peers.jsonl");
+    if peers.exists() {
+        inputs.peers.extend(tb_report::load_peers(&peers)?);
+    }
+    Ok(())
+}
+
+/// Runs `report`.
+pub fn run_report(a: ReportArgs) -> Result<()> {
+    let mut inputs = ReportInputs::default();
+    if let Some(b) = &a.bench {
+        bench_inputs(b, &mut inputs)?;
+    } else if a.runs.is_empty() {
+        if a.runs_dir.exists() {
+            inputs.runs = tb_report::find_runs(&a.runs_dir)?;
+        } else {
+            tracing::warn!("{} does not exist: no training runs", a.runs_dir.display());
+        }
+    }
+    for dir in &a.runs {
+        inputs.runs.push(tb_report::load_run(dir)?);
+    }
+    for p in &a.peers {
+        inputs.peers.extend(tb_report::load_peers(p)?);
+    }
+    for dir in &a.evals {
+        let e = tb_report::load_eval_dir(dir)?;
+        inputs.quality.extend(e.quality);
+        inputs.speed.extend(e.speed);
+        inputs.engine_notes.extend(e.engine_notes);
+    }
+    if inputs.runs.is_empty() && inputs.peers.is_empty() && inputs.quality.is_empty() {
+        anyhow::bail!("nothing to report: no runs, peer results or evaluations were found");
+    }
+    let commit = git_commit(Path::new("."));
+    let env = Environment::collect(
+        &inputs,
+        vec![("tunebench".into(), env!("CARGO_PKG_VERSION").into())],
+        commit.clone(),
+        utc_now_rfc3339(),
+    );
+    let out = match (&a.out, &a.id) {
+        (Some(o), _) => o.clone(),
+        (None, Some(id)) => a.reports_dir.join(id),
+        (None, None) => a.reports_dir.join(utc_stamp()),
+    };
+    let written = tb_report::write_report(&inputs, &env, &out)?;
+    if a.history {
+        let now = utc_now_rfc3339();
+        let commit = commit.unwrap_or_else(|| "unknown".into());
+        let rows: Vec<HistoryRow> = inputs
+            .runs
+            .iter()
+            .map(|r| HistoryRow::from_summary(&r.summary, &commit, &now))
+            .collect();
+        let done = tb_report::append_history(&a.reports_dir, &rows)?;
+        tracing::info!(
+            added = done.added,
+            skipped = done.skipped,
+            total = done.total,
+            "history updated"
+        );
+    }
+    let mut o = std::io::stdout().lock();
+    writeln!(o, "report:  {}", written.html.display())?;
+    writeln!(o, "         {}", written.markdown.display())?;
+    writeln!(o, "         {}", written.csv.display())?;
+    writeln!(o, "charts:  {}", written.charts.len())?;
+    for c in &written.claims {
+        writeln!(o, "  {:<52} {:<10} {}", c.measure, c.value, c.detail)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,242 @@
+//! The "claim → measured" table of DESIGN §1, filled with this run's numbers. Ratios use the
+//! per-method medians; a figure whose inputs are missing reads "not measured" (nothing is
+//! estimated or carried over from elsewhere).
+
+use polars::prelude::*;
+
+use crate::error::{polars as perr, Result};
+use crate::tables::{find_row, format_number, number, text, Tables};
+
+/// One row: the claim, what was measured, and the value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    /// The team's sentence.
+    pub claim: &'static str,
+    /// What tunebench measures for it.
+    pub measure: String,
+    /// The figure (a ratio such as `1.85×`), or `not measured`.
+    pub value: String,
+    /// The inputs of the figure.
+    pub detail: String,
+}
+
+const NOT_MEASURED: &str = "not measured";
+
+fn method_value(t: &Tables, method: &str, column: &str) -> Option<(f64, i64)> {
+    let row = find_row(&t.methods, "method", method)?;
+    let v = number(&t.methods, column, row)?;
+    let n = number(&t.methods, "runs", row).unwrap_or(0.0) as i64;
+    Some((v, n))
+}
+
+fn ratio_claim(
+    t: &Tables,
+    claim: &'static str,
+    column: &str,
+    what: &str,
+    unit: &str,
+    num: &str,
+    den: &str,
+) -> Claim {
+    let measure = format!("{what}, {num} ÷ {den}");
+    match (method_value(t, num, column), method_value(t, den, column)) {
+        (Some((a, na)), Some((b, nb))) if b != 0.0 => Claim {
+            claim,
+            measure,
+            value: format!("{:.2}×", a / b),
+            detail: format!(
+                "{num} {} {unit} (median of {na}) vs {den} {} {unit} (median of {nb})",
+                format_number(a),
+                format_number(b)
+            ),
+        },
+        (a, b) => Claim {
+            claim,
+            measure,
+            value: NOT_MEASURED.into(),
+            detail: format!(
+                "missing: {}",
+                [(num, a.is_none()), (den, b.is_none())]
+                    .iter()
+                    .filter(|(_, missing)| *missing)
+                    .map(|(m, _)| *m)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
+    }
+}
+
+/// The first value of `column` in `df` where `method` (if given) and `quant` match.
+fn quant_value(df: &DataFrame, column: &str, method: Option<&str>, quant: &str) -> Option<f64> {
+    (0..df.height())
+        .filter(|&i| text(df, "quant", i).as_deref() == Some(quant))
+        .filter(|&i| method.is_none_or(|m| text(df, "method", i).as_deref() == Some(m)))
+        .find_map(|i| number(df, column, i))
+}
+
+/// Quant ratio `column(a) ÷ column(b)` for the first method that has both.
+fn quant_ratio(df: &DataFrame, column: &str, a: &str, b: &str) -> Option<(String, f64, f64)> {
+    let mut methods: Vec<String> = (0..df.height())
+        .filter_map(|i| text(df, "method", i))
+        .collect();
+    methods.dedup();
+    methods.into_iter().find_map(|m| {
+        let x = quant_value(df, column, Some(&m), a)?;
+        let y = quant_value(df, column, Some(&m), b)?;
+        (y != 0.0).then_some((m, x, y))
+    })
+}
+
+fn quant_claim(df: &DataFrame, claim: &'static str, column: &str, what: &str) -> Claim {
+    let measure = format!("{what}, Q4_K_M ÷ F16 (same weights)");
+    match quant_ratio(df, column, "Q4_K_M", "F16") {
+        Some((m, x, y)) => Claim {
+            claim,
+            measure,
+            value: format!("{:.3}×", x / y),
+            detail: format!(
+                "{m}: Q4_K_M {} vs F16 {}",
+                format_number(x),
+                format_number(y)
+            ),
+        },
+        None => Claim {
+            claim,
+            measure,
+            value: NOT_MEASURED.into(),
+            detail: "needs Q4_K_M and F16 evaluations of one model".into(),
+        },
+    }
+}
+
+/// Fills the claim table from the report's tables.
+pub fn claims(t: &Tables) -> Vec<Claim> {
+    let faster = "Unsloth trains faster";
+    let memory = "Unsloth needs less VRAM";
+    let quality = "both reach similar quality";
+    let tps = "trained tokens/s";
+    let mut out = vec![
+        ratio_claim(t, faster, "tokens_per_s", tps, "tok/s", "unsloth", "peft"),
+        ratio_claim(
+            t,
+            faster,
+            "tokens_per_s",
+            tps,
+            "tok/s",
+            "unsloth",
+            "hf-peft",
+        ),
+        ratio_claim(t, faster, "tokens_per_s", tps, "tok/s", "peft", "hf-peft"),
+        ratio_claim(
+            t,
+            faster,
+            "train_s",
+            "training seconds",
+            "s",
+            "unsloth",
+            "peft",
+        ),
+        ratio_claim(
+            t,
+            memory,
+            "peak_rss_mib",
+            "peak RSS",
+            "MiB",
+            "unsloth",
+            "peft",
+        ),
+        ratio_claim(
+            t,
+            memory,
+            "peak_rss_mib",
+            "peak RSS",
+            "MiB",
+            "unsloth",
+            "hf-peft",
+        ),
+        ratio_claim(
+            t,
+            quality,
+            "final_train_loss",
+            "final train loss",
+            "",
+            "unsloth",
+            "peft",
+        ),
+        ratio_claim(t, quality, "eval_loss", "eval loss", "", "unsloth", "peft"),
+    ];
+    let q = &t.quality;
+    let chrf = |m: &str| quant_value(q, "chrf", Some(m), "Q4_K_M");
+    out.push(match (chrf("unsloth"), chrf("peft")) {
+        (Some(a), Some(b)) if b != 0.0 => Claim {
+            claim: quality,
+            measure: "chrF at Q4_K_M, unsloth ÷ peft".into(),
+            value: format!("{:.2}×", a / b),
+            detail: format!("unsloth {} vs peft {}", format_number(a), format_number(b)),
+        },
+        _ => Claim {
+            claim: quality,
+            measure: "chrF at Q4_K_M, unsloth ÷ peft".into(),
+            value: NOT_MEASURED.into(),
+            detail: "needs Q4_K_M evaluations of both methods".into(),
+        },
+    });
+    out.push(Claim {
+        claim: "PEFT needs an extra merge, conversion is error-prone",
+        measure: "steps and seconds from checkpoint to a served model".into(),
+        value: NOT_MEASURED.into(),
+        detail: "the pipeline timing comes from the demo, not from run folders".into(),
+    });
+    out.push(quant_claim(
+        q,
+        "Q4 reduces accuracy",
+        "perplexity",
+        "reference perplexity",
+    ));
+    out.push(quant_claim(q, "Q4 reduces accuracy", "chrf", "chrF"));
+    out.push(quant_claim(
+        &t.inference,
+        "Q4 speeds up inference",
+        "decode_tokens_per_s",
+        "decode tokens/s",
+    ));
+    let split = (0..q.height()).find_map(|i| {
+        Some((
+            text(q, "method", i)?,
+            text(q, "quant", i)?,
+            number(q, "chrf_heldout", i)?,
+            number(q, "chrf_paraphrase", i)?,
+        ))
+    });
+    out.push(match split {
+        Some((m, qt, h, p)) if h != 0.0 => Claim {
+            claim: "synthetic data limits generalisation",
+            measure: "mean sentence chrF, paraphrased ÷ held-out".into(),
+            value: format!("{:.2}×", p / h),
+            detail: format!(
+                "{m} {qt}: paraphrase {} vs held-out {}",
+                format_number(p),
+                format_number(h)
+            ),
+        },
+        _ => Claim {
+            claim: "synthetic data limits generalisation",
+            measure: "mean sentence chrF, paraphrased ÷ held-out".into(),
+            value: NOT_MEASURED.into(),
+            detail: "needs an evaluation with results.jsonl over both splits".into(),
+        },
+    });
+    out
+}
+
+/// The claims as a DataFrame (for `tables.csv`).
+pub fn claims_frame(claims: &[Claim]) -> Result<DataFrame> {
+    df!(
+        "claim" => claims.iter().map(|c| c.claim.to_string()).collect::<Vec<_>>(),
+        "measure" => claims.iter().map(|c| c.measure.clone()).collect::<Vec<_>>(),
+        "value" => claims.iter().map(|c| c.value.clone()).collect::<Vec<_>>(),
+        "detail" => claims.iter().map(|c| c.detail.clone()).collect::<Vec<_>>(),
+    )
+    .map_err(perr("building the claims table"))
+}

@@ -1,0 +1,367 @@
+//! Evaluation results written by `tunebench eval` (tb-eval), read tolerantly: every field has a
+//! serde default, unknown fields are ignored, so the report keeps working while the evaluator
+//! grows. One evaluation folder may hold:
+//!
+//! - `summary.json` (`tunebench eval --model NAME=FILE.gguf ... --out DIR`): `engine`,
+//!   `engine_reason` and `models[]` with `name`, `gguf`, `items`, `failed`, `chrf` (corpus, 0–100),
+//!   `rouge_l` (0–1), `exact_match` (0–1), `perplexity`, `top1_accuracy`,
+//!   `eval_tokens_per_second`, `prompt_tokens_per_second`, `seconds`, `error`;
+//! - `results.jsonl`: one item per line with `model`, `split`, `scores.chrf`, `timings.seconds`,
+//!   `timings.load_seconds`, `error` (used for latency and the per-split generalisation figure);
+//! - `damage.json` (`tunebench eval damage --out DIR`): `source` and `rows[]` with `quant`,
+//!   `bytes`, `perplexity`, `top1_accuracy`, `chrf`, `embedded_decode_tokens_per_second` and
+//!   `ollama{prompt_tokens_per_second, eval_tokens_per_second, load_seconds}`.
+//!
+//! Method and quant type of an evaluated model come from its name, else its GGUF file name: the
+//! quant type is the first known ggml type token found (`Q4_K_M`, `Q8_0`, `F16`, ...; case does
+//! not matter), the method is `unsloth`, `hf-peft`, `peft` or `base` when one of those words is
+//! in the name (else the name without the quant token). So name models `peft-Q4_K_M` or
+//! `unsloth-F16` when evaluating.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{io, Error, Result};
+use crate::fsio::median;
+
+/// Quant types the parser knows, longest first so `Q4_K_M` wins over `Q4_K`.
+const QUANTS: [&str; 15] = [
+    "Q4_K_M", "Q4_K_S", "Q5_K_M", "Q5_K_S", "Q6_K", "Q5_K", "Q4_K", "Q8_0", "Q5_0", "Q5_1", "Q4_0",
+    "Q4_1", "BF16", "F16", "F32",
+];
+
+/// The quant type named in `text`, upper case, if any.
+pub fn quant_in(text: &str) -> Option<String> {
+    let upper = text.to_ascii_uppercase();
+    QUANTS
+        .iter()
+        .find(|q| upper.contains(*q))
+        .map(|q| q.to_string())
+}
+
+/// The method named in `text`: `hf-peft`, `unsloth`, `peft` or `base`, if any.
+pub fn method_in(text: &str) -> Option<String> {
+    let lower = text.to_ascii_lowercase();
+    ["hf-peft", "hf_peft", "unsloth", "peft", "base"]
+        .iter()
+        .find(|m| lower.contains(*m))
+        .map(|m| m.replace('_', "-"))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct SummaryFile {
+    engine: Option<String>,
+    engine_reason: Option<String>,
+    models: Vec<ModelIn>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ModelIn {
+    name: String,
+    gguf: Option<PathBuf>,
+    items: usize,
+    failed: usize,
+    chrf: Option<f64>,
+    rouge_l: Option<f64>,
+    exact_match: Option<f64>,
+    perplexity: Option<f64>,
+    top1_accuracy: Option<f64>,
+    eval_tokens_per_second: Option<f64>,
+    prompt_tokens_per_second: Option<f64>,
+    error: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ItemIn {
+    model: String,
+    split: Option<String>,
+    scores: Option<ScoresIn>,
+    timings: TimingsIn,
+    error: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ScoresIn {
+    chrf: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct TimingsIn {
+    seconds: Option<f64>,
+    load_seconds: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct DamageFile {
+    source: Option<PathBuf>,
+    ollama: Option<String>,
+    rows: Vec<DamageRowIn>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct DamageRowIn {
+    quant: String,
+    bytes: Option<u64>,
+    perplexity: Option<f64>,
+    top1_accuracy: Option<f64>,
+    chrf: Option<f64>,
+    chrf_items: usize,
+    ppl_items: usize,
+    embedded_decode_tokens_per_second: Option<f64>,
+    ollama: Option<OllamaIn>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct OllamaIn {
+    prompt_tokens_per_second: Option<f64>,
+    eval_tokens_per_second: Option<f64>,
+    load_seconds: Option<f64>,
+}
+
+/// Quality of one model (method × quant type).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QualityRow {
+    /// `peft`, `unsloth`, `hf-peft`, `base`, or the model name.
+    pub method: String,
+    /// `Q4_K_M`, `F16`, ... or `?`.
+    pub quant: String,
+    /// `ollama`, `embedded`, ...
+    pub engine: String,
+    /// Items scored.
+    pub items: usize,
+    /// Items that failed.
+    pub failed: usize,
+    /// Corpus chrF (0–100).
+    pub chrf: Option<f64>,
+    /// Mean ROUGE-L F1 (0–1).
+    pub rouge_l: Option<f64>,
+    /// Exact-match rate (0–1).
+    pub exact_match: Option<f64>,
+    /// Reference-answer perplexity.
+    pub perplexity: Option<f64>,
+    /// Teacher-forced top-1 accuracy.
+    pub top1_accuracy: Option<f64>,
+    /// Mean sentence chrF of held-out items (from `results.jsonl`).
+    pub chrf_heldout: Option<f64>,
+    /// Mean sentence chrF of paraphrase items (from `results.jsonl`).
+    pub chrf_paraphrase: Option<f64>,
+}
+
+/// Inference speed of one model (method × quant type × engine).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SpeedRow {
+    /// As in [`QualityRow::method`].
+    pub method: String,
+    /// As in [`QualityRow::quant`].
+    pub quant: String,
+    /// Engine that produced the figures.
+    pub engine: String,
+    /// Prompt (prefill) tokens/s.
+    pub prompt_tokens_per_s: Option<f64>,
+    /// Decode tokens/s.
+    pub decode_tokens_per_s: Option<f64>,
+    /// Model load time, s.
+    pub load_s: Option<f64>,
+    /// Median seconds per answer.
+    pub latency_median_s: Option<f64>,
+    /// GGUF size, bytes.
+    pub gguf_bytes: Option<u64>,
+}
+
+/// What one evaluation folder contributed.
+#[derive(Debug, Clone, Default)]
+pub struct EvalResults {
+    /// Quality rows.
+    pub quality: Vec<QualityRow>,
+    /// Speed rows.
+    pub speed: Vec<SpeedRow>,
+    /// Engine sentences (`engine_reason`, damage `ollama`), for the environment section.
+    pub engine_notes: Vec<String>,
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    serde_json::from_str(&text).map_err(|e| Error::Parse {
+        path: path.to_path_buf(),
+        line: e.line(),
+        message: e.to_string(),
+    })
+}
+
+fn split_name(name: &str, gguf: Option<&Path>) -> (String, String) {
+    let file = gguf
+        .and_then(|p| p.file_name())
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let quant = quant_in(name)
+        .or_else(|| quant_in(&file))
+        .unwrap_or_else(|| "?".into());
+    let method = method_in(name)
+        .or_else(|| gguf.and_then(|p| method_in(&p.to_string_lossy())))
+        .unwrap_or_else(|| name.to_string());
+    (method, quant)
+}
+
+/// Reads an evaluation folder (`summary.json`, `results.jsonl`, `damage.json`; at least one
+/// of `summary.json` and `damage.json` must be there).
+pub fn load_eval_dir(dir: &Path) -> Result<EvalResults> {
+    let mut out = EvalResults::default();
+    let summary_path = dir.join("summary.json");
+    let damage_path = dir.join("damage.json");
+    if !summary_path.exists() && !damage_path.exists() {
+        return Err(Error::Invalid {
+            path: dir.to_path_buf(),
+            message: "not an evaluation folder: neither summary.json nor damage.json".into(),
+        });
+    }
+    if summary_path.exists() {
+        let s: SummaryFile = read_json(&summary_path)?;
+        let items = read_items(&dir.join("results.jsonl"))?;
+        let engine = s.engine.clone().unwrap_or_else(|| "?".into());
+        if let Some(r) = s.engine_reason {
+            out.engine_notes.push(r);
+        }
+        for m in &s.models {
+            if let Some(e) = &m.error {
+                tracing::warn!(model = %m.name, "evaluation failed: {e}");
+            }
+            let (method, quant) = split_name(&m.name, m.gguf.as_deref());
+            let mine: Vec<&ItemIn> = items.iter().filter(|i| i.model == m.name).collect();
+            let split_chrf = |split: &str| {
+                let v: Vec<f64> = mine
+                    .iter()
+                    .filter(|i| i.error.is_none() && i.split.as_deref() == Some(split))
+                    .filter_map(|i| i.scores.as_ref().and_then(|s| s.chrf))
+                    .collect();
+                (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+            };
+            let seconds: Vec<f64> = mine
+                .iter()
+                .filter(|i| i.error.is_none())
+                .filter_map(|i| i.timings.seconds)
+                .collect();
+            let load = mine.iter().find_map(|i| i.timings.load_seconds);
+            out.quality.push(QualityRow {
+                method: method.clone(),
+                quant: quant.clone(),
+                engine: engine.clone(),
+                items: m.items,
+                failed: m.failed,
+                chrf: m.chrf,
+                rouge_l: m.rouge_l,
+                exact_match: m.exact_match,
+                perplexity: m.perplexity,
+                top1_accuracy: m.top1_accuracy,
+                chrf_heldout: split_chrf("heldout"),
+                chrf_paraphrase: split_chrf("paraphrase"),
+            });
+            out.speed.push(SpeedRow {
+                method,
+                quant,
+                engine: engine.clone(),
+                prompt_tokens_per_s: m.prompt_tokens_per_second,
+                decode_tokens_per_s: m.eval_tokens_per_second,
+                load_s: load,
+                latency_median_s: median(&seconds),
+                gguf_bytes: m
+                    .gguf
+                    .as_ref()
+                    .and_then(|p| std::fs::metadata(p).ok())
+                    .map(|md| md.len()),
+            });
+        }
+    }
+    if damage_path.exists() {
+        let d: DamageFile = read_json(&damage_path)?;
+        let method = d
+            .source
+            .as_ref()
+            .and_then(|p| method_in(&p.to_string_lossy()))
+            .unwrap_or_else(|| "base".into());
+        if let Some(o) = d.ollama {
+            out.engine_notes.push(format!("damage study: {o}"));
+        }
+        for r in d.rows {
+            let quant = quant_in(&r.quant).unwrap_or(r.quant.clone());
+            out.quality.push(QualityRow {
+                method: method.clone(),
+                quant: quant.clone(),
+                engine: "embedded".into(),
+                items: r.ppl_items.max(r.chrf_items),
+                failed: 0,
+                chrf: r.chrf,
+                perplexity: r.perplexity,
+                top1_accuracy: r.top1_accuracy,
+                ..QualityRow::default()
+            });
+            out.speed.push(SpeedRow {
+                method: method.clone(),
+                quant: quant.clone(),
+                engine: "embedded".into(),
+                decode_tokens_per_s: r.embedded_decode_tokens_per_second,
+                gguf_bytes: r.bytes,
+                ..SpeedRow::default()
+            });
+            if let Some(o) = r.ollama {
+                out.speed.push(SpeedRow {
+                    method: method.clone(),
+                    quant,
+                    engine: "ollama".into(),
+                    prompt_tokens_per_s: o.prompt_tokens_per_second,
+                    decode_tokens_per_s: o.eval_tokens_per_second,
+                    load_s: o.load_seconds,
+                    gguf_bytes: r.bytes,
+                    ..SpeedRow::default()
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn read_items(path: &Path) -> Result<Vec<ItemIn>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(serde_json::from_str(line).map_err(|e| Error::Parse {
+            path: path.to_path_buf(),
+            line: i + 1,
+            message: e.to_string(),
+        })?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_split_into_method_and_quant() {
+        assert_eq!(
+            split_name("peft-q4_k_m", None),
+            ("peft".into(), "Q4_K_M".into())
+        );
+        assert_eq!(
+            split_name("m", Some(Path::new("runs/x-unsloth/smol-Q8_0.gguf"))),
+            ("unsloth".into(), "Q8_0".into())
+        );
+        assert_eq!(quant_in("hf-peft"), None);
+        assert_eq!(method_in("HF_PEFT-F16").as_deref(), Some("hf-peft"));
+    }
+}

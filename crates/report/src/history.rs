@@ -1,0 +1,198 @@
+//! Run history: `reports/history.parquet` (the record) and `reports/history.csv` (a mirror for
+//! people and diffs), one row per run. Appending reads the old rows, adds the new ones (a
+//! `run_id` already present is not added twice) and rewrites both files atomically (temporary
+//! sibling + rename). A history file that cannot be read is an error naming it, and is left as
+//! it was.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use tb_train::RunSummary;
+
+use crate::error::{io, polars as perr, Error, Result};
+use crate::fsio::{temp_sibling, write_atomic};
+
+/// One history row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryRow {
+    /// Source commit (`git rev-parse HEAD`), or `unknown`.
+    pub commit: String,
+    /// When the row was recorded (UTC, RFC 3339); orders commits.
+    pub timestamp: String,
+    /// [`tb_train::Machine::fingerprint`] of the machine.
+    pub machine: String,
+    /// Hash of the resolved experiment config.
+    pub config_hash: String,
+    /// `peft`, `unsloth`, `hf-peft`.
+    pub method: String,
+    /// Run folder name (or the bench driver's id for peer results).
+    pub run_id: String,
+    /// Trained (real) tokens per second.
+    pub tokens_per_s: f64,
+    /// Peak RSS, MiB.
+    pub peak_rss_mib: f64,
+    /// Final training loss.
+    pub final_loss: Option<f64>,
+}
+
+impl HistoryRow {
+    /// The row of a finished run.
+    pub fn from_summary(s: &RunSummary, commit: &str, timestamp: &str) -> Self {
+        Self {
+            commit: commit.to_string(),
+            timestamp: timestamp.to_string(),
+            machine: s.machine.fingerprint(),
+            config_hash: s.config_hash.clone(),
+            method: s.method.clone(),
+            run_id: s.run_id.clone(),
+            tokens_per_s: s.tokens_per_s,
+            peak_rss_mib: s.peak_rss_mib,
+            final_loss: Some(s.final_train_loss),
+        }
+    }
+}
+
+/// `history.parquet` in `reports_dir`.
+pub fn parquet_path(reports_dir: &Path) -> PathBuf {
+    reports_dir.join("history.parquet")
+}
+
+/// Rows as a DataFrame (column order as in [`HistoryRow`]).
+pub fn to_frame(rows: &[HistoryRow]) -> Result<DataFrame> {
+    let s = |f: fn(&HistoryRow) -> String| rows.iter().map(f).collect::<Vec<_>>();
+    df!(
+        "commit" => s(|r| r.commit.clone()),
+        "timestamp" => s(|r| r.timestamp.clone()),
+        "machine" => s(|r| r.machine.clone()),
+        "config_hash" => s(|r| r.config_hash.clone()),
+        "method" => s(|r| r.method.clone()),
+        "run_id" => s(|r| r.run_id.clone()),
+        "tokens_per_s" => rows.iter().map(|r| r.tokens_per_s).collect::<Vec<_>>(),
+        "peak_rss_mib" => rows.iter().map(|r| r.peak_rss_mib).collect::<Vec<_>>(),
+        "final_loss" => rows.iter().map(|r| r.final_loss).collect::<Vec<_>>(),
+    )
+    .map_err(perr("building the history table"))
+}
+
+fn from_frame(df: &DataFrame, path: &Path) -> Result<Vec<HistoryRow>> {
+    let bad = |message: String| Error::Invalid {
+        path: path.to_path_buf(),
+        message,
+    };
+    let strings = |name: &str| -> Result<Vec<String>> {
+        let c = df
+            .column(name)
+            .map_err(|_| bad(format!("no `{name}` column: not a tunebench history file")))?;
+        let c = c.str().map_err(|e| bad(format!("column `{name}`: {e}")))?;
+        Ok(c.into_iter()
+            .map(|v| v.unwrap_or_default().to_string())
+            .collect())
+    };
+    let floats = |name: &str| -> Result<Vec<Option<f64>>> {
+        let c = df
+            .column(name)
+            .map_err(|_| bad(format!("no `{name}` column: not a tunebench history file")))?;
+        let c = c
+            .cast(&DataType::Float64)
+            .map_err(|e| bad(format!("column `{name}`: {e}")))?;
+        let c = c.f64().map_err(|e| bad(format!("column `{name}`: {e}")))?;
+        Ok(c.into_iter().collect())
+    };
+    let (commit, timestamp, machine) = (
+        strings("commit")?,
+        strings("timestamp")?,
+        strings("machine")?,
+    );
+    let (hash, method, run_id) = (
+        strings("config_hash")?,
+        strings("method")?,
+        strings("run_id")?,
+    );
+    let (tps, rss, loss) = (
+        floats("tokens_per_s")?,
+        floats("peak_rss_mib")?,
+        floats("final_loss")?,
+    );
+    Ok((0..df.height())
+        .map(|i| HistoryRow {
+            commit: commit[i].clone(),
+            timestamp: timestamp[i].clone(),
+            machine: machine[i].clone(),
+            config_hash: hash[i].clone(),
+            method: method[i].clone(),
+            run_id: run_id[i].clone(),
+            tokens_per_s: tps[i].unwrap_or(f64::NAN),
+            peak_rss_mib: rss[i].unwrap_or(f64::NAN),
+            final_loss: loss[i],
+        })
+        .collect())
+}
+
+/// Reads `history.parquet`; a missing file is an empty history, an unreadable one an error
+/// naming it.
+pub fn read_history(path: &Path) -> Result<Vec<HistoryRow>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let file = std::fs::File::open(path).map_err(io(path))?;
+    let df = ParquetReader::new(file).finish().map_err(|e| Error::Invalid {
+        path: path.to_path_buf(),
+        message: format!(
+            "not a readable parquet file, it may be truncated or corrupt ({e}). It was left as it is; \
+             history.csv beside it mirrors the rows: restore from it or move the file away"
+        ),
+    })?;
+    from_frame(&df, path)
+}
+
+/// What [`append_history`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Rows added.
+    pub added: usize,
+    /// Rows skipped because their `run_id` was already recorded.
+    pub skipped: usize,
+    /// Rows in the history now.
+    pub total: usize,
+}
+
+/// Appends `rows` to `reports_dir/history.parquet` and rewrites `history.csv`.
+pub fn append_history(reports_dir: &Path, rows: &[HistoryRow]) -> Result<Appended> {
+    let path = parquet_path(reports_dir);
+    let mut all = read_history(&path)?;
+    let known: HashSet<String> = all
+        .iter()
+        .filter(|r| !r.run_id.is_empty())
+        .map(|r| r.run_id.clone())
+        .collect();
+    let before = all.len();
+    let mut skipped = 0;
+    for r in rows {
+        if !r.run_id.is_empty() && known.contains(&r.run_id) {
+            skipped += 1;
+        } else {
+            all.push(r.clone());
+        }
+    }
+    let mut df = to_frame(&all)?;
+    std::fs::create_dir_all(reports_dir).map_err(io(reports_dir))?;
+    let tmp = temp_sibling(&path, "");
+    {
+        let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+        ParquetWriter::new(file)
+            .finish(&mut df)
+            .map_err(perr(format!("writing {}", tmp.display())))?;
+    }
+    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    let mut csv = Vec::new();
+    CsvWriter::new(&mut csv)
+        .finish(&mut df)
+        .map_err(perr("encoding history.csv"))?;
+    write_atomic(&reports_dir.join("history.csv"), &csv)?;
+    Ok(Appended {
+        added: all.len() - before,
+        skipped,
+        total: all.len(),
+    })
+}

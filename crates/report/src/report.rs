@@ -1,0 +1,372 @@
+//! Puts a report together: tables, claims, charts and the environment, rendered as
+//! `report.md`, a self-contained `report.html` and `tables.csv` in one folder.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::DataFrame;
+
+use crate::charts::CategorySeries;
+use crate::charts::{render, Chart, ChartFiles, ChartKind};
+use crate::claims::{claims, claims_frame, Claim};
+use crate::environment::Environment;
+use crate::error::Result;
+use crate::fsio::write_atomic;
+use crate::tables::{
+    build_tables, display_rows, find_row, long_csv, number, text, ReportInputs, Tables,
+};
+use crate::{html, markdown};
+
+/// A rendered table: headers and formatted cells.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TableView {
+    /// Column names.
+    pub headers: Vec<String>,
+    /// Formatted rows.
+    pub rows: Vec<Vec<String>>,
+}
+
+impl TableView {
+    /// From a DataFrame.
+    pub fn from_frame(df: &DataFrame) -> Self {
+        let (headers, rows) = display_rows(df);
+        Self { headers, rows }
+    }
+}
+
+/// One section of the report.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Section {
+    /// Heading.
+    pub title: String,
+    /// Paragraph under the heading.
+    pub text: String,
+    /// Table, if any.
+    pub table: Option<TableView>,
+    /// Charts, if any.
+    pub charts: Vec<ChartFiles>,
+    /// Preformatted text (the resolved config).
+    pub code: Option<String>,
+}
+
+/// What [`write_report`] produced.
+#[derive(Debug, Clone)]
+pub struct ReportOutput {
+    /// The report folder.
+    pub dir: PathBuf,
+    /// `report.md`.
+    pub markdown: PathBuf,
+    /// `report.html`.
+    pub html: PathBuf,
+    /// `tables.csv`.
+    pub csv: PathBuf,
+    /// Charts written.
+    pub charts: Vec<ChartFiles>,
+    /// The tables.
+    pub tables: Tables,
+    /// The claim table.
+    pub claims: Vec<Claim>,
+}
+
+const QUANT_ORDER: [&str; 15] = [
+    "F32", "BF16", "F16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K", "Q5_K_S", "Q5_1", "Q5_0", "Q4_K_M",
+    "Q4_K", "Q4_K_S", "Q4_1", "Q4_0",
+];
+
+fn quant_categories(df: &DataFrame) -> Vec<String> {
+    let present: BTreeSet<String> = (0..df.height())
+        .filter_map(|i| text(df, "quant", i))
+        .collect();
+    let mut out: Vec<String> = QUANT_ORDER
+        .iter()
+        .filter(|q| present.contains(**q))
+        .map(|q| q.to_string())
+        .collect();
+    out.extend(
+        present
+            .into_iter()
+            .filter(|q| !QUANT_ORDER.contains(&q.as_str())),
+    );
+    out
+}
+
+/// Series per `method (engine)` of `column` over quant types; `None` when nothing is measured.
+fn per_quant(df: &DataFrame, column: &str) -> Option<(Vec<String>, CategorySeries)> {
+    let quants = quant_categories(df);
+    let mut names: Vec<String> = Vec::new();
+    for i in 0..df.height() {
+        if number(df, column, i).is_some() {
+            let name = format!(
+                "{} ({})",
+                text(df, "method", i).unwrap_or_default(),
+                text(df, "engine", i).unwrap_or_default()
+            );
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    if names.is_empty() {
+        return None;
+    }
+    let series = names
+        .iter()
+        .map(|name| {
+            let values = quants
+                .iter()
+                .map(|q| {
+                    (0..df.height()).find_map(|i| {
+                        let n = format!(
+                            "{} ({})",
+                            text(df, "method", i).unwrap_or_default(),
+                            text(df, "engine", i).unwrap_or_default()
+                        );
+                        (n == *name && text(df, "quant", i).as_deref() == Some(q))
+                            .then(|| number(df, column, i))
+                            .flatten()
+                    })
+                })
+                .collect();
+            (name.clone(), values)
+        })
+        .collect();
+    Some((quants, series))
+}
+
+/// The charts this data allows (a chart without any data is left out).
+pub fn charts_for(inputs: &ReportInputs, tables: &Tables) -> Vec<Chart> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    let curves: Vec<(String, Vec<(f64, f64)>)> = inputs
+        .runs
+        .iter()
+        .filter(|r| !r.metrics.is_empty())
+        .map(|r| {
+            let k = seen.entry(r.summary.method.clone()).or_default();
+            *k += 1;
+            let points = r.metrics.iter().map(|m| (m.step as f64, m.loss)).collect();
+            (format!("{} #{}", r.summary.method, k), points)
+        })
+        .collect();
+    if !curves.is_empty() {
+        out.push(Chart {
+            stem: "loss".into(),
+            title: "Training loss".into(),
+            x_label: "optimizer step".into(),
+            y_label: "cross-entropy loss (nats/token)".into(),
+            kind: ChartKind::Lines(curves),
+        });
+    }
+    let m = &tables.methods;
+    let methods: Vec<String> = (0..m.height())
+        .filter_map(|i| text(m, "method", i))
+        .collect();
+    if !methods.is_empty() {
+        let col = |c: &str| -> Vec<Option<f64>> {
+            methods
+                .iter()
+                .map(|name| find_row(m, "method", name).and_then(|i| number(m, c, i)))
+                .collect()
+        };
+        out.push(Chart {
+            stem: "tokens_per_s".into(),
+            title: "Training throughput (median of repeats)".into(),
+            x_label: "method".into(),
+            y_label: "tokens per second (tok/s)".into(),
+            kind: ChartKind::Bars {
+                categories: methods.clone(),
+                series: vec![
+                    ("trained tokens/s".into(), col("tokens_per_s")),
+                    ("loss-bearing tokens/s".into(), col("loss_tokens_per_s")),
+                ],
+            },
+        });
+        out.push(Chart {
+            stem: "peak_memory".into(),
+            title: "Peak memory of the trainer process (median of repeats)".into(),
+            x_label: "method".into(),
+            y_label: "peak RSS (MiB)".into(),
+            kind: ChartKind::Bars {
+                categories: methods.clone(),
+                series: vec![("peak RSS".into(), col("peak_rss_mib"))],
+            },
+        });
+    }
+    let q = &tables.quality;
+    let quality = per_quant(q, "chrf")
+        .map(|d| (d, "chrF (0–100, higher is better)"))
+        .or_else(|| {
+            per_quant(q, "perplexity").map(|d| (d, "reference perplexity (lower is better)"))
+        });
+    if let Some(((categories, series), y)) = quality {
+        out.push(Chart {
+            stem: "quality".into(),
+            title: "Answer quality per quant type".into(),
+            x_label: "GGUF quant type".into(),
+            y_label: y.into(),
+            kind: ChartKind::Bars { categories, series },
+        });
+    }
+    let s = &tables.inference;
+    if let Some((categories, series)) = per_quant(s, "latency_median_s") {
+        out.push(Chart {
+            stem: "latency".into(),
+            title: "Answer latency per quant type (median)".into(),
+            x_label: "GGUF quant type".into(),
+            y_label: "seconds per answer (s)".into(),
+            kind: ChartKind::Bars { categories, series },
+        });
+    }
+    if let Some((categories, series)) = per_quant(s, "decode_tokens_per_s") {
+        out.push(Chart {
+            stem: "decode_speed".into(),
+            title: "Decode speed per quant type".into(),
+            x_label: "GGUF quant type".into(),
+            y_label: "generated tokens per second (tok/s)".into(),
+            kind: ChartKind::Bars { categories, series },
+        });
+    }
+    out
+}
+
+fn chart_files(files: &[ChartFiles], stems: &[&str]) -> Vec<ChartFiles> {
+    files
+        .iter()
+        .filter(|f| {
+            stems
+                .iter()
+                .any(|s| f.png.file_stem().is_some_and(|n| n == *s))
+        })
+        .cloned()
+        .collect()
+}
+
+fn sections(
+    inputs: &ReportInputs,
+    tables: &Tables,
+    claims: &[Claim],
+    charts: &[ChartFiles],
+    env: &Environment,
+) -> Vec<Section> {
+    let claim_view = TableView {
+        headers: vec![
+            "claim".into(),
+            "measured".into(),
+            "value".into(),
+            "from".into(),
+        ],
+        rows: claims
+            .iter()
+            .map(|c| {
+                vec![
+                    c.claim.into(),
+                    c.measure.clone(),
+                    c.value.clone(),
+                    c.detail.clone(),
+                ]
+            })
+            .collect(),
+    };
+    let empty = |df: &DataFrame, what: &str| {
+        if df.height() == 0 {
+            format!("No {what} were given: not measured.")
+        } else {
+            String::new()
+        }
+    };
+    vec![
+        Section {
+            title: "Claims → measured".into(),
+            text: "Each sentence of the team's comparison, with this run's figure. Ratios use medians over repeats; \"not measured\" means the inputs were not part of this report.".into(),
+            table: Some(claim_view),
+            ..Section::default()
+        },
+        Section {
+            title: "Training".into(),
+            text: format!(
+                "One row per run. tokens_per_s counts real (non-padding) tokens after the warm-up steps; peak_rss_mib is the trainer process's VmHWM (the peer's ru_maxrss). {}",
+                empty(&tables.training, "training runs")
+            ),
+            table: Some(TableView::from_frame(&tables.training)),
+            charts: chart_files(charts, &["loss"]),
+            ..Section::default()
+        },
+        Section {
+            title: "Per method (medians)".into(),
+            text: "runs = repeats the medians are taken over.".into(),
+            table: Some(TableView::from_frame(&tables.methods)),
+            charts: chart_files(charts, &["tokens_per_s", "peak_memory"]),
+            ..Section::default()
+        },
+        Section {
+            title: "Quality per method and quant type".into(),
+            text: format!(
+                "chrF is corpus chrF (0–100), rouge_l and exact_match are rates (0–1), chrf_heldout/chrf_paraphrase are mean sentence chrF per split. {}",
+                empty(&tables.quality, "evaluations")
+            ),
+            table: Some(TableView::from_frame(&tables.quality)),
+            charts: chart_files(charts, &["quality"]),
+            ..Section::default()
+        },
+        Section {
+            title: "Inference speed per quant type".into(),
+            text: empty(&tables.inference, "evaluations"),
+            table: Some(TableView::from_frame(&tables.inference)),
+            charts: chart_files(charts, &["latency", "decode_speed"]),
+            ..Section::default()
+        },
+        Section {
+            title: "Environment".into(),
+            table: Some(TableView {
+                headers: vec!["".into(), "value".into()],
+                rows: env.rows().into_iter().map(|(a, b)| vec![a, b]).collect(),
+            }),
+            code: inputs.runs.iter().find_map(|r| r.config_toml.clone()),
+            text: "The resolved experiment config of the first run follows.".into(),
+            ..Section::default()
+        },
+    ]
+}
+
+/// Writes `report.md`, `report.html`, `tables.csv`, the per-table CSVs and the charts (PNG and
+/// SVG) into `out_dir`.
+pub fn write_report(
+    inputs: &ReportInputs,
+    env: &Environment,
+    out_dir: &Path,
+) -> Result<ReportOutput> {
+    let tables = build_tables(inputs)?;
+    let claims = claims(&tables);
+    let claims_df = claims_frame(&claims)?;
+    let mut files = Vec::new();
+    for chart in charts_for(inputs, &tables) {
+        files.push(render(&chart, out_dir)?);
+    }
+    let sections = sections(inputs, &tables, &claims, &files, env);
+    let title = "tunebench report";
+    let md_path = out_dir.join("report.md");
+    write_atomic(
+        &md_path,
+        markdown::render(title, &sections, out_dir).as_bytes(),
+    )?;
+    let html_path = out_dir.join("report.html");
+    write_atomic(&html_path, html::render(title, &sections)?.as_bytes())?;
+    let named: [(&str, &DataFrame); 5] = [
+        ("claims", &claims_df),
+        ("training", &tables.training),
+        ("methods", &tables.methods),
+        ("quality", &tables.quality),
+        ("inference", &tables.inference),
+    ];
+    let csv_path = out_dir.join("tables.csv");
+    write_atomic(&csv_path, long_csv(&named).as_bytes())?;
+    Ok(ReportOutput {
+        dir: out_dir.to_path_buf(),
+        markdown: md_path,
+        html: html_path,
+        csv: csv_path,
+        charts: files,
+        tables,
+        claims,
+    })
+}

@@ -1,0 +1,311 @@
+//! The report's tables as polars DataFrames: one row per training run (and peer result), the
+//! per-method medians, quality per method × quant type, and inference speed per quant type.
+//! Missing numbers are nulls, rendered as "not measured".
+
+use polars::prelude::*;
+
+use crate::error::{polars as perr, Result};
+use crate::evals::{QualityRow, SpeedRow};
+use crate::runs::{PeerResult, Run};
+
+/// Everything a report is made from.
+#[derive(Debug, Clone, Default)]
+pub struct ReportInputs {
+    /// Training runs (tunebench trainers).
+    pub runs: Vec<Run>,
+    /// HF+PEFT peer results.
+    pub peers: Vec<PeerResult>,
+    /// Quality rows from evaluations.
+    pub quality: Vec<QualityRow>,
+    /// Inference-speed rows from evaluations.
+    pub speed: Vec<SpeedRow>,
+    /// Engine sentences from evaluations.
+    pub engine_notes: Vec<String>,
+}
+
+/// The report's tables.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    /// One row per run or peer result.
+    pub training: DataFrame,
+    /// Medians per method (`runs` = repeats).
+    pub methods: DataFrame,
+    /// Quality per method × quant type × engine.
+    pub quality: DataFrame,
+    /// Inference speed per method × quant type × engine.
+    pub inference: DataFrame,
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+fn gguf_sizes(run: &Run) -> String {
+    run.summary
+        .artifacts
+        .iter()
+        .filter(|a| a.path.ends_with(".gguf"))
+        .map(|a| {
+            let name = a.path.rsplit('/').next().unwrap_or(&a.path);
+            format!("{name} {:.1} MiB", a.bytes as f64 / MIB)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// One row per run, then one per peer result.
+pub fn training_table(runs: &[Run], peers: &[PeerResult]) -> Result<DataFrame> {
+    let mut method = Vec::new();
+    let mut run_id = Vec::new();
+    let mut steps = Vec::new();
+    let mut wall = Vec::new();
+    let mut train = Vec::new();
+    let mut tokens = Vec::new();
+    let mut tps = Vec::new();
+    let mut ltps = Vec::new();
+    let mut rss = Vec::new();
+    let mut padding = Vec::new();
+    let mut loss = Vec::new();
+    let mut eval = Vec::new();
+    let mut gguf = Vec::new();
+    for r in runs {
+        let s = &r.summary;
+        method.push(s.method.clone());
+        run_id.push(s.run_id.clone());
+        steps.push(s.steps as i64);
+        wall.push(Some(s.wall_s));
+        train.push(Some(s.train_s));
+        tokens.push(s.trained_tokens as i64);
+        tps.push(Some(s.tokens_per_s));
+        ltps.push(Some(s.loss_tokens_per_s));
+        rss.push(Some(s.peak_rss_mib));
+        padding.push(Some(s.padding_fraction));
+        loss.push(Some(s.final_train_loss));
+        eval.push(s.eval_loss);
+        gguf.push(gguf_sizes(r));
+    }
+    for (i, p) in peers.iter().enumerate() {
+        method.push(p.method.clone());
+        run_id.push(if p.run_id.is_empty() {
+            format!("{}-{}", p.method, i + 1)
+        } else {
+            p.run_id.clone()
+        });
+        steps.push(p.steps as i64);
+        wall.push(None);
+        train.push(Some(p.seconds));
+        tokens.push(p.tokens as i64);
+        tps.push(Some(p.tokens_per_s));
+        ltps.push(Some(p.loss_tokens_per_s));
+        rss.push(Some(p.peak_rss_mib));
+        padding.push(None);
+        loss.push(p.last_loss);
+        eval.push(None);
+        gguf.push(String::new());
+    }
+    df!(
+        "method" => method,
+        "run_id" => run_id,
+        "steps" => steps,
+        "wall_s" => wall,
+        "train_s" => train,
+        "trained_tokens" => tokens,
+        "tokens_per_s" => tps,
+        "loss_tokens_per_s" => ltps,
+        "peak_rss_mib" => rss,
+        "padding_fraction" => padding,
+        "final_train_loss" => loss,
+        "eval_loss" => eval,
+        "gguf" => gguf,
+    )
+    .map_err(perr("building the training table"))
+}
+
+/// Medians per method over its repeats (`runs` counts them), ordered peft, unsloth, hf-peft,
+/// then others alphabetically.
+pub fn methods_table(training: &DataFrame) -> Result<DataFrame> {
+    let df = training
+        .clone()
+        .lazy()
+        .group_by([col("method")])
+        .agg([
+            len().cast(DataType::Int64).alias("runs"),
+            col("train_s").median().alias("train_s"),
+            col("tokens_per_s").median().alias("tokens_per_s"),
+            col("loss_tokens_per_s").median().alias("loss_tokens_per_s"),
+            col("peak_rss_mib").median().alias("peak_rss_mib"),
+            col("final_train_loss").median().alias("final_train_loss"),
+            col("eval_loss").median().alias("eval_loss"),
+        ])
+        .with_column(
+            when(col("method").eq(lit("peft")))
+                .then(lit(0i32))
+                .when(col("method").eq(lit("unsloth")))
+                .then(lit(1i32))
+                .when(col("method").eq(lit("hf-peft")))
+                .then(lit(2i32))
+                .otherwise(lit(3i32))
+                .alias("order"),
+        )
+        .sort(["order", "method"], SortMultipleOptions::default())
+        .select([
+            col("method"),
+            col("runs"),
+            col("train_s"),
+            col("tokens_per_s"),
+            col("loss_tokens_per_s"),
+            col("peak_rss_mib"),
+            col("final_train_loss"),
+            col("eval_loss"),
+        ])
+        .collect()
+        .map_err(perr("medians per method"))?;
+    Ok(df)
+}
+
+/// Quality per method × quant type × engine.
+pub fn quality_table(rows: &[QualityRow]) -> Result<DataFrame> {
+    let s = |f: fn(&QualityRow) -> String| rows.iter().map(f).collect::<Vec<_>>();
+    let o = |f: fn(&QualityRow) -> Option<f64>| rows.iter().map(f).collect::<Vec<_>>();
+    df!(
+        "method" => s(|r| r.method.clone()),
+        "quant" => s(|r| r.quant.clone()),
+        "engine" => s(|r| r.engine.clone()),
+        "items" => rows.iter().map(|r| r.items as i64).collect::<Vec<_>>(),
+        "failed" => rows.iter().map(|r| r.failed as i64).collect::<Vec<_>>(),
+        "chrf" => o(|r| r.chrf),
+        "rouge_l" => o(|r| r.rouge_l),
+        "exact_match" => o(|r| r.exact_match),
+        "perplexity" => o(|r| r.perplexity),
+        "top1_accuracy" => o(|r| r.top1_accuracy),
+        "chrf_heldout" => o(|r| r.chrf_heldout),
+        "chrf_paraphrase" => o(|r| r.chrf_paraphrase),
+    )
+    .map_err(perr("building the quality table"))
+}
+
+/// Inference speed per method × quant type × engine.
+pub fn inference_table(rows: &[SpeedRow]) -> Result<DataFrame> {
+    let s = |f: fn(&SpeedRow) -> String| rows.iter().map(f).collect::<Vec<_>>();
+    let o = |f: fn(&SpeedRow) -> Option<f64>| rows.iter().map(f).collect::<Vec<_>>();
+    df!(
+        "method" => s(|r| r.method.clone()),
+        "quant" => s(|r| r.quant.clone()),
+        "engine" => s(|r| r.engine.clone()),
+        "gguf_mib" => o(|r| r.gguf_bytes.map(|b| b as f64 / MIB)),
+        "prompt_tokens_per_s" => o(|r| r.prompt_tokens_per_s),
+        "decode_tokens_per_s" => o(|r| r.decode_tokens_per_s),
+        "load_s" => o(|r| r.load_s),
+        "latency_median_s" => o(|r| r.latency_median_s),
+    )
+    .map_err(perr("building the inference table"))
+}
+
+/// Builds all tables.
+pub fn build_tables(inputs: &ReportInputs) -> Result<Tables> {
+    let training = training_table(&inputs.runs, &inputs.peers)?;
+    let methods = methods_table(&training)?;
+    Ok(Tables {
+        training,
+        methods,
+        quality: quality_table(&inputs.quality)?,
+        inference: inference_table(&inputs.speed)?,
+    })
+}
+
+/// A number in `column` at `row`, if present and not null.
+pub fn number(df: &DataFrame, column: &str, row: usize) -> Option<f64> {
+    df.column(column).ok()?.get(row).ok()?.extract::<f64>()
+}
+
+/// A string in `column` at `row`.
+pub fn text(df: &DataFrame, column: &str, row: usize) -> Option<String> {
+    let v = df.column(column).ok()?.get(row).ok()?;
+    v.get_str().map(str::to_string)
+}
+
+/// The row whose `column` equals `value`.
+pub fn find_row(df: &DataFrame, column: &str, value: &str) -> Option<usize> {
+    (0..df.height()).find(|&i| text(df, column, i).as_deref() == Some(value))
+}
+
+/// Formats a cell for Markdown/HTML: nulls read "not measured", floats get a precision that
+/// fits their size.
+pub fn format_cell(value: &AnyValue<'_>) -> String {
+    match value {
+        AnyValue::Null => "not measured".into(),
+        AnyValue::Float64(v) => format_number(*v),
+        AnyValue::Float32(v) => format_number(f64::from(*v)),
+        other => match other.get_str() {
+            Some(s) => s.to_string(),
+            None => other.to_string(),
+        },
+    }
+}
+
+/// A float with 4 significant-ish digits.
+pub fn format_number(v: f64) -> String {
+    let a = v.abs();
+    if !v.is_finite() {
+        v.to_string()
+    } else if a >= 1000.0 {
+        format!("{v:.0}")
+    } else if a >= 100.0 {
+        format!("{v:.1}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+/// Header and formatted rows of a table.
+pub fn display_rows(df: &DataFrame) -> (Vec<String>, Vec<Vec<String>>) {
+    let headers = df
+        .get_column_names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    let rows = (0..df.height())
+        .map(|i| {
+            df.columns()
+                .iter()
+                .map(|c| c.get(i).map(|v| format_cell(&v)).unwrap_or_default())
+                .collect()
+        })
+        .collect();
+    (headers, rows)
+}
+
+/// All tables in one long CSV: `table,row,column,value` (values unformatted, nulls empty).
+pub fn long_csv(tables: &[(&str, &DataFrame)]) -> String {
+    let mut out = String::from("table,row,column,value\n");
+    for (name, df) in tables {
+        for i in 0..df.height() {
+            for c in df.columns() {
+                let v = c.get(i).ok();
+                let value = match v {
+                    None | Some(AnyValue::Null) => String::new(),
+                    Some(v) => match v.get_str() {
+                        Some(s) => s.to_string(),
+                        None => v.to_string(),
+                    },
+                };
+                out.push_str(&format!(
+                    "{},{},{},{}\n",
+                    csv_field(name),
+                    i,
+                    csv_field(c.name().as_str()),
+                    csv_field(&value)
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}

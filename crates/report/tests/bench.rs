@@ -1,0 +1,112 @@
+//! The bench driver with stand-in processes: a fake `tunebench` whose `train peft` writes a
+//! run folder and whose `train unsloth` fails like a missing subcommand, and a fake peer that
+//! prints one JSON line. Runs interleave, failures are recorded, the rest goes on.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use tb_report::bench::{plan_config_hash, BenchPlan, HF_PEFT};
+
+fn script(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn interleaves_methods_records_failures_and_goes_on() {
+    let f = common::fixtures();
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let summary = f.join("runs/20260101T000000Z-peft/summary.json");
+    let exe = tmp.path().join("fake-tunebench");
+    script(
+        &exe,
+        &format!(
+            "#!/bin/sh\n\
+             echo \"$@\" >> '{calls}'\n\
+             if [ \"$1\" = train ] && [ \"$2\" = peft ]; then\n\
+               n=$(ls '{runs}' 2>/dev/null | wc -l); id=2026010${{n}}T000000Z-peft; dir='{runs}'/$id\n\
+               mkdir -p \"$dir\"; sed \"s/20260101T000000Z-peft/$id/\" '{summary}' > \"$dir/summary.json\"\n\
+               echo \"run:            $dir\"; exit 0\n\
+             fi\n\
+             echo \"error: unrecognized subcommand '$2'\" >&2; exit 2\n",
+            calls = tmp.path().join("calls.txt").display(),
+            runs = runs.display(),
+            summary = summary.display(),
+        ),
+    );
+    let peer = tmp.path().join("fake_peer.py");
+    script(
+        &peer,
+        "import json, sys\nprint('loading', file=sys.stderr)\nprint('warming up')\n\
+         print(json.dumps({'method': 'hf-peft', 'steps': 4, 'seconds': 2.0, 'tokens': 400, \
+         'loss_tokens': 160, 'tokens_per_s': 200.0, 'loss_tokens_per_s': 80.0, \
+         'peak_rss_mib': 4000.0, 'first_loss': 3.0, 'last_loss': 2.5, 'threads': 2, 'torch': 'fake'}))\n",
+    );
+    let plan = BenchPlan {
+        config: f.join("runs/20260101T000000Z-peft/config.toml"),
+        methods: vec!["peft".into(), "unsloth".into(), HF_PEFT.into()],
+        repeats: 2,
+        steps: Some(4),
+        tunebench: exe,
+        python: "python3".into(),
+        peer_script: peer,
+        out_dir: tmp.path().join("bench-test"),
+    };
+    let mut seen = Vec::new();
+    let outcome = tb_report::run_bench(&plan, &mut |a| seen.push(a.method.clone())).unwrap();
+    assert_eq!(
+        seen,
+        ["peft", "unsloth", "hf-peft", "peft", "unsloth", "hf-peft"]
+    );
+    assert_eq!(outcome.failed(), 2);
+    for a in outcome.attempts.iter().filter(|a| a.method == "unsloth") {
+        let e = a.error.as_deref().unwrap();
+        assert!(e.contains("unrecognized subcommand 'unsloth'"), "{e}");
+        assert!(a.log.exists());
+    }
+    let calls = std::fs::read_to_string(tmp.path().join("calls.txt")).unwrap();
+    assert!(
+        calls.contains("train peft --config") && calls.contains("--max-steps 4 --no-progress"),
+        "{calls}"
+    );
+
+    let stat = |m: &str| {
+        outcome
+            .stats
+            .iter()
+            .find(|s| s.method == m)
+            .unwrap()
+            .clone()
+    };
+    let peft = stat("peft");
+    assert_eq!((peft.ok, peft.failed), (2, 0));
+    assert_eq!(peft.tokens_per_s, Some(100.0));
+    assert_eq!(peft.speed_vs_hf_peft, Some(0.5));
+    assert_eq!(peft.memory_vs_hf_peft, Some(0.5));
+    let unsloth = stat("unsloth");
+    assert_eq!(
+        (unsloth.ok, unsloth.failed, unsloth.tokens_per_s),
+        (0, 2, None)
+    );
+    assert_eq!(stat("hf-peft").speed_vs_peft, Some(2.0));
+    assert!(outcome.table().contains("FAILED unsloth #1"));
+
+    let rows = outcome.history_rows("c1", "2026-01-01T00:00:00Z");
+    assert_eq!(rows.len(), 4);
+    let mut ids: Vec<_> = rows.iter().map(|r| r.run_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 4, "run ids must be distinct: {ids:?}");
+    let hash = plan_config_hash(&plan).unwrap();
+    assert!(rows
+        .iter()
+        .filter(|r| r.method == HF_PEFT)
+        .all(|r| r.config_hash == hash));
+
+    assert!(plan.out_dir.join("bench.json").exists());
+    let peers = tb_report::load_peers(&plan.out_dir.join("peers.jsonl")).unwrap();
+    assert_eq!(peers.len(), 2);
+}
