@@ -1,7 +1,9 @@
 //! `report.html` opened in headless Chromium: every chart image loads with its full size, and a
 //! screenshot of the page shows the charts' colours. Needs a Chromium (`chromium`,
 //! `chromium-browser`, `google-chrome`, or the path in `$CHROME`); without one the test fails
-//! with instructions. It never skips.
+//! with instructions. It never skips. As root on Debian it installs `chromium` with apt-get
+//! first, as the other oracles provision themselves.
+#![expect(clippy::print_stderr, reason = "says when it installs Chromium")]
 
 mod common;
 
@@ -13,6 +15,41 @@ fn find_chromium() -> PathBuf {
     if let Some(p) = std::env::var_os("CHROME") {
         return PathBuf::from(p);
     }
+    if let Some(p) = on_path() {
+        return p;
+    }
+    // Provision it like the other oracles: Debian's package, when we may install packages.
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if root && Path::new("/usr/bin/apt-get").exists() {
+        eprintln!("installing Debian's chromium for the report test (apt-get, first use only)");
+        let quiet = |args: &[&str]| {
+            Command::new("apt-get")
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .stdout(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+        };
+        if !quiet(&["install", "-y", "-q", "chromium"]) {
+            quiet(&["update", "-q"]);
+            quiet(&["install", "-y", "-q", "chromium"]);
+        }
+        if let Some(p) = on_path() {
+            return p;
+        }
+    }
+    panic!(
+        "headless Chromium is needed for this test and none was found on PATH (and it could not be installed with apt-get).\n\
+         Install it (Debian/Ubuntu: `apt-get install -y chromium`) or set CHROME=/path/to/chrome."
+    );
+}
+
+fn on_path() -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     for dir in std::env::split_paths(&path) {
         for name in [
@@ -23,14 +60,11 @@ fn find_chromium() -> PathBuf {
         ] {
             let p = dir.join(name);
             if p.is_file() {
-                return p;
+                return Some(p);
             }
         }
     }
-    panic!(
-        "headless Chromium is needed for this test and none was found on PATH.\n\
-         Install it (Debian/Ubuntu: `apt-get install -y chromium`) or set CHROME=/path/to/chrome."
-    );
+    None
 }
 
 fn chromium(args: &[String], profile: &Path) -> String {
