@@ -155,16 +155,15 @@ pub fn run_demo(args: DemoArgs) -> Result<()> {
     );
 
     let runs = args.runs_dir.clone();
-    let quick: Vec<String> = if args.quick {
-        vec![
-            "--max-steps".into(),
-            "6".into(),
-            "--eval-limit".into(),
-            "8".into(),
-        ]
-    } else {
-        vec!["--eval-limit".into(), "30".into()]
-    };
+    // Step counts sized for 2 CPU cores (Flex trains SmolLM2 at ~30-40 tokens/s there):
+    // --quick aims at 5 minutes, the full run at 45.
+    let (steps, eval_limit) = if args.quick { ("3", "4") } else { ("24", "20") };
+    let quick: Vec<String> = vec![
+        "--max-steps".into(),
+        steps.into(),
+        "--eval-limit".into(),
+        eval_limit.into(),
+    ];
     let config = args.config.to_string_lossy().into_owned();
     let runs_arg = runs.to_string_lossy().into_owned();
 
@@ -248,8 +247,8 @@ pub fn run_demo(args: DemoArgs) -> Result<()> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     ));
-    let limit = if args.quick { "4" } else { "40" };
-    let max_tokens = if args.quick { "48" } else { "96" };
+    let limit = if args.quick { "3" } else { "20" };
+    let max_tokens = if args.quick { "32" } else { "96" };
     tunebench(&[
         "eval",
         "--model",
@@ -290,7 +289,7 @@ pub fn run_demo(args: DemoArgs) -> Result<()> {
             "--out",
             &dir.to_string_lossy(),
             "--ppl-items",
-            "40",
+            "20",
             "--chrf-items",
             "8",
             "--max-tokens",
