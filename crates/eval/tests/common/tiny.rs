@@ -195,25 +195,9 @@ impl TinyLlama {
     }
 }
 
-/// Installs node-llama-cpp into tools/node_modules on first use; panics if it cannot.
+/// Installs node-llama-cpp into tools/node_modules on first use (see tb-testkit).
 pub fn ensure_node_llama_cpp() {
-    let tools = repo_root().join("tools");
-    if tools
-        .join("node_modules/node-llama-cpp/package.json")
-        .exists()
-    {
-        return;
-    }
-    let _ = writeln!(
-        std::io::stderr(),
-        "installing node-llama-cpp 3.21.1 into tools/node_modules (npm ci, first use only)"
-    );
-    let status = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(&tools)
-        .status()
-        .expect("npm must be installed (Node 20 + npm)");
-    assert!(status.success(), "npm ci in tools/ failed");
+    tb_testkit::node_llama_cpp();
 }
 
 /// Runs `tools/oracles/llama_eval.mjs` on `gguf` with a JSON request (see the script).

@@ -5,7 +5,6 @@
 pub mod libllama;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use rand::rngs::StdRng;
@@ -44,29 +43,10 @@ fn find_file(dir: &Path, name: &str, depth: usize) -> Option<PathBuf> {
 /// The folder holding node-llama-cpp's linux-x64 prebuilt `libggml-base.so` and `libllama*.so`.
 /// Runs `npm ci` in `tools/` first if `tools/node_modules` is missing; panics (fails the test)
 /// if the libraries can't be provisioned. Never skips.
-#[expect(clippy::print_stderr, reason = "tests report provisioning steps")]
 pub fn llama_lib_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let tools = tools_dir();
-        let nm = tools.join("node_modules");
-        if !nm.join("@node-llama-cpp").is_dir() {
-            eprintln!(
-                "tools/node_modules is missing: running `npm ci --no-audit --no-fund` in {} to get node-llama-cpp's llama.cpp libraries",
-                tools.display()
-            );
-            let status = Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund"])
-                .current_dir(&tools)
-                .status();
-            match status {
-                Ok(s) if s.success() => {}
-                other => panic!(
-                    "FAILED to provision node-llama-cpp with `npm ci` in {}: {other:?}. The conformance tests need llama.cpp's libggml-base.so.",
-                    tools.display()
-                ),
-            }
-        }
+        let nm = tb_testkit::node_llama_cpp().join("node_modules");
         let base = nm.join("@node-llama-cpp/linux-x64/bins");
         let lib = find_file(&base, "libggml-base.so", 4).unwrap_or_else(|| {
             panic!(
@@ -382,55 +362,7 @@ impl TinyLlama {
     }
 }
 
-/// Python with PyPI `gguf` installed: a venv at `<repo>/target/pyenv-gguf`, created (and
-/// `gguf` pip-installed) on first use. Panics (fails the test) if that is impossible.
-#[expect(clippy::print_stderr, reason = "tests report provisioning steps")]
+/// Python with PyPI `gguf` installed (`target/pyenv-gguf`, see tb-testkit).
 pub fn gguf_python() -> PathBuf {
-    static PY: OnceLock<PathBuf> = OnceLock::new();
-    PY.get_or_init(|| {
-        let venv = repo_target_dir().join("pyenv-gguf");
-        let py = venv.join("bin/python");
-        let works = |py: &Path| {
-            Command::new(py)
-                .args(["-c", "import gguf, numpy"])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        };
-        if works(&py) {
-            return py;
-        }
-        eprintln!(
-            "provisioning PyPI gguf: `python3 -m venv {}` and `pip install gguf==0.19.0`",
-            venv.display()
-        );
-        let st = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status();
-        assert!(
-            st.is_ok_and(|s| s.success()),
-            "FAILED: python3 -m venv {}",
-            venv.display()
-        );
-        let st = Command::new(venv.join("bin/pip"))
-            .args([
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "gguf==0.19.0",
-            ])
-            .status();
-        assert!(
-            st.is_ok_and(|s| s.success()),
-            "FAILED: pip install gguf into {}",
-            venv.display()
-        );
-        assert!(
-            works(&py),
-            "FAILED: gguf still not importable from {}",
-            py.display()
-        );
-        py
-    })
-    .clone()
+    tb_testkit::gguf_python()
 }
