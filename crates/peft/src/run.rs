@@ -1,14 +1,14 @@
 //! `tunebench train peft`: load the base, tokenise the dataset, attach LoRA, run the shared
 //! loop, save the PEFT adapter and the run summary.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::backend::Autodiff;
-use tb_model::{CpuBackend, LoadedModel};
-use tb_train::{run_training, ExperimentConfig, LoopOptions, RunDir, RunSummary, Trainer};
+use tb_model::CpuBackend;
+use tb_train::{run_training, ExperimentConfig, LoopOptions, RunSummary, Trainer};
 
-use tb_train::lora::{attach_lora, save_adapter, LoraConfig};
+use tb_train::lora::save_adapter;
 
 use crate::error::Result;
 use crate::trainer::PeftTrainer;
@@ -34,25 +34,16 @@ pub fn train_peft(request: &TrainRequest) -> Result<(PathBuf, RunSummary)> {
     let started = Instant::now();
     let config = &request.config;
     let device = Default::default();
-    let loaded = LoadedModel::<B>::load(&config.model.base, &device)?;
-    let (train, eval) = tb_train::session::load_examples(config, &loaded.tokenizer)?;
-    let base_name = config.model.base.to_string_lossy().into_owned();
-    let lora = LoraConfig::from_experiment(&config.lora, Some(base_name.clone()));
-    lora.validate(Path::new("<experiment [lora]>"))?;
-    let (model, modules) = attach_lora(loaded.model, &lora, config.train.seed, &device)?;
-    tracing::info!(modules = modules.len(), "LoRA attached");
-    let pad_id = loaded.tokenizer.eos().map_or(0, |t| t.id);
+    let prepared =
+        tb_train::session::prepare::<B>(config, "peft", request.resume.as_deref(), &device)?;
     let mut trainer = PeftTrainer::<B> {
-        model,
-        pad_id,
+        model: prepared.model,
+        pad_id: prepared.pad_id,
         device,
         backend_name: "flex".into(),
     };
-    let run = match &request.resume {
-        Some(dir) => RunDir::open(dir)?,
-        None => RunDir::create(&config.train.runs_dir, "peft", config)?,
-    };
-    tracing::info!(run = %run.path.display(), "run folder");
+    let (run, lora) = (prepared.run, prepared.lora);
+    let (train, eval) = (prepared.train, prepared.eval);
     let options = LoopOptions {
         progress: request.progress,
         resume: request.resume.is_some(),

@@ -2,14 +2,14 @@
 //! ordinary autodiff, padded batches (one example per row, padded to the longest in the
 //! micro-batch) with completion-only loss.
 
-use burn::module::{AutodiffModule, Param};
+use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use tb_data::{padded_batch, Batch, TokenizedExample};
 use tb_model::{CausalLm, ForwardOptions, MaskBuilder};
 use tb_train::{cross_entropy_sum, MicroStep, NamedTensor, Trainer};
 
-use tb_train::lora::{adapter_tensors, peft_key, transpose};
+use tb_train::lora::{adapter_grads, adapter_tensors, set_adapter_tensors};
 
 /// A model with LoRA branches, trained through autodiff.
 pub struct PeftTrainer<B: AutodiffBackend> {
@@ -38,13 +38,6 @@ pub fn batch_options<B: Backend>(
         .reshape([rows, seq]);
     let mask = MaskBuilder::packed(&batch.segments, sliding_window, device);
     (ids, ForwardOptions { positions, mask })
-}
-
-fn host_values<B: Backend>(t: Tensor<B, 2>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .to_vec::<f32>()
-        .unwrap_or_default()
 }
 
 impl<B: AutodiffBackend> PeftTrainer<B> {
@@ -83,45 +76,7 @@ impl<B: AutodiffBackend> Trainer for PeftTrainer<B> {
     }
 
     fn set_trainable(&mut self, values: &[NamedTensor]) -> tb_train::Result<()> {
-        let mut it = values.iter();
-        let device = self.device.clone();
-        for (name, lin) in self.model.projections_mut() {
-            let (d_in, d_out) = (lin.d_input(), lin.d_output());
-            let Some(lora) = lin.lora.as_mut() else {
-                continue;
-            };
-            let r = lora.rank();
-            let (a, b) = match (it.next(), it.next()) {
-                (Some(a), Some(b))
-                    if a.name == peft_key(&name, 'A') && b.name == peft_key(&name, 'B') =>
-                {
-                    (a, b)
-                }
-                _ => {
-                    return Err(tb_train::Error::Method(format!(
-                        "trainable tensors out of order at `{name}`"
-                    )))
-                }
-            };
-            if a.data.len() != r * d_in || b.data.len() != d_out * r {
-                return Err(tb_train::Error::Method(format!(
-                    "`{name}`: got {} and {} values for A [{r}, {d_in}] and B [{d_out}, {r}]",
-                    a.data.len(),
-                    b.data.len()
-                )));
-            }
-            let ta = Tensor::<B, 2>::from_data(
-                TensorData::new(transpose(&a.data, r, d_in), [d_in, r]),
-                &device,
-            );
-            let tb = Tensor::<B, 2>::from_data(
-                TensorData::new(transpose(&b.data, d_out, r), [r, d_out]),
-                &device,
-            );
-            lora.lora_a = Param::from_tensor(ta);
-            lora.lora_b = Param::from_tensor(tb);
-        }
-        Ok(())
+        set_adapter_tensors(&mut self.model, values, &self.device)
     }
 
     fn batches(&self, examples: &[&TokenizedExample], micro_batch: usize) -> Vec<Batch> {
@@ -141,34 +96,9 @@ impl<B: AutodiffBackend> Trainer for PeftTrainer<B> {
         let loss = self.loss_tensor(batch);
         let loss_sum = f64::from(loss.clone().into_scalar().elem::<f32>());
         let grads = loss.mul_scalar(loss_scale).backward();
-        let mut out = Vec::new();
-        for (name, lin) in self.model.projections() {
-            let Some(lora) = &lin.lora else { continue };
-            let (d_in, d_out, r) = (lin.d_input(), lin.d_output(), lora.rank());
-            let ga = lora
-                .lora_a
-                .grad(&grads)
-                .map(host_values)
-                .unwrap_or_else(|| vec![0.0; d_in * r]);
-            let gb = lora
-                .lora_b
-                .grad(&grads)
-                .map(host_values)
-                .unwrap_or_else(|| vec![0.0; r * d_out]);
-            out.push(NamedTensor {
-                name: peft_key(&name, 'A'),
-                shape: vec![r, d_in],
-                data: transpose(&ga, d_in, r),
-            });
-            out.push(NamedTensor {
-                name: peft_key(&name, 'B'),
-                shape: vec![d_out, r],
-                data: transpose(&gb, r, d_out),
-            });
-        }
         Ok(MicroStep {
             loss_sum,
-            grads: out,
+            grads: adapter_grads(&self.model, &grads),
         })
     }
 

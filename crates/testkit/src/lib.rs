@@ -18,7 +18,7 @@ mod smollm2;
 use std::path::{Path, PathBuf};
 
 pub use lock::ProvisionLock;
-pub use node::{node_llama_cpp, npm_ci, ollama_compat};
+pub use node::{llama_oracle, node_llama_cpp, npm_ci, ollama_compat};
 pub use python::{gguf_python, python_venv};
 pub use smollm2::smollm2_gguf;
 

@@ -49,3 +49,37 @@ pub fn node_llama_cpp() -> PathBuf {
 pub fn ollama_compat() -> PathBuf {
     npm_ci(&repo_root().join("tools/ollama-compat"))
 }
+
+/// Runs the llama.cpp oracle `tools/oracles/<script>` on `model` with `request` on its stdin
+/// (node-llama-cpp installed first); returns its stdout. Panics with the oracle's stderr when
+/// it fails.
+pub fn llama_oracle(script: &str, model: &Path, request: &str) -> Vec<u8> {
+    use std::io::Write as _;
+    use std::process::Stdio;
+
+    let tools = node_llama_cpp();
+    let mut child = Command::new("node")
+        .arg(tools.join("oracles").join(script))
+        .arg(model)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("FAILED to start node (Node 20+ must be installed): {e}"));
+    let mut stdin = child.stdin.take().expect("invariant: stdin is piped");
+    stdin
+        .write_all(request.as_bytes())
+        .unwrap_or_else(|e| panic!("FAILED to send the request to {script}: {e}"));
+    drop(stdin);
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("FAILED waiting for {script}: {e}"));
+    assert!(
+        out.status.success(),
+        "llama.cpp oracle {script} failed on {} ({}): {}",
+        model.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}

@@ -1,14 +1,17 @@
-//! What every training command does around the loop: load and tokenise the experiment's data,
-//! and turn the loop's outcome into the run summary.
+//! What every training command does around the loop: load the base and attach LoRA, load and
+//! tokenise the experiment's data, open the run folder, and turn the loop's outcome into the
+//! run summary.
 
 use std::path::Path;
 use std::time::Instant;
 
+use burn::prelude::Backend;
 use tb_data::{tokenize_records, Dataset, Split, TokenizedExample};
-use tb_model::TextTokenizer;
+use tb_model::{CausalLm, LoadedModel, TextTokenizer};
 
 use crate::config::ExperimentConfig;
 use crate::error::Result;
+use crate::lora::{attach_lora, LoraConfig};
 use crate::probe::Machine;
 use crate::run_dir::{RunDir, RunSummary};
 use crate::trainer::LoopOutcome;
@@ -100,4 +103,58 @@ pub fn summarize(
 /// Whether a path is an HF model folder (as opposed to a GGUF file).
 pub fn is_hf_dir(path: &Path) -> bool {
     path.is_dir() && path.join("config.json").is_file()
+}
+
+/// A training session prepared from an experiment: the base with fresh LoRA branches, the
+/// tokenised data, the PEFT config the adapter will be saved with, and the run folder.
+pub struct Prepared<B: Backend> {
+    /// The base model, frozen, with LoRA branches on the targeted projections.
+    pub model: CausalLm<B>,
+    /// The base's tokenizer and chat template.
+    pub tokenizer: TextTokenizer,
+    /// Token id used for padding (the end-of-sequence token, else 0).
+    pub pad_id: u32,
+    /// Tokenised training examples.
+    pub train: Vec<TokenizedExample>,
+    /// Tokenised eval examples.
+    pub eval: Vec<TokenizedExample>,
+    /// The adapter's PEFT config (`base_model_name_or_path` is the experiment's base).
+    pub lora: LoraConfig,
+    /// The run folder: new, or the one being resumed.
+    pub run: RunDir,
+}
+
+/// Loads the base, tokenises the data, attaches LoRA as `[lora]` says and creates the run
+/// folder `<runs_dir>/<utc>-<method>` (or opens `resume`).
+///
+/// # Errors
+/// Whatever loading the model or data, validating `[lora]` or opening the run folder reports.
+pub fn prepare<B: Backend>(
+    config: &ExperimentConfig,
+    method: &str,
+    resume: Option<&Path>,
+    device: &B::Device,
+) -> Result<Prepared<B>> {
+    let loaded = LoadedModel::<B>::load(&config.model.base, device)?;
+    let (train, eval) = load_examples(config, &loaded.tokenizer)?;
+    let base_name = config.model.base.to_string_lossy().into_owned();
+    let lora = LoraConfig::from_experiment(&config.lora, Some(base_name));
+    lora.validate(Path::new("<experiment [lora]>"))?;
+    let (model, modules) = attach_lora(loaded.model, &lora, config.train.seed, device)?;
+    tracing::info!(method, modules = modules.len(), "LoRA attached");
+    let pad_id = loaded.tokenizer.eos().map_or(0, |t| t.id);
+    let run = match resume {
+        Some(dir) => RunDir::open(dir)?,
+        None => RunDir::create(&config.train.runs_dir, method, config)?,
+    };
+    tracing::info!(run = %run.path.display(), "run folder");
+    Ok(Prepared {
+        model,
+        tokenizer: loaded.tokenizer,
+        pad_id,
+        train,
+        eval,
+        lora,
+        run,
+    })
 }

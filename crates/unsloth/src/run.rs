@@ -7,15 +7,15 @@
 //! (unsloth-zoo PR #810) and as PEFT's maintainers recommend; the quantised GGUF is then made
 //! from that merged checkpoint, so quantisation happens once, at the end.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Instant;
 
 use burn::backend::Autodiff;
 use tb_gguf::{ExportOptions, QuantMix};
-use tb_model::{CpuBackend, LoadedModel};
-use tb_train::lora::{attach_lora, save_adapter, Adapter, LoraConfig};
-use tb_train::{run_training, ExperimentConfig, LoopOptions, RunDir, RunSummary, Trainer};
+use tb_model::CpuBackend;
+use tb_train::lora::{save_adapter, Adapter};
+use tb_train::{run_training, ExperimentConfig, LoopOptions, RunSummary, Trainer};
 
 use crate::fused_model::DEFAULT_CE_CHUNK;
 use crate::modelfile::{modelfile, ollama_chat};
@@ -91,28 +91,19 @@ pub fn train_unsloth(request: &UnslothRequest) -> tb_train::Result<UnslothOutcom
         });
     }
     let device = Default::default();
-    let loaded = LoadedModel::<B>::load(base, &device)?;
-    let (train, eval) = tb_train::session::load_examples(config, &loaded.tokenizer)?;
-    let base_name = base.to_string_lossy().into_owned();
-    let lora = LoraConfig::from_experiment(&config.lora, Some(base_name));
-    lora.validate(Path::new("<experiment [lora]>"))?;
-    let (model, modules) = attach_lora(loaded.model, &lora, config.train.seed, &device)?;
-    tracing::info!(modules = modules.len(), "LoRA attached (fused path)");
-    let pad_id = loaded.tokenizer.eos().map_or(0, |t| t.id);
+    let prepared =
+        tb_train::session::prepare::<B>(config, "unsloth", request.resume.as_deref(), &device)?;
     let mut trainer = UnslothTrainer::<B> {
-        model,
-        pad_id,
+        model: prepared.model,
+        pad_id: prepared.pad_id,
         row_len: config.data.max_seq_len,
         ce_chunk: DEFAULT_CE_CHUNK,
         checkpoint_layers: config.train.activation_checkpointing,
         device,
         backend_name: "flex+fused".into(),
     };
-    let run = match &request.resume {
-        Some(dir) => RunDir::open(dir)?,
-        None => RunDir::create(&config.train.runs_dir, "unsloth", config)?,
-    };
-    tracing::info!(run = %run.path.display(), "run folder");
+    let (run, lora, tokenizer) = (prepared.run, prepared.lora, prepared.tokenizer);
+    let (train, eval) = (prepared.train, prepared.eval);
     let options = LoopOptions {
         progress: request.progress,
         resume: request.resume.is_some(),
@@ -143,7 +134,7 @@ pub fn train_unsloth(request: &UnslothRequest) -> tb_train::Result<UnslothOutcom
             tracing::info!(file = %out.display(), bytes = r.bytes_out, "GGUF written");
             ggufs.push(out);
         }
-        let chat = ollama_chat(&loaded.tokenizer);
+        let chat = ollama_chat(&tokenizer);
         if chat.template.is_none() {
             tracing::warn!("chat template not recognised (ChatML or Llama 3): the Modelfile has no TEMPLATE; Ollama will autodetect one from the GGUF");
         }

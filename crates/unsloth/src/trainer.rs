@@ -1,13 +1,13 @@
 //! The Unsloth-style trainer: the fused forward with hand-written backward passes, padding-free
 //! packed micro-batches, and the chunked fused loss, plugged into tb-train's shared loop.
 
-use burn::module::{AutodiffModule, Param};
+use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use tb_data::{packed_batch, Batch, TokenizedExample};
 use tb_model::layer::DecoderLayer;
 use tb_model::{CausalLm, Linear};
-use tb_train::lora::{adapter_tensors, peft_key, transpose};
+use tb_train::lora::{adapter_grads, adapter_tensors, projection_grads, set_adapter_tensors};
 use tb_train::{MicroStep, NamedTensor, Trainer};
 
 use crate::backend::FusedBackend;
@@ -39,13 +39,6 @@ fn method_error(e: impl std::fmt::Display) -> tb_train::Error {
     tb_train::Error::Method(format!("fused ops: {e}"))
 }
 
-fn host_values<B: Backend>(t: Tensor<B, 2>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .to_vec::<f32>()
-        .unwrap_or_default()
-}
-
 /// The seven projections of a layer in [`CausalLm::projections`] order.
 fn layer_projections<B: Backend>(layer: &DecoderLayer<B>) -> [(&'static str, &Linear<B>); 7] {
     let (a, m) = (&layer.self_attn, &layer.mlp);
@@ -58,38 +51,6 @@ fn layer_projections<B: Backend>(layer: &DecoderLayer<B>) -> [(&'static str, &Li
         ("mlp.up_proj", &m.up_proj),
         ("mlp.down_proj", &m.down_proj),
     ]
-}
-
-/// Host copies of the LoRA gradients of one projection (PEFT layout), zeros when unused.
-fn lora_grads<B: AutodiffBackend>(
-    name: &str,
-    lin: &Linear<B>,
-    grads: &B::Gradients,
-) -> Option<[NamedTensor; 2]> {
-    let lora = lin.lora.as_ref()?;
-    let (d_in, d_out, r) = (lin.d_input(), lin.d_output(), lora.rank());
-    let ga = lora
-        .lora_a
-        .grad(grads)
-        .map(host_values)
-        .unwrap_or_else(|| vec![0.0; d_in * r]);
-    let gb = lora
-        .lora_b
-        .grad(grads)
-        .map(host_values)
-        .unwrap_or_else(|| vec![0.0; r * d_out]);
-    Some([
-        NamedTensor {
-            name: peft_key(name, 'A'),
-            shape: vec![r, d_in],
-            data: transpose(&ga, d_in, r),
-        },
-        NamedTensor {
-            name: peft_key(name, 'B'),
-            shape: vec![d_out, r],
-            data: transpose(&gb, r, d_out),
-        },
-    ])
 }
 
 impl<B: AutodiffBackend + FusedBackend> UnslothTrainer<B>
@@ -135,7 +96,9 @@ where
                 .grad(&grads)
                 .ok_or_else(|| method_error("no gradient reached a layer input"))?;
             for (suffix, lin) in layer_projections(layer) {
-                if let Some(pair) = lora_grads(&format!("model.layers.{l}.{suffix}"), lin, &grads) {
+                if let Some(pair) =
+                    projection_grads(&format!("model.layers.{l}.{suffix}"), lin, &grads)
+                {
                     per_layer[l].extend(pair);
                 }
             }
@@ -177,38 +140,7 @@ where
     }
 
     fn set_trainable(&mut self, values: &[NamedTensor]) -> tb_train::Result<()> {
-        let mut it = values.iter();
-        let device = self.device.clone();
-        for (name, lin) in self.model.projections_mut() {
-            let (d_in, d_out) = (lin.d_input(), lin.d_output());
-            let Some(lora) = lin.lora.as_mut() else {
-                continue;
-            };
-            let r = lora.rank();
-            let (a, b) = match (it.next(), it.next()) {
-                (Some(a), Some(b))
-                    if a.name == peft_key(&name, 'A') && b.name == peft_key(&name, 'B') =>
-                {
-                    (a, b)
-                }
-                _ => {
-                    return Err(tb_train::Error::Method(format!(
-                        "trainable tensors out of order at `{name}`"
-                    )))
-                }
-            };
-            let ta = Tensor::<B, 2>::from_data(
-                TensorData::new(transpose(&a.data, r, d_in), [d_in, r]),
-                &device,
-            );
-            let tb = Tensor::<B, 2>::from_data(
-                TensorData::new(transpose(&b.data, d_out, r), [r, d_out]),
-                &device,
-            );
-            lora.lora_a = Param::from_tensor(ta);
-            lora.lora_b = Param::from_tensor(tb);
-        }
-        Ok(())
+        set_adapter_tensors(&mut self.model, values, &self.device)
     }
 
     /// Each micro-batch holds the same examples as the PEFT-style trainer's, packed first-fit
@@ -237,15 +169,9 @@ where
         let grads = mean
             .mul_scalar(loss_scale * batch.loss_tokens as f32)
             .backward();
-        let mut out = Vec::new();
-        for (name, lin) in self.model.projections() {
-            if let Some(pair) = lora_grads(&name, lin, &grads) {
-                out.extend(pair);
-            }
-        }
         Ok(MicroStep {
             loss_sum,
-            grads: out,
+            grads: adapter_grads(&self.model, &grads),
         })
     }
 

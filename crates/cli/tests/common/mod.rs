@@ -2,9 +2,8 @@
 //! gguf-py oracles, tb-model references. Oracles are provisioned on first use and fail loudly.
 #![allow(dead_code)]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value as Json;
 
@@ -87,29 +86,8 @@ fn ensure_node_llama_cpp() {
 
 /// `tools/oracles/llama_eval.mjs MODEL < request`.
 pub fn llama_eval(gguf: &Path, request: &Json) -> Json {
-    ensure_node_llama_cpp();
-    let mut child = Command::new("node")
-        .arg(repo().join("tools/oracles/llama_eval.mjs"))
-        .arg(gguf)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node must be installed");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "llama.cpp could not load/run {}: {}",
-        gguf.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("oracle output is JSON")
+    let out = tb_testkit::llama_oracle("llama_eval.mjs", gguf, &request.to_string());
+    serde_json::from_slice(&out).expect("oracle output is JSON")
 }
 
 /// llama.cpp's `llama_model_quantize` through `tools/oracles/llama_quantize.py`.

@@ -1,14 +1,10 @@
 //! Tiny random llama GGUFs written with tb-gguf, and llama.cpp (node-llama-cpp) as an oracle.
 
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tb_gguf::{GgmlType, GgufWriter, Metadata, QuantMix, TensorSpec, Value};
-
-use super::repo_root;
 
 /// Shape of a tiny llama: hidden 64, 4 heads (2 KV heads), MLP 256 (so ffn_down rows are one
 /// k-quant super-block), 2 layers, 320 tokens.
@@ -202,28 +198,8 @@ pub fn ensure_node_llama_cpp() {
 
 /// Runs `tools/oracles/llama_eval.mjs` on `gguf` with a JSON request (see the script).
 pub fn llama_eval(gguf: &Path, request: &serde_json::Value) -> serde_json::Value {
-    ensure_node_llama_cpp();
-    let mut child = Command::new("node")
-        .arg(repo_root().join("tools/oracles/llama_eval.mjs"))
-        .arg(gguf)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("node must be installed");
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(request.to_string().as_bytes())
-        .expect("writing the request");
-    let out = child.wait_with_output().expect("waiting for the oracle");
-    assert!(
-        out.status.success(),
-        "llama.cpp oracle failed on {}",
-        gguf.display()
-    );
-    serde_json::from_slice(&out.stdout).expect("oracle output is JSON")
+    let out = tb_testkit::llama_oracle("llama_eval.mjs", gguf, &request.to_string());
+    serde_json::from_slice(&out).expect("oracle output is JSON")
 }
 
 /// A JSON array of token ids.

@@ -6,9 +6,7 @@
     reason = "each test binary uses a different subset; installs are announced on stderr"
 )]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -22,24 +20,8 @@ pub fn ensure_node_llama_cpp() {
 
 /// Runs `tools/oracles/llama_generate.mjs` on `gguf` with a JSON request (see the script).
 pub fn llama_cpp(gguf: &Path, request: &serde_json::Value) -> serde_json::Value {
-    ensure_node_llama_cpp();
-    let mut child = Command::new("node")
-        .arg(repo().join("tools/oracles/llama_generate.mjs"))
-        .arg(gguf)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("node must be installed");
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(request.to_string().as_bytes())
-        .expect("writing the request");
-    let out = child.wait_with_output().expect("waiting for the oracle");
-    assert!(out.status.success(), "llama.cpp oracle failed");
-    serde_json::from_slice(&out.stdout).expect("oracle output is JSON")
+    let out = tb_testkit::llama_oracle("llama_generate.mjs", gguf, &request.to_string());
+    serde_json::from_slice(&out).expect("oracle output is JSON")
 }
 
 /// A JSON array of token ids.

@@ -4,6 +4,7 @@
 pub mod adapter;
 pub mod init;
 pub mod peft_config;
+pub mod trainable;
 
 pub use adapter::{
     adapter_tensors, peft_key, save_adapter, Adapter, ModuleAdapter, ADAPTER_CONFIG,
@@ -11,3 +12,4 @@ pub use adapter::{
 };
 pub use init::{attach_lora, branch_from_peft, transpose, BranchShape};
 pub use peft_config::{InitLoraWeights, LoraConfig, TargetModules, ALL_LINEAR};
+pub use trainable::{adapter_grads, projection_grads, set_adapter_tensors};
