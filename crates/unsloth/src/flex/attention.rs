@@ -8,27 +8,9 @@
 use burn::backend::flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
+use super::vector::{axpy, dot};
 use super::{ints, output, F32View};
 use crate::backend::AttentionSaved;
-
-/// Dot product with eight independent partial sums, so the compiler can keep it in SIMD
-/// registers (a plain `sum()` is a serial chain of dependent adds).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (a8, a_tail) = a.split_at(a.len() - a.len() % 8);
-    let (b8, b_tail) = b.split_at(a8.len());
-    for (x, y) in a8.chunks_exact(8).zip(b8.chunks_exact(8)) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let tail: f32 = a_tail.iter().zip(b_tail).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f32>() + tail
-}
-
-fn axpy(acc: &mut [f32], alpha: f32, x: &[f32]) {
-    acc.iter_mut().zip(x).for_each(|(a, v)| *a += alpha * v);
-}
 
 /// Dimensions and flat data shared by the passes.
 struct Dims {

@@ -7,6 +7,7 @@ mod cross_entropy;
 mod rms_norm;
 mod rope;
 mod swiglu;
+mod vector;
 
 use burn::backend::flex::FlexTensor;
 use burn::backend::Flex;
