@@ -1,6 +1,9 @@
-//! Packed causal GQA attention kernels (flash-attention style on the CPU).
+//! Packed causal GQA attention kernels for Flex.
 //!
-//! The forward runs one rayon task per query token, keeps a score row of at most `seq` floats
+//! When every example of a packed row is one contiguous span of tokens (what tb-data's
+//! packing produces), the work goes to [`super::attention_blocks`], which runs it as small
+//! GEMMs per example and head. Otherwise the per-token kernels below run (flash-attention
+//! style): the forward runs one rayon task per query token, keeps a score row of at most `seq` floats
 //! per task and stores one logsumexp per (token, head). The backward recomputes the scores in
 //! two passes so that no two tasks write the same row: one over query tokens (`dq`) and one
 //! over key tokens (`dk`, `dv`, summed over the query heads of each key/value head).
@@ -8,26 +11,28 @@
 use burn::backend::flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
+use super::attention_blocks::{self as blocks, spans};
 use super::vector::{axpy, dot};
 use super::{ints, output, F32View};
 use crate::backend::AttentionSaved;
 
-/// Dimensions and flat data shared by the passes.
-struct Dims {
-    batch: usize,
-    seq: usize,
-    heads: usize,
-    kv_heads: usize,
-    head_dim: usize,
+/// Dimensions shared by the passes.
+pub(crate) struct Dims {
+    pub(crate) batch: usize,
+    pub(crate) seq: usize,
+    pub(crate) heads: usize,
+    pub(crate) kv_heads: usize,
+    pub(crate) head_dim: usize,
 }
 
 impl Dims {
-    fn group(&self) -> usize {
+    /// Query heads per key/value head.
+    pub(crate) fn group(&self) -> usize {
         self.heads / self.kv_heads
     }
 
     /// Offset of the `head_dim` vector of head `head` of token `tok` in a `[.., heads, d]` tensor.
-    fn at(&self, tok: usize, heads: usize, head: usize) -> usize {
+    pub(crate) fn at(&self, tok: usize, heads: usize, head: usize) -> usize {
         (tok * heads + head) * self.head_dim
     }
 }
@@ -57,6 +62,13 @@ pub(crate) fn forward(
     let mut out = vec![0.0f32; batch * seq * heads * head_dim];
     let mut lse = vec![0.0f32; batch * seq * heads];
     if heads * head_dim > 0 {
+        if let Some(spans) = spans(&seg, seq) {
+            blocks::forward(&dm, &spans, qs, ks, vs, scale, &mut out, &mut lse);
+            return (
+                output(out, [batch, seq, heads, head_dim]),
+                output(lse, [batch, seq, heads]),
+            );
+        }
         out.par_chunks_mut(heads * head_dim)
             .zip(lse.par_chunks_mut(heads))
             .enumerate()
@@ -130,6 +142,24 @@ pub(crate) fn backward(
             output(dv, [batch, seq, kv_heads, head_dim]),
         );
     }
+    if let Some(spans) = spans(&seg, seq) {
+        let saved = blocks::Saved {
+            q: qs,
+            k: ks,
+            v: vs,
+            out: o.slice(),
+            lse: lses,
+            dout: dos,
+            scale,
+        };
+        blocks::backward(&dm, &spans, &saved, &mut dq, &mut dk, &mut dv);
+        return (
+            output(dq, [batch, seq, heads, head_dim]),
+            output(dk, [batch, seq, kv_heads, head_dim]),
+            output(dv, [batch, seq, kv_heads, head_dim]),
+        );
+    }
+    // Rows whose segments interleave: per-token kernels.
     // delta[tok, h] = dO · O, the row term of the softmax backward.
     let delta: Vec<f32> = dos
         .par_chunks(head_dim)

@@ -3,6 +3,7 @@
 //! converted back to the dtype of the op's main input.
 
 mod attention;
+mod attention_blocks;
 mod cross_entropy;
 mod rms_norm;
 mod rope;

@@ -76,6 +76,42 @@ fn attention_mqa_single_token_segments() {
     );
 }
 
+/// Segments that come back within a row (not what packing makes, but a valid input) take the
+/// per-token kernels; contiguous ones take the per-example GEMM path. Both must match.
+#[test]
+fn attention_interleaved_segments_use_the_token_kernels_and_match_reference() {
+    check(
+        85,
+        Case {
+            batch: 2,
+            seq: 6,
+            heads: 4,
+            kv_heads: 2,
+            head_dim: 5,
+            segments: vec![0, 1, 0, 1, 1, 0, 4, 4, 4, 4, 4, 4],
+        },
+    );
+}
+
+/// Spans longer than the GEMM blocking (and odd sizes) on the per-example GEMM path.
+#[test]
+fn attention_long_packed_rows_match_reference() {
+    let mut segments = vec![0i64; 70];
+    segments.extend(vec![1i64; 83]);
+    segments.extend(vec![2i64; 3]);
+    check(
+        86,
+        Case {
+            batch: 1,
+            seq: 156,
+            heads: 6,
+            kv_heads: 2,
+            head_dim: 17,
+            segments,
+        },
+    );
+}
+
 #[test]
 fn attention_examples_do_not_leak() {
     // Changing the first example's keys must not change the second example's outputs.

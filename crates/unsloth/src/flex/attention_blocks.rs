@@ -1,0 +1,372 @@
+//! Packed causal GQA attention as small GEMMs, one example at a time.
+//!
+//! Tokens of one packed example form a contiguous span of a row. For each span and key/value
+//! head, the query heads of its group are processed one after the other: the `[L, L]` scores
+//! of that head are formed with one GEMM, masked causally, turned into probabilities, and
+//! multiplied back with another. The backward recomputes them (nothing `[L, L]` outlives one
+//! head of one example) and forms `dV = Pᵀ·dO`, `dP = dO·Vᵀ`, `dS = P∘(dP − δ)`,
+//! `dQ = s·dS·K` and `dK = s·dSᵀ·Q` as GEMMs too. Tasks own disjoint outputs: one task per
+//! (example, key/value head), results copied into place after the parallel section.
+//!
+//! This is the fast path of [`super::attention`]; the per-token kernels there handle rows
+//! whose segments are not contiguous, and serve as its reference in the tests.
+
+use rayon::prelude::*;
+
+use super::attention::Dims;
+use super::vector::dot;
+
+/// One example: tokens `start..start + len` of the flattened `[batch·seq]` token axis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Span {
+    /// First token (flattened index).
+    pub start: usize,
+    /// Number of tokens.
+    pub len: usize,
+}
+
+/// The examples of each row as contiguous spans, or `None` when some row has a segment id
+/// that comes back after another one (then only the per-token kernels apply).
+pub(crate) fn spans(seg: &[i64], seq: usize) -> Option<Vec<Span>> {
+    let mut out = Vec::new();
+    for (r, row) in seg.chunks(seq.max(1)).enumerate() {
+        let mut seen: Vec<i64> = Vec::new();
+        let mut start = 0;
+        for i in 1..=row.len() {
+            if i == row.len() || row[i] != row[start] {
+                if seen.contains(&row[start]) {
+                    return None;
+                }
+                seen.push(row[start]);
+                out.push(Span {
+                    start: r * seq + start,
+                    len: i - start,
+                });
+                start = i;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// A strided f32 matrix inside a slice: element `(i, j)` is `data[offset + i·rs + j·cs]`.
+#[derive(Clone, Copy)]
+struct Strided<'a> {
+    data: &'a [f32],
+    offset: usize,
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> Strided<'a> {
+    /// Checks that every element lies inside `data` (the GEMM reads through raw pointers).
+    fn new(data: &'a [f32], offset: usize, [rows, cols]: [usize; 2], [rs, cs]: [usize; 2]) -> Self {
+        if rows > 0 && cols > 0 {
+            let last = offset + (rows - 1) * rs + (cols - 1) * cs;
+            assert!(
+                last < data.len(),
+                "invariant: strided view ends at {last}, past {}",
+                data.len()
+            );
+        }
+        Self {
+            data,
+            offset,
+            rows,
+            cols,
+            rs,
+            cs,
+        }
+    }
+
+    /// The transpose (a view of the same data).
+    fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+}
+
+/// `dst = alpha·lhs·rhs` (`accumulate == false`) or `dst += alpha·lhs·rhs`, with `dst` a
+/// row-major `[lhs.rows, rhs.cols]` buffer.
+fn gemm(dst: &mut [f32], accumulate: bool, lhs: Strided<'_>, rhs: Strided<'_>, alpha: f32) {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    assert_eq!(rhs.rows, k, "invariant: inner dimensions agree");
+    assert_eq!(dst.len(), m * n, "invariant: destination is [m, n]");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst.fill(0.0);
+        }
+        return;
+    }
+    let isz = |x: usize| isize::try_from(x).expect("invariant: strides fit in isize");
+    // SAFETY: `Strided::new` checked that every element of lhs and rhs is inside its slice;
+    // dst is an exclusively borrowed [m, n] row-major buffer (checked above); the three do not
+    // alias because dst is a unique borrow.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            isz(n),
+            accumulate,
+            lhs.data.as_ptr().add(lhs.offset),
+            isz(lhs.cs),
+            isz(lhs.rs),
+            rhs.data.as_ptr().add(rhs.offset),
+            isz(rhs.cs),
+            isz(rhs.rs),
+            1.0,
+            alpha,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// Views of head `head` (of `n_heads`) over the tokens of `span`: `[len, head_dim]`.
+fn head_view<'a>(
+    data: &'a [f32],
+    dm: &Dims,
+    span: Span,
+    n_heads: usize,
+    head: usize,
+) -> Strided<'a> {
+    Strided::new(
+        data,
+        dm.at(span.start, n_heads, head),
+        [span.len, dm.head_dim],
+        [n_heads * dm.head_dim, 1],
+    )
+}
+
+/// Causal softmax of the `[len, len]` scores in place; returns each row's logsumexp.
+fn causal_softmax(scores: &mut [f32], len: usize) -> Vec<f32> {
+    scores
+        .chunks_mut(len)
+        .enumerate()
+        .map(|(i, row)| {
+            let (keep, future) = row.split_at_mut(i + 1);
+            future.fill(0.0);
+            let max = keep.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+            let mut sum = 0.0f32;
+            for x in keep.iter_mut() {
+                *x = (*x - max).exp();
+                sum += *x;
+            }
+            keep.iter_mut().for_each(|x| *x /= sum);
+            max + sum.ln()
+        })
+        .collect()
+}
+
+/// What one (span, key/value head) task of the forward produces: per query head of the group,
+/// `[len, head_dim]` outputs and `len` logsumexps.
+struct ForwardBlock {
+    out: Vec<Vec<f32>>,
+    lse: Vec<Vec<f32>>,
+}
+
+/// Forward over spans; writes `out` (`[tokens, heads, d]`) and `lse` (`[tokens, heads]`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn forward(
+    dm: &Dims,
+    spans: &[Span],
+    qs: &[f32],
+    ks: &[f32],
+    vs: &[f32],
+    scale: f32,
+    out: &mut [f32],
+    lse: &mut [f32],
+) {
+    let (heads, kvh, d, group) = (dm.heads, dm.kv_heads, dm.head_dim, dm.group());
+    let tasks: Vec<(Span, usize)> = spans
+        .iter()
+        .flat_map(|&s| (0..kvh).map(move |g| (s, g)))
+        .collect();
+    let blocks: Vec<ForwardBlock> = tasks
+        .par_iter()
+        .map(|&(span, g)| {
+            let l = span.len;
+            let k = head_view(ks, dm, span, kvh, g);
+            let v = head_view(vs, dm, span, kvh, g);
+            let mut scores = vec![0.0f32; l * l];
+            let mut block = ForwardBlock {
+                out: Vec::with_capacity(group),
+                lse: Vec::with_capacity(group),
+            };
+            for hh in g * group..(g + 1) * group {
+                let q = head_view(qs, dm, span, heads, hh);
+                gemm(&mut scores, false, q, k.t(), scale);
+                let row_lse = causal_softmax(&mut scores, l);
+                let mut o = vec![0.0f32; l * d];
+                let p = Strided::new(&scores, 0, [l, l], [l, 1]);
+                gemm(&mut o, false, p, v, 1.0);
+                block.out.push(o);
+                block.lse.push(row_lse);
+            }
+            block
+        })
+        .collect();
+    for (&(span, g), block) in tasks.iter().zip(blocks) {
+        for (n, (o, l)) in block.out.iter().zip(&block.lse).enumerate() {
+            let hh = g * group + n;
+            for i in 0..span.len {
+                let tok = span.start + i;
+                out[dm.at(tok, heads, hh)..][..d].copy_from_slice(&o[i * d..][..d]);
+                lse[tok * heads + hh] = l[i];
+            }
+        }
+    }
+}
+
+/// What one (span, key/value head) task of the backward produces.
+struct BackwardBlock {
+    /// Per query head of the group, `[len, head_dim]`.
+    dq: Vec<Vec<f32>>,
+    /// `[len, head_dim]`, summed over the group.
+    dk: Vec<f32>,
+    /// `[len, head_dim]`, summed over the group.
+    dv: Vec<f32>,
+}
+
+/// Saved forward tensors and the output gradient, all flat.
+pub(crate) struct Saved<'a> {
+    pub q: &'a [f32],
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+    pub out: &'a [f32],
+    pub lse: &'a [f32],
+    pub dout: &'a [f32],
+    pub scale: f32,
+}
+
+/// Backward over spans; writes `dq` (`[tokens, heads, d]`), `dk` and `dv`
+/// (`[tokens, kv_heads, d]`).
+pub(crate) fn backward(
+    dm: &Dims,
+    spans: &[Span],
+    s: &Saved<'_>,
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+) {
+    let (heads, kvh, d, group) = (dm.heads, dm.kv_heads, dm.head_dim, dm.group());
+    let tasks: Vec<(Span, usize)> = spans
+        .iter()
+        .flat_map(|&sp| (0..kvh).map(move |g| (sp, g)))
+        .collect();
+    let blocks: Vec<BackwardBlock> = tasks
+        .par_iter()
+        .map(|&(span, g)| {
+            let l = span.len;
+            let k = head_view(s.k, dm, span, kvh, g);
+            let v = head_view(s.v, dm, span, kvh, g);
+            let mut p = vec![0.0f32; l * l];
+            let mut ds = vec![0.0f32; l * l];
+            let mut block = BackwardBlock {
+                dq: Vec::with_capacity(group),
+                dk: vec![0.0f32; l * d],
+                dv: vec![0.0f32; l * d],
+            };
+            for hh in g * group..(g + 1) * group {
+                let q = head_view(s.q, dm, span, heads, hh);
+                let d_o = head_view(s.dout, dm, span, heads, hh);
+                gemm(&mut p, false, q, k.t(), s.scale);
+                for (i, row) in p.chunks_mut(l).enumerate() {
+                    let row_lse = s.lse[(span.start + i) * heads + hh];
+                    let (keep, future) = row.split_at_mut(i + 1);
+                    keep.iter_mut().for_each(|x| *x = (*x - row_lse).exp());
+                    future.fill(0.0);
+                }
+                let pm = Strided::new(&p, 0, [l, l], [l, 1]);
+                gemm(&mut block.dv, true, pm.t(), d_o, 1.0);
+                gemm(&mut ds, false, d_o, v.t(), 1.0);
+                for (i, (ds_row, p_row)) in ds.chunks_mut(l).zip(p.chunks(l)).enumerate() {
+                    let tok = span.start + i;
+                    let at = dm.at(tok, heads, hh);
+                    let delta = dot(&s.dout[at..][..d], &s.out[at..][..d]);
+                    ds_row
+                        .iter_mut()
+                        .zip(p_row)
+                        .for_each(|(x, &pv)| *x = pv * (*x - delta));
+                }
+                let dsm = Strided::new(&ds, 0, [l, l], [l, 1]);
+                let mut dq_h = vec![0.0f32; l * d];
+                gemm(&mut dq_h, false, dsm, k, s.scale);
+                gemm(&mut block.dk, true, dsm.t(), q, s.scale);
+                block.dq.push(dq_h);
+            }
+            block
+        })
+        .collect();
+    for (&(span, g), block) in tasks.iter().zip(blocks) {
+        for i in 0..span.len {
+            let tok = span.start + i;
+            for (n, dq_h) in block.dq.iter().enumerate() {
+                let hh = g * group + n;
+                dq[dm.at(tok, heads, hh)..][..d].copy_from_slice(&dq_h[i * d..][..d]);
+            }
+            dk[dm.at(tok, kvh, g)..][..d].copy_from_slice(&block.dk[i * d..][..d]);
+            dv[dm.at(tok, kvh, g)..][..d].copy_from_slice(&block.dv[i * d..][..d]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_split_rows_into_examples_and_refuse_interleaved_segments() {
+        let seg = [0, 0, 1, 1, 1, 7, 7, 7, 7, 7];
+        assert_eq!(
+            spans(&seg, 5),
+            Some(vec![
+                Span { start: 0, len: 2 },
+                Span { start: 2, len: 3 },
+                Span { start: 5, len: 5 },
+            ])
+        );
+        assert_eq!(spans(&[0, 1, 0, 2], 4), None);
+        // the same id in two different rows is two examples
+        assert_eq!(
+            spans(&[3, 3, 3, 3], 2),
+            Some(vec![Span { start: 0, len: 2 }, Span { start: 2, len: 2 }])
+        );
+    }
+
+    #[test]
+    fn strided_gemm_matches_a_plain_triple_loop() {
+        let a: Vec<f32> = (0..24).map(|x| x as f32 * 0.25 - 2.0).collect();
+        let b: Vec<f32> = (0..30).map(|x| (x as f32 * 0.7).sin()).collect();
+        // lhs: rows 1, 3, 5 of a 6×4 row-major matrix, columns 0..3 → [3, 3] with rs 8
+        let lhs = Strided::new(&a, 4, [3, 3], [8, 1]);
+        // rhs: the transpose of a 5×6 row-major block → [3, 5] read column-wise
+        let rhs = Strided::new(&b, 0, [5, 3], [6, 1]).t();
+        let mut dst = vec![1.0f32; 15];
+        gemm(&mut dst, true, lhs, rhs, 0.5);
+        for i in 0..3 {
+            for j in 0..5 {
+                let mut want = 1.0f32;
+                for t in 0..3 {
+                    want += 0.5 * a[4 + i * 8 + t] * b[j * 6 + t];
+                }
+                assert!((dst[i * 5 + j] - want).abs() < 1e-5, "({i},{j})");
+            }
+        }
+    }
+}
