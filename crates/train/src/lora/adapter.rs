@@ -14,6 +14,7 @@ use tb_model::CausalLm;
 
 use super::init::{branch_from_peft, transpose, BranchShape};
 use super::peft_config::LoraConfig;
+use super::trainable::host_values;
 use crate::error::{io, Error, Result};
 
 /// File name of the weights.
@@ -32,20 +33,8 @@ pub fn adapter_tensors<B: Backend>(model: &CausalLm<B>) -> Vec<NamedTensor> {
     for (name, lin) in model.projections() {
         let Some(lora) = &lin.lora else { continue };
         let (d_in, d_out, r) = (lin.d_input(), lin.d_output(), lora.rank());
-        let a = lora
-            .lora_a
-            .val()
-            .into_data()
-            .convert::<f32>()
-            .to_vec::<f32>()
-            .unwrap_or_default();
-        let b = lora
-            .lora_b
-            .val()
-            .into_data()
-            .convert::<f32>()
-            .to_vec::<f32>()
-            .unwrap_or_default();
+        let a = host_values(lora.lora_a.val());
+        let b = host_values(lora.lora_b.val());
         out.push(NamedTensor {
             name: peft_key(&name, 'A'),
             shape: vec![r, d_in],

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::optimizer::NamedTensor;
 
 /// Host f32 values of a tensor.
-fn host_values<B: Backend>(t: Tensor<B, 2>) -> Vec<f32> {
+pub(super) fn host_values<B: Backend>(t: Tensor<B, 2>) -> Vec<f32> {
     t.into_data()
         .convert::<f32>()
         .to_vec::<f32>()

@@ -173,6 +173,14 @@ fn causal_softmax(scores: &mut [f32], len: usize) -> Vec<f32> {
         .collect()
 }
 
+/// One task per (example span, key/value head): the unit of parallel work of both passes.
+fn tasks(spans: &[Span], kv_heads: usize) -> Vec<(Span, usize)> {
+    spans
+        .iter()
+        .flat_map(|&s| (0..kv_heads).map(move |g| (s, g)))
+        .collect()
+}
+
 /// What one (span, key/value head) task of the forward produces: per query head of the group,
 /// `[len, head_dim]` outputs and `len` logsumexps.
 struct ForwardBlock {
@@ -193,10 +201,7 @@ pub(crate) fn forward(
     lse: &mut [f32],
 ) {
     let (heads, kvh, d, group) = (dm.heads, dm.kv_heads, dm.head_dim, dm.group());
-    let tasks: Vec<(Span, usize)> = spans
-        .iter()
-        .flat_map(|&s| (0..kvh).map(move |g| (s, g)))
-        .collect();
+    let tasks = tasks(spans, kvh);
     let blocks: Vec<ForwardBlock> = tasks
         .par_iter()
         .map(|&(span, g)| {
@@ -265,10 +270,7 @@ pub(crate) fn backward(
     dv: &mut [f32],
 ) {
     let (heads, kvh, d, group) = (dm.heads, dm.kv_heads, dm.head_dim, dm.group());
-    let tasks: Vec<(Span, usize)> = spans
-        .iter()
-        .flat_map(|&sp| (0..kvh).map(move |g| (sp, g)))
-        .collect();
+    let tasks = tasks(spans, kvh);
     let blocks: Vec<BackwardBlock> = tasks
         .par_iter()
         .map(|&(span, g)| {
