@@ -231,6 +231,74 @@ fn logits_with_adapter_match_peft() {
     assert!(d < 1e-4, "adapter logits vs PEFT-merged logits: {d}");
 }
 
+/// The PEFT way to a served model (merge, then export) records itself in the run's
+/// `serving.json`: two commands, their seconds and the GGUF written.
+#[test]
+fn merge_and_export_of_a_run_record_the_serving_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_hf_dir("tiny-mistral", &tmp.path().join("model"), false);
+    let runs = tmp.path().join("runs");
+    let cfg = write_config(tmp.path(), &model, &runs, 2, 0);
+    let (ok, _, err) = tunebench(&[
+        "train",
+        "peft",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--no-progress",
+    ]);
+    assert!(ok, "{err}");
+    let run = only_run(&runs);
+    assert!(!run.join("serving.json").exists());
+    let merged = run.join("merged");
+    let (ok, _, err) = tunebench(&[
+        "merge",
+        "--base",
+        model.to_str().unwrap(),
+        "--adapter",
+        run.join("adapter").to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let gguf = run.join("tiny-Q8_0.gguf");
+    let (ok, _, err) = tunebench(&[
+        "export",
+        "gguf",
+        "--model",
+        merged.to_str().unwrap(),
+        "--quant",
+        "q8_0",
+        "--out",
+        gguf.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let serving: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("serving.json")).unwrap()).unwrap();
+    let steps = serving["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "{serving}");
+    assert_eq!(steps[0]["command"], "tunebench merge");
+    assert_eq!(steps[1]["command"], "tunebench export gguf --quant Q8_0");
+    assert!(steps.iter().all(|s| s["seconds"].as_f64().unwrap() > 0.0));
+    assert_eq!(steps[1]["ggufs"][0][0], "tiny-Q8_0.gguf");
+    assert_eq!(
+        steps[1]["ggufs"][0][1].as_u64().unwrap(),
+        std::fs::metadata(&gguf).unwrap().len()
+    );
+    // Exporting a model that is not a run's output records nothing anywhere.
+    let (ok, _, err) = tunebench(&[
+        "export",
+        "gguf",
+        "--model",
+        model.to_str().unwrap(),
+        "--quant",
+        "q8_0",
+        "--out",
+        tmp.path().join("base-Q8_0.gguf").to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(!model.join("serving.json").exists());
+}
+
 #[test]
 fn merge_command_and_its_errors() {
     let tmp = tempfile::tempdir().unwrap();

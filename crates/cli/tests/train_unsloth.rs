@@ -163,6 +163,25 @@ fn one_command_to_gguf_and_modelfile() {
         "{listed:?}"
     );
 
+    // serving.json: the one command, its seconds, both GGUFs with their sizes, the Modelfile.
+    let serving: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("serving.json")).unwrap()).unwrap();
+    let steps = serving["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "{serving}");
+    assert!(steps[0]["command"]
+        .as_str()
+        .unwrap()
+        .starts_with("tunebench train unsloth --gguf"));
+    assert_eq!(steps[0]["modelfile"], true);
+    let ggufs = steps[0]["ggufs"].as_array().unwrap();
+    assert_eq!(ggufs.len(), 2);
+    for g in ggufs {
+        let size = std::fs::metadata(run.join(g[0].as_str().unwrap()))
+            .unwrap()
+            .len();
+        assert_eq!(g[1].as_u64().unwrap(), size);
+    }
+
     // llama.cpp loads both; the F16 greedy continuation equals tb-model's on the merged folder.
     let device = Default::default();
     let merged = LoadedModel::<CpuBackend>::load(run.join("merged"), &device).unwrap();

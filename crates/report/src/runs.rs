@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tb_train::{RunSummary, StepMetrics};
+use tb_train::{RunSummary, ServingPath, StepMetrics};
 
 use crate::error::{io, Error, Result};
 
@@ -21,6 +21,9 @@ pub struct Run {
     pub metrics: Vec<StepMetrics>,
     /// `config.toml`, verbatim, when present.
     pub config_toml: Option<String>,
+    /// `serving.json`: the commands from the trained adapter to a servable GGUF (empty when
+    /// the run was never taken that far).
+    pub serving: ServingPath,
 }
 
 /// Reads one run folder. `summary.json` is required; `metrics.jsonl` and `config.toml` are
@@ -46,11 +49,22 @@ pub fn load_run(dir: &Path) -> Result<Run> {
     } else {
         None
     };
+    let serving_path = dir.join(tb_train::serving::SERVING_FILE);
+    let serving: ServingPath = match std::fs::read_to_string(&serving_path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| Error::Parse {
+            path: serving_path.clone(),
+            line: e.line(),
+            message: e.to_string(),
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => ServingPath::default(),
+        Err(e) => return Err(io(&serving_path)(e)),
+    };
     Ok(Run {
         dir: dir.to_path_buf(),
         summary,
         metrics,
         config_toml,
+        serving,
     })
 }
 

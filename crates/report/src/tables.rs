@@ -38,17 +38,52 @@ pub struct Tables {
 
 const MIB: f64 = 1024.0 * 1024.0;
 
+/// The run's GGUF files with their sizes: those its summary lists and those written later on
+/// its way to serving (`serving.json`), each once.
 fn gguf_sizes(run: &Run) -> String {
-    run.summary
+    let mut files: Vec<(String, u64)> = run
+        .summary
         .artifacts
         .iter()
         .filter(|a| a.path.ends_with(".gguf"))
         .map(|a| {
-            let name = a.path.rsplit('/').next().unwrap_or(&a.path);
-            format!("{name} {:.1} MiB", a.bytes as f64 / MIB)
+            (
+                a.path.rsplit('/').next().unwrap_or(&a.path).to_string(),
+                a.bytes,
+            )
         })
+        .collect();
+    for step in &run.serving.steps {
+        for (name, bytes) in &step.ggufs {
+            if !files.iter().any(|(n, _)| n == name) {
+                files.push((name.clone(), *bytes));
+            }
+        }
+    }
+    files
+        .iter()
+        .map(|(name, bytes)| format!("{name} {:.1} MiB", *bytes as f64 / MIB))
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// Commands from the trained adapter to a servable GGUF, and their seconds (`None` when the
+/// run has no `serving.json`).
+fn serving_path(run: &Run) -> (Option<i64>, Option<f64>, String) {
+    let steps = &run.serving.steps;
+    if steps.is_empty() {
+        return (None, None, String::new());
+    }
+    let commands = steps
+        .iter()
+        .map(|s| format!("{} ({:.1} s)", s.command, s.seconds))
+        .collect::<Vec<_>>()
+        .join("; ");
+    (
+        Some(steps.len() as i64),
+        Some(run.serving.seconds()),
+        commands,
+    )
 }
 
 /// One row per run, then one per peer result.
@@ -66,6 +101,9 @@ pub fn training_table(runs: &[Run], peers: &[PeerResult]) -> Result<DataFrame> {
     let mut loss = Vec::new();
     let mut eval = Vec::new();
     let mut gguf = Vec::new();
+    let mut serve_commands = Vec::new();
+    let mut serve_s = Vec::new();
+    let mut serve_path = Vec::new();
     for r in runs {
         let s = &r.summary;
         method.push(s.method.clone());
@@ -81,6 +119,10 @@ pub fn training_table(runs: &[Run], peers: &[PeerResult]) -> Result<DataFrame> {
         loss.push(Some(s.final_train_loss));
         eval.push(s.eval_loss);
         gguf.push(gguf_sizes(r));
+        let (n, secs, path) = serving_path(r);
+        serve_commands.push(n);
+        serve_s.push(secs);
+        serve_path.push(path);
     }
     for (i, p) in peers.iter().enumerate() {
         method.push(p.method.clone());
@@ -100,6 +142,9 @@ pub fn training_table(runs: &[Run], peers: &[PeerResult]) -> Result<DataFrame> {
         loss.push(p.last_loss);
         eval.push(None);
         gguf.push(String::new());
+        serve_commands.push(None);
+        serve_s.push(None);
+        serve_path.push(String::new());
     }
     df!(
         "method" => method,
@@ -115,6 +160,9 @@ pub fn training_table(runs: &[Run], peers: &[PeerResult]) -> Result<DataFrame> {
         "final_train_loss" => loss,
         "eval_loss" => eval,
         "gguf" => gguf,
+        "serve_commands" => serve_commands,
+        "serve_s" => serve_s,
+        "serve_path" => serve_path,
     )
     .map_err(perr("building the training table"))
 }
@@ -133,6 +181,8 @@ pub fn methods_table(training: &DataFrame) -> Result<DataFrame> {
             col("loss_tokens_per_s").median().alias("loss_tokens_per_s"),
             col("peak_rss_mib").median().alias("peak_rss_mib"),
             col("final_train_loss").median().alias("final_train_loss"),
+            col("serve_commands").median().alias("serve_commands"),
+            col("serve_s").median().alias("serve_s"),
             col("eval_loss").median().alias("eval_loss"),
         ])
         .with_column(
@@ -155,6 +205,8 @@ pub fn methods_table(training: &DataFrame) -> Result<DataFrame> {
             col("peak_rss_mib"),
             col("final_train_loss"),
             col("eval_loss"),
+            col("serve_commands"),
+            col("serve_s"),
         ])
         .collect()
         .map_err(perr("medians per method"))?;

@@ -17,6 +17,22 @@ fn malformed_metrics_line_names_file_and_line() {
 }
 
 #[test]
+fn malformed_serving_json_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = common::fixtures().join("runs/20260101T000000Z-peft");
+    for f in ["config.toml", "metrics.jsonl", "summary.json"] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("serving.json"),
+        "{\"steps\": [{\"command\": 3}]}",
+    )
+    .unwrap();
+    let err = tb_report::load_run(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("serving.json"), "{err}");
+}
+
+#[test]
 fn malformed_peer_line_names_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("peers.jsonl");

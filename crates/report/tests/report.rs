@@ -87,8 +87,31 @@ fn report_from_fixtures_has_the_fixture_numbers() {
         "0.80×"
     );
     assert_eq!(
-        claim_value(&out, "steps and seconds from checkpoint to a served model"),
-        "not measured"
+        claim_value(
+            &out,
+            "commands and seconds from checkpoint to a served model, unsloth ÷ peft"
+        ),
+        "0.50×"
+    );
+    let serving = out
+        .claims
+        .iter()
+        .find(|c| c.measure.starts_with("commands and seconds"))
+        .unwrap();
+    assert_eq!(
+        serving.detail,
+        "unsloth 1 command(s), 4 s vs peft 2 command(s), 8 s"
+    );
+    assert_eq!(number(t, "serve_commands", peft), Some(2.0));
+    assert_eq!(number(t, "serve_s", peft), Some(8.0));
+    assert_eq!(
+        text(t, "serve_path", peft).as_deref(),
+        Some("tunebench merge (3.0 s); tunebench export gguf --quant Q4_K_M (5.0 s)")
+    );
+    assert_eq!(
+        text(t, "gguf", peft).as_deref(),
+        Some("peft-Q4_K_M.gguf 50.0 MiB"),
+        "a GGUF written after training comes from serving.json"
     );
 
     let md = std::fs::read_to_string(&out.markdown).unwrap();
@@ -152,6 +175,13 @@ fn missing_inputs_read_not_measured() {
     );
     assert_eq!(
         claim_value(&out, "chrF at Q4_K_M, unsloth ÷ peft"),
+        "not measured"
+    );
+    assert_eq!(
+        claim_value(
+            &out,
+            "commands and seconds from checkpoint to a served model, unsloth ÷ peft"
+        ),
         "not measured"
     );
     let md = std::fs::read_to_string(&out.markdown).unwrap();

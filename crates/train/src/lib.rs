@@ -18,6 +18,7 @@ pub mod optimizer;
 pub mod probe;
 pub mod run_dir;
 pub mod schedule;
+pub mod serving;
 pub mod session;
 pub mod trainer;
 
@@ -30,4 +31,5 @@ pub use optimizer::{clip_global_norm, global_norm, AdamW, AdamWSettings, NamedTe
 pub use probe::{peak_rss_mib, Machine};
 pub use run_dir::{Artifact, RunDir, RunSummary, StepMetrics};
 pub use schedule::LrSchedule;
+pub use serving::{ServingPath, ServingStep};
 pub use trainer::{eval_loss, run_training, LoopOptions, LoopOutcome, MicroStep, Trainer};

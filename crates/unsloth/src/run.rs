@@ -15,7 +15,7 @@ use burn::backend::Autodiff;
 use tb_gguf::{ExportOptions, QuantMix};
 use tb_model::CpuBackend;
 use tb_train::lora::{save_adapter, Adapter};
-use tb_train::{run_training, ExperimentConfig, LoopOptions, RunSummary, Trainer};
+use tb_train::{run_training, ExperimentConfig, LoopOptions, RunSummary, ServingStep, Trainer};
 
 use crate::fused_model::DEFAULT_CE_CHUNK;
 use crate::modelfile::{modelfile, ollama_chat};
@@ -150,6 +150,31 @@ pub fn train_unsloth(request: &UnslothRequest) -> tb_train::Result<UnslothOutcom
         modelfile_path = Some(path);
     }
     let export_s = export_started.elapsed().as_secs_f64();
+    if !ggufs.is_empty() {
+        let mut listed = Vec::new();
+        for g in &ggufs {
+            let bytes = std::fs::metadata(g)
+                .map_err(|e| err(format!("{}: {e}", g.display())))?
+                .len();
+            let name = g
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            listed.push((name, bytes));
+        }
+        tb_train::serving::record_step(
+            &run.path,
+            ServingStep {
+                command: format!(
+                    "tunebench train unsloth --gguf {} (merge, GGUFs and Modelfile)",
+                    request.gguf.join(",")
+                ),
+                seconds: export_s,
+                ggufs: listed,
+                modelfile: modelfile_path.is_some(),
+            },
+        )?;
+    }
     let mut artifacts: Vec<String> = vec!["adapter".into()];
     for g in &ggufs {
         if let Some(n) = g.file_name() {

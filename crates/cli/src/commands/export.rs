@@ -108,6 +108,22 @@ pub fn run_export_gguf(args: ExportGgufArgs) -> Result<()> {
         "exported {}",
         args.quant
     );
+    if let Some(run) = tb_train::serving::run_folder_of(&args.model) {
+        let name = out
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        tb_train::serving::record_step(
+            &run,
+            tb_train::ServingStep {
+                command: format!("tunebench export gguf --quant {}", args.quant.name()),
+                seconds: start.elapsed().as_secs_f64(),
+                ggufs: vec![(name, report.bytes_out)],
+                modelfile: false,
+            },
+        )
+        .with_context(|| format!("recording the export in {}", run.display()))?;
+    }
     println!("{}", out.display());
     Ok(())
 }

@@ -29,6 +29,18 @@ pub fn run_merge(args: MergeArgs) -> Result<()> {
                 args.base.display()
             )
         })?;
+    if let Some(run) = tb_train::serving::run_folder_of(&args.adapter) {
+        tb_train::serving::record_step(
+            &run,
+            tb_train::ServingStep {
+                command: "tunebench merge".into(),
+                seconds: report.seconds,
+                ggufs: Vec::new(),
+                modelfile: false,
+            },
+        )
+        .with_context(|| format!("recording the merge in {}", run.display()))?;
+    }
     println!(
         "merged {} projections, copied {} tensors, dtype {}, max |ΔW| {:.3e}, {:.1} s -> {}",
         report.merged_tensors,
