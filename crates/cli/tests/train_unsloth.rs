@@ -162,6 +162,9 @@ fn one_command_to_gguf_and_modelfile() {
         listed.contains(&"tiny-Q4_K_M.gguf") && listed.contains(&"Modelfile"),
         "{listed:?}"
     );
+    // Padding-free: each micro-batch is one row of exactly its examples' tokens.
+    assert_eq!(summary["padding_fraction"].as_f64(), Some(0.0), "{summary}");
+    assert_eq!(summary["slots"], summary["trained_tokens"], "{summary}");
 
     // serving.json: the one command, its seconds, both GGUFs with their sizes, the Modelfile.
     let serving: serde_json::Value =

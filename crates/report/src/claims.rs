@@ -126,11 +126,7 @@ fn serving_claim(t: &Tables) -> Claim {
             measure,
             value: format!("{:.2}×", su / sp),
             detail: format!(
-                "unsloth {} command(s), {} s vs peft {} command(s), {} s",
-                format_number(cu),
-                format_number(su),
-                format_number(cp),
-                format_number(sp)
+                "unsloth {cu:.0} command(s), {su:.1} s vs peft {cp:.0} command(s), {sp:.1} s"
             ),
         },
         (u, p) => Claim {

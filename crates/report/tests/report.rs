@@ -100,7 +100,7 @@ fn report_from_fixtures_has_the_fixture_numbers() {
         .unwrap();
     assert_eq!(
         serving.detail,
-        "unsloth 1 command(s), 4 s vs peft 2 command(s), 8 s"
+        "unsloth 1 command(s), 4.0 s vs peft 2 command(s), 8.0 s"
     );
     assert_eq!(number(t, "serve_commands", peft), Some(2.0));
     assert_eq!(number(t, "serve_s", peft), Some(8.0));

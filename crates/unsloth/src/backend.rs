@@ -81,23 +81,39 @@ pub struct AttentionSaved<B: Backend> {
     pub scale: f32,
 }
 
-/// What the chunked linear + cross-entropy forward keeps: its inputs and one logsumexp per
-/// token (never the logits).
+/// What the chunked linear + cross-entropy forward keeps for its backward: the gradients
+/// themselves, computed chunk by chunk while the logits exist (for an upstream gradient of 1),
+/// so the backward only scales them and never recomputes a logit.
+///
+/// Only loss-bearing rows (target not [`crate::ops::IGNORE_INDEX`]) go through the LM head;
+/// the other rows' gradient is zero.
 ///
 /// # Shapes
-/// - `hidden`: `[tokens, d]`, `w_lm`: `[d, vocab]`, `targets`, `lse`: `[tokens]`
+/// - `rows`: `[n]` (indices into the op's `tokens` rows); `d_hidden`: `[n, d]`;
+///   `d_w_lm`: `[d, vocab]`
 #[derive(Clone, Debug)]
 pub struct CeSaved<B: Backend> {
-    /// Final hidden states.
-    pub hidden: FloatTensor<B>,
-    /// LM head in Burn layout.
-    pub w_lm: FloatTensor<B>,
-    /// Target token ids, -100 for ignored positions.
-    pub targets: IntTensor<B>,
-    /// Logsumexp of each token's logits.
-    pub lse: FloatTensor<B>,
-    /// Tokens per chunk.
-    pub chunk: usize,
+    /// Rows of the input that carry a loss; `None` when every row does.
+    pub rows: Option<IntTensor<B>>,
+    /// Row count of the op's input.
+    pub tokens: usize,
+    /// Width of the hidden states.
+    pub d: usize,
+    /// `∂loss/∂hidden` of the loss-bearing rows.
+    pub d_hidden: FloatTensor<B>,
+    /// `∂loss/∂w_lm`, present when the head was trainable.
+    pub d_w_lm: Option<FloatTensor<B>>,
+}
+
+/// Which gradients the chunked linear + cross-entropy forward prepares for the backward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CeGradients {
+    /// Loss only (evaluation, untracked inputs).
+    None,
+    /// `∂loss/∂hidden`.
+    Hidden,
+    /// `∂loss/∂hidden` and `∂loss/∂w_lm`.
+    HiddenAndHead,
 }
 
 /// Backend extension with Unsloth-style fused ops.
@@ -314,31 +330,35 @@ pub trait FusedBackend: Backend {
     }
 
     /// Chunked linear + cross-entropy forward: the mean NLL over non-ignored targets, computed
-    /// `chunk` tokens at a time; keeps only the logsumexp per token.
+    /// `chunk` loss-bearing rows at a time. With `grads` other than [`CeGradients::None`] it
+    /// also turns each chunk's logits into the gradients, before the chunk is dropped
+    /// (Liger-style), so no `[tokens, vocab]` tensor and no logit recompute.
     ///
     /// # Shapes
     /// - hidden: `[tokens, d]`, w_lm: `[d, vocab]`, targets: `[tokens]`
-    /// - output: (`loss` `[1]`, `lse` `[tokens]`)
+    /// - output: (`loss` `[1]`, what the backward needs; its gradients are empty (`[0, d]`,
+    ///   no head gradient) with [`CeGradients::None`])
     fn linear_cross_entropy_fwd(
         hidden: FloatTensor<Self>,
         w_lm: FloatTensor<Self>,
         targets: IntTensor<Self>,
         chunk: usize,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        cross_entropy::forward_kernel::<Self>(hidden, w_lm, targets, chunk)
+        grads: CeGradients,
+    ) -> (FloatTensor<Self>, CeSaved<Self>) {
+        cross_entropy::forward_kernel::<Self>(hidden, w_lm, targets, chunk, grads)
     }
 
-    /// Chunked linear + cross-entropy backward: recomputes each chunk's logits.
+    /// Chunked linear + cross-entropy backward: scales the saved gradients by `dloss` and
+    /// scatters the loss-bearing rows back into `[tokens, d]`.
     ///
     /// # Shapes
-    /// - dloss: `[1]`; the rest as in [`Self::linear_cross_entropy_fwd`]
-    /// - output: `d_hidden` `[tokens, d]` and, when `want_dw`, `d_w_lm` `[d, vocab]`
+    /// - dloss: `[1]`
+    /// - output: `d_hidden` `[tokens, d]` and `d_w_lm` `[d, vocab]` when it was prepared
     fn linear_cross_entropy_bwd(
         dloss: FloatTensor<Self>,
         saved: CeSaved<Self>,
-        want_dw: bool,
     ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
-        cross_entropy::backward_kernel::<Self>(dloss, saved, want_dw)
+        cross_entropy::backward_kernel::<Self>(dloss, saved)
     }
 
     /// Differentiable RMSNorm (see [`Self::rms_norm_fwd`]).
@@ -404,7 +424,7 @@ pub trait FusedBackend: Backend {
         targets: IntTensor<Self>,
         chunk: usize,
     ) -> FloatTensor<Self> {
-        Self::linear_cross_entropy_fwd(hidden, w_lm, targets, chunk).0
+        Self::linear_cross_entropy_fwd(hidden, w_lm, targets, chunk, CeGradients::None).0
     }
 
     /// Differentiable packed causal attention (see [`Self::attention_fwd`]).

@@ -39,7 +39,9 @@ pub mod reference;
 pub mod run;
 pub mod trainer;
 
-pub use backend::{AttentionSaved, CeSaved, FusedBackend, LoraGrads, LoraWeights, MlpSaved};
+pub use backend::{
+    AttentionSaved, CeGradients, CeSaved, FusedBackend, LoraGrads, LoraWeights, MlpSaved,
+};
 pub use error::{FusedError, Result};
 pub use run::{train_unsloth, UnslothOutcome, UnslothRequest};
 pub use trainer::UnslothTrainer;

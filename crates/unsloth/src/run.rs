@@ -96,7 +96,9 @@ pub fn train_unsloth(request: &UnslothRequest) -> tb_train::Result<UnslothOutcom
     let mut trainer = UnslothTrainer::<B> {
         model: prepared.model,
         pad_id: prepared.pad_id,
-        row_len: config.data.max_seq_len,
+        // Every example of a micro-batch fits one row: padding-free, like Unsloth's
+        // `padding_free` collator (positions restart per example, attention stays inside it).
+        row_len: config.data.max_seq_len * config.train.micro_batch.max(1),
         ce_chunk: DEFAULT_CE_CHUNK,
         checkpoint_layers: config.train.activation_checkpointing,
         device,

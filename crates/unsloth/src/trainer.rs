@@ -22,7 +22,9 @@ where
     pub model: CausalLm<B>,
     /// Token id used for padding in packed rows.
     pub pad_id: u32,
-    /// Row length of packed micro-batches (the experiment's `max_seq_len`).
+    /// Longest packed row. The trainer passes `max_seq_len × micro_batch`, so a micro-batch is
+    /// one row of exactly its examples' tokens (no padding at all); smaller values pack
+    /// first-fit into several rows padded to the longest.
     pub row_len: usize,
     /// Tokens per chunk of the fused cross-entropy.
     pub ce_chunk: usize,
@@ -109,13 +111,15 @@ where
         })
     }
 
+    /// Attention never crosses examples, so the window limit applies to the longest example
+    /// (positions restart at 0 for each), not to the packed row.
     fn check_window(&self, batch: &Batch) -> tb_train::Result<()> {
+        let longest = batch.positions.iter().max().map_or(0, |&p| p as usize + 1);
         match self.model.sliding_window {
-            Some(w) if w < batch.seq_len => Err(tb_train::Error::ConfigValue {
+            Some(w) if w < longest => Err(tb_train::Error::ConfigValue {
                 field: "data.max_seq_len".into(),
                 message: format!(
-                    "packed rows of {} tokens exceed the model's sliding window ({w}); the fused attention is full causal, so use at most {w}",
-                    batch.seq_len
+                    "examples of {longest} tokens exceed the model's sliding window ({w}); the fused attention is full causal, so use at most {w}",
                 ),
             }),
             _ => Ok(()),

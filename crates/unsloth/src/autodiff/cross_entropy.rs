@@ -1,4 +1,5 @@
-//! Chunked linear + cross-entropy under autodiff: keeps the inputs and one logsumexp per token.
+//! Chunked linear + cross-entropy under autodiff: the forward prepares the gradients (for an
+//! upstream gradient of 1) while each chunk's logits exist; the backward scales them.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -7,7 +8,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::ops::{FloatTensor, IntTensor};
 
 use super::{register, Ad};
-use crate::backend::{CeSaved, FusedBackend};
+use crate::backend::{CeGradients, CeSaved, FusedBackend};
 
 #[derive(Debug)]
 struct CrossEntropyBackward;
@@ -18,7 +19,7 @@ impl<B: FusedBackend> Backward<B, 2> for CrossEntropyBackward {
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [h_id, w_id] = ops.parents.map(|p| p.map(|n| n.id));
         let dloss = grads.consume::<B>(&ops.node);
-        let (dh, dw) = B::linear_cross_entropy_bwd(dloss, ops.state, w_id.is_some());
+        let (dh, dw) = B::linear_cross_entropy_bwd(dloss, ops.state);
         register::<B>(grads, h_id, dh);
         if let Some(dw) = dw {
             register::<B>(grads, w_id, dw);
@@ -38,23 +39,29 @@ pub(super) fn forward<B: FusedBackend, C: CheckpointStrategy>(
         .stateful()
     {
         OpsKind::Tracked(prep) => {
-            let (loss, lse) = B::linear_cross_entropy_fwd(
-                hidden.primitive.clone(),
-                w_lm.primitive.clone(),
-                targets.clone(),
-                chunk,
-            );
-            let saved = CeSaved {
-                hidden: hidden.primitive,
-                w_lm: w_lm.primitive,
-                targets,
-                lse,
-                chunk,
+            let wanted = if w_lm.node.requirement.is_none() {
+                CeGradients::Hidden
+            } else {
+                CeGradients::HiddenAndHead
             };
+            let (loss, saved) = B::linear_cross_entropy_fwd(
+                hidden.primitive,
+                w_lm.primitive,
+                targets,
+                chunk,
+                wanted,
+            );
             prep.finish(saved, loss)
         }
         OpsKind::UnTracked(prep) => prep.finish(
-            B::linear_cross_entropy_fwd(hidden.primitive, w_lm.primitive, targets, chunk).0,
+            B::linear_cross_entropy_fwd(
+                hidden.primitive,
+                w_lm.primitive,
+                targets,
+                chunk,
+                CeGradients::None,
+            )
+            .0,
         ),
     }
 }

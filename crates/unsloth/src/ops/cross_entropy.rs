@@ -1,12 +1,14 @@
 //! Chunked fused linear + cross-entropy: `mean over non-ignored targets of
 //! CE(hidden·W_lm, target)`, computed `chunk` tokens at a time so the `[tokens, vocab]` logits
-//! never exist at once. The forward keeps one logsumexp per token; the backward recomputes each
-//! chunk's logits and turns them straight into `d_hidden` (and `d_W_lm` when it is trainable).
+//! never exist at once, and only for the rows whose target carries a loss. When gradients are
+//! wanted the forward turns each chunk's logits straight into `d_hidden` (and `d_W_lm` when the
+//! head is trainable) while they exist; the backward only scales those by the upstream gradient.
 
 use burn::prelude::*;
 use burn::tensor::ops::{FloatTensor, IntTensor};
+use burn::tensor::IndexingUpdateOp;
 
-use crate::backend::{CeSaved, FusedBackend};
+use crate::backend::{CeGradients, CeSaved, FusedBackend};
 use crate::error::{expect_dims, FusedError, Result};
 use crate::prim::{prim, tensor};
 
@@ -58,73 +60,72 @@ pub fn linear_cross_entropy<B: FusedBackend, const D: usize, const DT: usize>(
     )))
 }
 
-/// Token ranges `[start, start + len)` of the chunks.
-fn chunks(tokens: usize, chunk: usize) -> impl Iterator<Item = (usize, usize)> {
-    (0..tokens)
+/// Row ranges `[start, start + len)` of the chunks.
+fn chunks(rows: usize, chunk: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..rows)
         .step_by(chunk)
-        .map(move |start| (start, chunk.min(tokens - start)))
+        .map(move |start| (start, chunk.min(rows - start)))
 }
 
-/// Number of non-ignored targets, at least 1, as a `[1]` tensor.
-fn valid_count<B: Backend>(targets: &Tensor<B, 1, Int>) -> Tensor<B, 1> {
+/// Indices of the rows whose target is not [`IGNORE_INDEX`] (read on the host: the batch's
+/// targets are small).
+fn loss_rows<B: Backend>(targets: &Tensor<B, 1, Int>) -> Vec<i64> {
     targets
         .clone()
-        .not_equal_elem(IGNORE_INDEX)
-        .float()
-        .sum()
-        .clamp_min(1.0)
+        .into_data()
+        .iter::<i64>()
+        .enumerate()
+        .filter(|&(_, t)| t != IGNORE_INDEX)
+        .map(|(i, _)| i as i64)
+        .collect()
 }
 
-/// Forward over the backend's matmul and the cross-entropy leaf kernel.
+/// Forward over the backend's matmul and the cross-entropy leaf kernels: only the loss-bearing
+/// rows go through the head; with `grads` each chunk's logits also become
+/// `dlogits = (softmax − onehot)/count` and then `dh = dlogits·Wᵀ` (and `dW += hᵀ·dlogits`)
+/// before the chunk is dropped.
 pub(crate) fn forward_kernel<B: FusedBackend>(
     hidden: FloatTensor<B>,
     w_lm: FloatTensor<B>,
     targets: IntTensor<B>,
     chunk: usize,
-) -> (FloatTensor<B>, FloatTensor<B>) {
+    grads: CeGradients,
+) -> (FloatTensor<B>, CeSaved<B>) {
     let hidden = tensor::<B, 2>(hidden);
     let w = tensor::<B, 2>(w_lm);
     let targets = Tensor::<B, 1, Int>::from_primitive(targets);
-    let tokens = hidden.dims()[0];
-    let mut lse = Vec::new();
+    let device = hidden.device();
+    let [tokens, d] = hidden.dims();
+    let vocab = w.dims()[1];
+    let keep = loss_rows(&targets);
+    let count = keep.len();
+    let (rows, hidden, targets) = if count == tokens {
+        (None, hidden, targets)
+    } else {
+        let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(keep, [count]), &device);
+        let h = hidden.select(0, idx.clone());
+        let t = targets.select(0, idx.clone());
+        (Some(idx), h, t)
+    };
+    let scale = Tensor::<B, 1>::from_floats([1.0 / count.max(1) as f32], &device);
+    let w_t = (grads != CeGradients::None).then(|| w.clone().transpose());
     let mut nll = Vec::new();
-    for (start, len) in chunks(tokens, chunk) {
-        let logits = hidden.clone().narrow(0, start, len).matmul(w.clone());
-        let t = targets.clone().narrow(0, start, len);
-        let (l, n) = B::cross_entropy_fwd(prim(logits), t.into_primitive());
-        lse.push(tensor::<B, 1>(l));
-        nll.push(tensor::<B, 1>(n));
-    }
-    let loss = Tensor::cat(nll, 0).sum() / valid_count(&targets);
-    (prim(loss), prim(Tensor::cat(lse, 0)))
-}
-
-/// Backward: per chunk, `dlogits = (softmax − onehot)·dloss/count`, `dh = dlogits·Wᵀ`,
-/// `dW += hᵀ·dlogits`.
-pub(crate) fn backward_kernel<B: FusedBackend>(
-    dloss: FloatTensor<B>,
-    saved: CeSaved<B>,
-    want_dw: bool,
-) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
-    let hidden = tensor::<B, 2>(saved.hidden);
-    let w = tensor::<B, 2>(saved.w_lm);
-    let w_t = w.clone().transpose();
-    let targets = Tensor::<B, 1, Int>::from_primitive(saved.targets);
-    let lse = tensor::<B, 1>(saved.lse);
-    let scale = tensor::<B, 1>(dloss) / valid_count(&targets);
-    let tokens = hidden.dims()[0];
     let mut dh = Vec::new();
     let mut dw: Option<Tensor<B, 2>> = None;
-    for (start, len) in chunks(tokens, saved.chunk) {
+    for (start, len) in chunks(count, chunk) {
         let h = hidden.clone().narrow(0, start, len);
         let logits = h.clone().matmul(w.clone());
+        let t = targets.clone().narrow(0, start, len);
+        let (lse, n) = B::cross_entropy_fwd(prim(logits.clone()), t.clone().into_primitive());
+        nll.push(tensor::<B, 1>(n));
+        let Some(w_t) = &w_t else { continue };
         let dlogits = tensor::<B, 2>(B::cross_entropy_bwd(
             prim(logits),
-            prim(lse.clone().narrow(0, start, len)),
-            targets.clone().narrow(0, start, len).into_primitive(),
+            lse,
+            t.into_primitive(),
             prim(scale.clone()),
         ));
-        if want_dw {
+        if grads == CeGradients::HiddenAndHead {
             let part = h.transpose().matmul(dlogits.clone());
             dw = Some(match dw {
                 Some(acc) => acc + part,
@@ -133,5 +134,51 @@ pub(crate) fn backward_kernel<B: FusedBackend>(
         }
         dh.push(dlogits.matmul(w_t.clone()));
     }
-    (prim(Tensor::cat(dh, 0)), dw.map(prim))
+    let loss = if nll.is_empty() {
+        Tensor::<B, 1>::zeros([1], &device)
+    } else {
+        Tensor::cat(nll, 0).sum() * scale
+    };
+    let saved = CeSaved {
+        rows: rows.map(Tensor::into_primitive),
+        tokens,
+        d,
+        d_hidden: prim(if dh.is_empty() {
+            Tensor::<B, 2>::zeros([0, d], &device)
+        } else {
+            Tensor::cat(dh, 0)
+        }),
+        d_w_lm: (grads == CeGradients::HiddenAndHead)
+            .then(|| prim(dw.unwrap_or_else(|| Tensor::zeros([d, vocab], &device)))),
+    };
+    (prim(loss), saved)
+}
+
+/// Backward: `dh = dloss·saved.d_hidden` scattered into the loss-bearing rows (zero elsewhere),
+/// `dW = dloss·saved.d_w_lm`.
+pub(crate) fn backward_kernel<B: FusedBackend>(
+    dloss: FloatTensor<B>,
+    saved: CeSaved<B>,
+) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
+    let dloss = tensor::<B, 1>(dloss);
+    let d_rows = tensor::<B, 2>(saved.d_hidden) * dloss.clone().reshape([1, 1]);
+    let dh = match saved.rows {
+        None => d_rows,
+        Some(_) if d_rows.dims()[0] == 0 => {
+            Tensor::zeros([saved.tokens, saved.d], &d_rows.device())
+        }
+        Some(rows) => {
+            let rows = Tensor::<B, 1, Int>::from_primitive(rows);
+            Tensor::<B, 2>::zeros([saved.tokens, saved.d], &d_rows.device()).select_assign(
+                0,
+                rows,
+                d_rows,
+                IndexingUpdateOp::Add,
+            )
+        }
+    };
+    let dw = saved
+        .d_w_lm
+        .map(|dw| prim(tensor::<B, 2>(dw) * dloss.reshape([1, 1])));
+    (prim(dh), dw)
 }
