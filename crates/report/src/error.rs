@@ -53,7 +53,7 @@ pub enum Error {
     /// Bad arguments (unknown method, nothing to report, ...).
     #[error("{0}")]
     Input(String),
-    /// The experiment file could not be loaded.
+    /// A file of tb-train's (the experiment file, a run's `serving.json`) could not be read.
     #[error(transparent)]
     Train(#[from] tb_train::Error),
 }

@@ -49,16 +49,7 @@ pub fn load_run(dir: &Path) -> Result<Run> {
     } else {
         None
     };
-    let serving_path = dir.join(tb_train::serving::SERVING_FILE);
-    let serving: ServingPath = match std::fs::read_to_string(&serving_path) {
-        Ok(text) => serde_json::from_str(&text).map_err(|e| Error::Parse {
-            path: serving_path.clone(),
-            line: e.line(),
-            message: e.to_string(),
-        })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => ServingPath::default(),
-        Err(e) => return Err(io(&serving_path)(e)),
-    };
+    let serving = ServingPath::load(dir)?;
     Ok(Run {
         dir: dir.to_path_buf(),
         summary,

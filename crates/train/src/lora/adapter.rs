@@ -16,6 +16,7 @@ use super::init::{branch_from_peft, transpose, BranchShape};
 use super::peft_config::LoraConfig;
 use super::trainable::host_values;
 use crate::error::{io, Error, Result};
+use crate::run_dir::write_atomic;
 
 /// File name of the weights.
 pub const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
@@ -79,12 +80,6 @@ pub fn save_adapter(dir: &Path, config: &LoraConfig, tensors: &[NamedTensor]) ->
     let mut saved = config.clone();
     saved.inference_mode = true;
     write_atomic(&dir.join(ADAPTER_CONFIG), saved.to_json().as_bytes())
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
 }
 
 /// One module's A and B read from a file (PEFT layout).
