@@ -69,14 +69,8 @@ fn only_run(runs: &Path) -> PathBuf {
     dirs.pop().unwrap()
 }
 
-#[test]
-fn killed_run_resumes_to_the_same_adapter() {
-    let tmp = tempfile::tempdir().unwrap();
-    let model = tiny_hf_dir("tiny-mistral", &tmp.path().join("model"), false);
-    let steps = 400;
-    // Uninterrupted reference run.
-    let runs_a = tmp.path().join("runs-a");
-    let cfg = write_config(tmp.path(), &model, &runs_a, steps, 5);
+/// `tunebench train peft --config CFG --no-progress`, which must succeed.
+fn train_peft(cfg: &Path) {
     let (ok, _, err) = tunebench(&[
         "train",
         "peft",
@@ -85,6 +79,17 @@ fn killed_run_resumes_to_the_same_adapter() {
         "--no-progress",
     ]);
     assert!(ok, "{err}");
+}
+
+#[test]
+fn killed_run_resumes_to_the_same_adapter() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_hf_dir("tiny-mistral", &tmp.path().join("model"), false);
+    let steps = 400;
+    // Uninterrupted reference run.
+    let runs_a = tmp.path().join("runs-a");
+    let cfg = write_config(tmp.path(), &model, &runs_a, steps, 5);
+    train_peft(&cfg);
     let reference =
         std::fs::read(only_run(&runs_a).join("adapter/adapter_model.safetensors")).unwrap();
 
@@ -239,14 +244,7 @@ fn merge_and_export_of_a_run_record_the_serving_path() {
     let model = tiny_hf_dir("tiny-mistral", &tmp.path().join("model"), false);
     let runs = tmp.path().join("runs");
     let cfg = write_config(tmp.path(), &model, &runs, 2, 0);
-    let (ok, _, err) = tunebench(&[
-        "train",
-        "peft",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--no-progress",
-    ]);
-    assert!(ok, "{err}");
+    train_peft(&cfg);
     let run = only_run(&runs);
     assert!(!run.join("serving.json").exists());
     let merged = run.join("merged");
@@ -272,17 +270,18 @@ fn merge_and_export_of_a_run_record_the_serving_path() {
         gguf.to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
-    let serving: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("serving.json")).unwrap()).unwrap();
-    let steps = serving["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), 2, "{serving}");
-    assert_eq!(steps[0]["command"], "tunebench merge");
-    assert_eq!(steps[1]["command"], "tunebench export gguf --quant Q8_0");
-    assert!(steps.iter().all(|s| s["seconds"].as_f64().unwrap() > 0.0));
-    assert_eq!(steps[1]["ggufs"][0][0], "tiny-Q8_0.gguf");
+    let serving = tb_train::ServingPath::load(&run).unwrap();
+    let steps = &serving.steps;
+    assert_eq!(steps.len(), 2, "{serving:?}");
+    assert_eq!(steps[0].command, "tunebench merge");
+    assert_eq!(steps[1].command, "tunebench export gguf --quant Q8_0");
+    assert!(steps.iter().all(|s| s.seconds > 0.0));
     assert_eq!(
-        steps[1]["ggufs"][0][1].as_u64().unwrap(),
-        std::fs::metadata(&gguf).unwrap().len()
+        steps[1].ggufs[0],
+        (
+            "tiny-Q8_0.gguf".to_string(),
+            std::fs::metadata(&gguf).unwrap().len()
+        )
     );
     // Exporting a model that is not a run's output records nothing anywhere.
     let (ok, _, err) = tunebench(&[

@@ -167,22 +167,14 @@ fn one_command_to_gguf_and_modelfile() {
     assert_eq!(summary["slots"], summary["trained_tokens"], "{summary}");
 
     // serving.json: the one command, its seconds, both GGUFs with their sizes, the Modelfile.
-    let serving: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("serving.json")).unwrap()).unwrap();
-    let steps = serving["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), 1, "{serving}");
-    assert!(steps[0]["command"]
-        .as_str()
-        .unwrap()
-        .starts_with("tunebench train unsloth --gguf"));
-    assert_eq!(steps[0]["modelfile"], true);
-    let ggufs = steps[0]["ggufs"].as_array().unwrap();
-    assert_eq!(ggufs.len(), 2);
-    for g in ggufs {
-        let size = std::fs::metadata(run.join(g[0].as_str().unwrap()))
-            .unwrap()
-            .len();
-        assert_eq!(g[1].as_u64().unwrap(), size);
+    let serving = tb_train::ServingPath::load(&run).unwrap();
+    assert_eq!(serving.steps.len(), 1, "{serving:?}");
+    let step = &serving.steps[0];
+    assert!(step.command.starts_with("tunebench train unsloth --gguf"));
+    assert!(step.modelfile);
+    assert_eq!(step.ggufs.len(), 2);
+    for (name, bytes) in &step.ggufs {
+        assert_eq!(*bytes, std::fs::metadata(run.join(name)).unwrap().len());
     }
 
     // llama.cpp loads both; the F16 greedy continuation equals tb-model's on the merged folder.
