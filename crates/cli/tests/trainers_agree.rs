@@ -155,3 +155,91 @@ fn fifty_step_loss_curves_overlap() {
     assert!(gap < 1e-3, "curves diverge: {gap}");
     assert!(fused.summary.padding_fraction < 0.6);
 }
+
+/// Both trainers on Burn's wgpu backend (the fused ops as CubeCL kernels; lavapipe in CI) give
+/// the CPU runs' loss curves.
+#[test]
+fn both_trainers_on_wgpu_match_the_cpu_runs() {
+    if !wgpu_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tiny_hf_dir("tiny-mistral", &tmp.path().join("m"), true);
+    let data = write_dataset(tmp.path());
+    let config = |device: &str| {
+        ExperimentConfig::parse(&format!(
+            "name = \"tiny-{device}\"\n[model]\nbase = \"{}\"\n[data]\ntrain = \"{}\"\nmax_seq_len = 64\n[train]\nmicro_batch = 4\nmax_steps = 4\nseed = 3\ndevice = \"{device}\"\nruns_dir = \"{}\"\n[optimizer]\nlr = 0.01\nwarmup_steps = 1\n[lora]\nr = 4\nalpha = 8\ndropout = 0.0\n",
+            dir.display(),
+            data.display(),
+            tmp.path().join("runs").display()
+        ))
+        .unwrap()
+    };
+    let losses = |run: &std::path::Path| -> Vec<f64> {
+        tb_train::run_dir::read_metrics(&run.join("metrics.jsonl"))
+            .unwrap()
+            .iter()
+            .map(|m| m.loss)
+            .collect()
+    };
+    for method in ["peft", "unsloth"] {
+        let mut curves = Vec::new();
+        for device in ["cpu", "wgpu"] {
+            let config = config(device);
+            let (run, backend) = if method == "peft" {
+                let (run, s) = tb_peft::train_peft(&tb_peft::TrainRequest {
+                    config,
+                    resume: None,
+                    progress: false,
+                })
+                .unwrap();
+                (run, s.backend)
+            } else {
+                let o = tb_unsloth::train_unsloth(&tb_unsloth::UnslothRequest {
+                    config,
+                    resume: None,
+                    progress: false,
+                    gguf: vec![],
+                })
+                .unwrap();
+                (o.run, o.summary.backend)
+            };
+            assert!(
+                backend.starts_with(if device == "cpu" { "flex" } else { "wgpu" }),
+                "{method} on {device} ran on {backend}"
+            );
+            curves.push(losses(&run));
+        }
+        assert_eq!(curves[0].len(), 4);
+        let gap = curves[0]
+            .iter()
+            .zip(&curves[1])
+            .map(|(a, b)| (a - b).abs() / a.abs())
+            .fold(0.0, f64::max);
+        eprintln!(
+            "{method}: 4 steps, cpu {:?} vs wgpu {:?}: largest relative gap {gap:.2e}",
+            curves[0], curves[1]
+        );
+        assert!(gap < 1e-4, "{method}: wgpu curve diverges from cpu: {gap}");
+    }
+}
+
+/// Whether wgpu has a working adapter here; `TB_REQUIRE_WGPU=1` (CI) makes a missing one fail.
+fn wgpu_available() -> bool {
+    use burn::backend::wgpu::{Wgpu, WgpuDevice};
+    use burn::prelude::*;
+    let probe = std::panic::catch_unwind(|| {
+        Tensor::<Wgpu, 1>::from_floats([1.0, 2.0], &WgpuDevice::default())
+            .sum()
+            .into_scalar()
+    });
+    let ok = matches!(probe, Ok(v) if v == 3.0);
+    if !ok {
+        assert!(
+            std::env::var("TB_REQUIRE_WGPU").as_deref() != Ok("1"),
+            "TB_REQUIRE_WGPU=1 but wgpu has no working adapter"
+        );
+        eprintln!("SKIPPED: no wgpu adapter (install mesa-vulkan-drivers for lavapipe)");
+    }
+    ok
+}

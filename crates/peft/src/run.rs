@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::backend::Autodiff;
+use burn::tensor::backend::AutodiffBackend;
 use tb_model::CpuBackend;
-use tb_train::{run_training, ExperimentConfig, LoopOptions, RunSummary, Trainer};
+use tb_train::{run_training, DeviceKind, ExperimentConfig, LoopOptions, RunSummary, Trainer};
 
 use tb_train::lora::save_adapter;
 
@@ -24,23 +25,53 @@ pub struct TrainRequest {
     pub progress: bool,
 }
 
-/// Trains a PEFT-style LoRA on the CPU backend and returns the run folder and its summary.
+/// Trains a PEFT-style LoRA on the configured device (`[train] device`, the CPU by default)
+/// and returns the run folder and its summary.
 ///
 /// Dropout draws from the backend's process-wide RNG, reseeded from the experiment seed before
 /// every micro-batch: one training per process is deterministic; two trainings running at the
 /// same time in one process are not.
+///
+/// # Errors
+/// Besides the training errors, a device this build has no backend for (see
+/// [`DeviceKind::not_built`]).
 pub fn train_peft(request: &TrainRequest) -> Result<(PathBuf, RunSummary)> {
-    type B = Autodiff<CpuBackend>;
+    match request.config.train.device {
+        DeviceKind::Cpu => train_on::<Autodiff<CpuBackend>>(request, Default::default(), "flex"),
+        #[cfg(feature = "wgpu")]
+        DeviceKind::Wgpu => train_on::<Autodiff<burn::backend::Wgpu>>(
+            request,
+            burn::backend::wgpu::WgpuDevice::default(),
+            "wgpu",
+        ),
+        #[cfg(feature = "cuda")]
+        DeviceKind::Cuda => train_on::<Autodiff<burn::backend::Cuda>>(
+            request,
+            burn::backend::cuda::CudaDevice::default(),
+            "cuda",
+        ),
+        #[allow(
+            unreachable_patterns,
+            reason = "reachable in builds without a GPU feature"
+        )]
+        other => Err(other.not_built().into()),
+    }
+}
+
+fn train_on<B: AutodiffBackend>(
+    request: &TrainRequest,
+    device: B::Device,
+    backend_name: &str,
+) -> Result<(PathBuf, RunSummary)> {
     let started = Instant::now();
     let config = &request.config;
-    let device = Default::default();
     let prepared =
         tb_train::session::prepare::<B>(config, "peft", request.resume.as_deref(), &device)?;
     let mut trainer = PeftTrainer::<B> {
         model: prepared.model,
         pad_id: prepared.pad_id,
         device,
-        backend_name: "flex".into(),
+        backend_name: backend_name.into(),
     };
     let (run, lora) = (prepared.run, prepared.lora);
     let (train, eval) = (prepared.train, prepared.eval);

@@ -130,6 +130,45 @@ pub struct TrainSection {
     /// Per-layer activation checkpointing (recompute each layer in backward); used by the
     /// Unsloth-style trainer, which Unsloth also runs with checkpointing on by default.
     pub activation_checkpointing: bool,
+    /// Where both trainers run: `cpu` (Burn's Flex), `wgpu` (Vulkan/Metal/DX12 through CubeCL;
+    /// Mesa's lavapipe runs it on a CPU) or `cuda` (NVIDIA through CubeCL). `wgpu` and `cuda`
+    /// need a build with the cargo feature of the same name.
+    pub device: DeviceKind,
+}
+
+/// The device a trainer runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    /// Burn's Flex CPU backend (Rust kernels for the fused ops).
+    #[default]
+    Cpu,
+    /// Burn's wgpu backend on the default adapter (CubeCL kernels for the fused ops).
+    Wgpu,
+    /// Burn's CUDA backend on GPU 0 (CubeCL kernels compiled by NVRTC at run time).
+    Cuda,
+}
+
+impl DeviceKind {
+    /// The name used in configs and the cargo feature that enables it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Wgpu => "wgpu",
+            Self::Cuda => "cuda",
+        }
+    }
+
+    /// The error for a device this build has no backend for.
+    pub fn not_built(self) -> Error {
+        Error::ConfigValue {
+            field: "train.device".into(),
+            message: format!(
+                "`{0}`: this build has no {0} backend; rebuild with `cargo build --release --features {0}`",
+                self.name()
+            ),
+        }
+    }
 }
 
 impl Default for TrainSection {
@@ -146,6 +185,7 @@ impl Default for TrainSection {
             warmup_measure_steps: 1,
             runs_dir: PathBuf::from("runs"),
             activation_checkpointing: true,
+            device: DeviceKind::Cpu,
         }
     }
 }

@@ -28,6 +28,8 @@
 
 mod autodiff;
 mod backend;
+#[cfg(feature = "cubecl")]
+mod cube;
 mod error;
 pub mod fallback;
 mod flex;

@@ -12,11 +12,15 @@ use std::str::FromStr;
 use std::time::Instant;
 
 use burn::backend::Autodiff;
+use burn::tensor::backend::AutodiffBackend;
 use tb_gguf::{ExportOptions, QuantMix};
 use tb_model::CpuBackend;
 use tb_train::lora::{save_adapter, Adapter};
-use tb_train::{run_training, ExperimentConfig, LoopOptions, RunSummary, ServingStep, Trainer};
+use tb_train::{
+    run_training, DeviceKind, ExperimentConfig, LoopOptions, RunSummary, ServingStep, Trainer,
+};
 
+use crate::backend::FusedBackend;
 use crate::fused_model::DEFAULT_CE_CHUNK;
 use crate::modelfile::{modelfile, ollama_chat};
 use crate::trainer::UnslothTrainer;
@@ -65,9 +69,46 @@ pub fn parse_quants(list: &[String]) -> tb_train::Result<Vec<QuantMix>> {
         .collect()
 }
 
-/// Trains with the fused ops on the CPU backend; optionally exports GGUFs and a Modelfile.
+/// Trains with the fused ops on the configured device (`[train] device`: Flex's Rust kernels on
+/// the CPU by default, the CubeCL kernels on wgpu or CUDA); optionally exports GGUFs and a
+/// Modelfile.
+///
+/// # Errors
+/// Besides the training and export errors, a device this build has no backend for (see
+/// [`DeviceKind::not_built`]).
 pub fn train_unsloth(request: &UnslothRequest) -> tb_train::Result<UnslothOutcome> {
-    type B = Autodiff<CpuBackend>;
+    match request.config.train.device {
+        DeviceKind::Cpu => {
+            train_on::<Autodiff<CpuBackend>>(request, Default::default(), "flex+fused")
+        }
+        #[cfg(feature = "wgpu")]
+        DeviceKind::Wgpu => train_on::<Autodiff<burn::backend::Wgpu>>(
+            request,
+            burn::backend::wgpu::WgpuDevice::default(),
+            "wgpu+fused",
+        ),
+        #[cfg(feature = "cuda")]
+        DeviceKind::Cuda => train_on::<Autodiff<burn::backend::Cuda>>(
+            request,
+            burn::backend::cuda::CudaDevice::default(),
+            "cuda+fused",
+        ),
+        #[allow(
+            unreachable_patterns,
+            reason = "reachable in builds without a GPU feature"
+        )]
+        other => Err(other.not_built()),
+    }
+}
+
+fn train_on<B: AutodiffBackend + FusedBackend>(
+    request: &UnslothRequest,
+    device: B::Device,
+    backend_name: &str,
+) -> tb_train::Result<UnslothOutcome>
+where
+    B::InnerBackend: FusedBackend,
+{
     let started = Instant::now();
     let config = &request.config;
     let quants = parse_quants(&request.gguf)?;
@@ -90,7 +131,6 @@ pub fn train_unsloth(request: &UnslothRequest) -> tb_train::Result<UnslothOutcom
             ),
         });
     }
-    let device = Default::default();
     let prepared =
         tb_train::session::prepare::<B>(config, "unsloth", request.resume.as_deref(), &device)?;
     let mut trainer = UnslothTrainer::<B> {
@@ -102,7 +142,7 @@ pub fn train_unsloth(request: &UnslothRequest) -> tb_train::Result<UnslothOutcom
         ce_chunk: DEFAULT_CE_CHUNK,
         checkpoint_layers: config.train.activation_checkpointing,
         device,
-        backend_name: "flex+fused".into(),
+        backend_name: backend_name.into(),
     };
     let (run, lora, tokenizer) = (prepared.run, prepared.lora, prepared.tokenizer);
     let (train, eval) = (prepared.train, prepared.eval);
