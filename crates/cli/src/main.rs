@@ -49,6 +49,9 @@ enum Command {
     Report(commands::report::ReportArgs),
     /// Compare the newest runs in the history with a baseline commit's; non-zero on a regression.
     Regress(commands::regress::RegressArgs),
+    /// Write a Mistral-architecture HF folder with seeded random weights (e.g. Turkcell-7B's
+    /// width with a few layers) for speed and memory checks.
+    MakeModel(commands::make_model::MakeModelArgs),
     /// Benchmarks (`bench train --config FILE --methods peft,unsloth,hf-peft --repeats 3`).
     Bench(commands::bench::BenchArgs),
 }
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(a) => commands::demo::run_demo(a),
+        Command::MakeModel(a) => commands::make_model::run_make_model(a),
         Command::FetchModel(a) => commands::fetch_model::run_fetch_model(a).map(drop),
         Command::ImportGguf(a) => commands::import_gguf::run_import_gguf(a),
         Command::Generate(a) => commands::generate::run_generate(a),

@@ -295,8 +295,83 @@ fn unsloth_rejects_dropout_and_bad_quant_names_before_training() {
         "q3_weird",
     ]);
     assert!(!ok && err.contains("q3_weird"), "{err}");
+    // A device this build has no backend for (the tests build wgpu, not CUDA) and an unknown one.
+    let on = |device: &str| body.replace("[train]\n", &format!("[train]\ndevice = \"{device}\"\n"));
+    for method in ["unsloth", "peft"] {
+        std::fs::write(&cfg, on("cuda")).unwrap();
+        let (ok, _, err) = tunebench(&["train", method, "--config", cfg.to_str().unwrap()]);
+        assert!(
+            !ok && err.contains("train.device") && err.contains("--features cuda"),
+            "{method}: {err}"
+        );
+    }
+    std::fs::write(&cfg, on("tpu")).unwrap();
+    let (ok, _, err) = tunebench(&["train", "peft", "--config", cfg.to_str().unwrap()]);
+    assert!(!ok && err.contains("tpu"), "{err}");
     assert!(
         !tmp.path().join("runs").exists(),
         "a run folder was created before the arguments were checked"
     );
+}
+
+/// `make-model` writes a random-weight Mistral folder that both the loader and the trainer take
+/// (what tools/gpu-check.sh does at Turkcell-7B width), and refuses bad requests.
+#[test]
+fn make_model_writes_a_trainable_random_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tok = model_fixtures().join("tokenizer");
+    let out = tmp.path().join("rand");
+    let args = |out: &Path, extra: &[&str]| {
+        let mut a: Vec<String> = [
+            "make-model",
+            "--preset",
+            "tiny",
+            "--layers",
+            "3",
+            "--tokenizer",
+            tok.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let run = |a: Vec<String>| tunebench(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let (ok, stdout, err) = run(args(&out, &[]));
+    assert!(ok, "{err}");
+    assert!(stdout.contains("3 layers"), "{stdout}");
+    let loaded = LoadedModel::<CpuBackend>::load(&out, &Default::default()).unwrap();
+    assert_eq!(loaded.config.num_hidden_layers, 3);
+    assert_eq!(loaded.config.vocab_size, 320);
+    // The same seed gives the same bytes; the output folder is never overwritten.
+    let again = tmp.path().join("again");
+    assert!(run(args(&again, &[])).0);
+    assert_eq!(
+        std::fs::read(out.join("model.safetensors")).unwrap(),
+        std::fs::read(again.join("model.safetensors")).unwrap()
+    );
+    let (ok, _, err) = run(args(&out, &[]));
+    assert!(!ok && err.contains("already exists"), "{err}");
+    // A vocabulary smaller than the tokenizer's ids is refused, and nothing is left behind.
+    let small = tmp.path().join("small");
+    let (ok, _, err) = run(args(&small, &["--vocab", "100"]));
+    assert!(!ok && err.contains("--vocab is 100"), "{err}");
+    assert!(!small.exists() && !small.with_extension("partial").exists());
+
+    let cfg = tmp.path().join("exp.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[model]\nbase = \"{}\"\n[data]\ntrain = \"{}\"\nmax_seq_len = 64\n[train]\nmax_steps = 2\nruns_dir = \"{}\"\n[lora]\ndropout = 0.0\n",
+            out.display(),
+            write_dataset(tmp.path()).display(),
+            tmp.path().join("runs").display()
+        ),
+    )
+    .unwrap();
+    let (ok, _, err) = tunebench(&["train", "unsloth", "--config", cfg.to_str().unwrap()]);
+    assert!(ok, "{err}");
 }

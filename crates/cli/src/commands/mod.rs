@@ -10,6 +10,7 @@ pub mod generate;
 pub mod import_gguf;
 pub mod inspect;
 pub mod logits;
+pub mod make_model;
 pub mod merge;
 pub mod quantize;
 pub mod regress;

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The prepared GPU check of issue #6, one script for a lent GPU machine (about 8 minutes):
+# both trainers on CUDA, on the tiny shape and on TURKCELL-LLM-7b-v1's full width with LAYERS
+# decoder layers (seeded random weights from `tunebench make-model`), SEQ tokens per example,
+# 4 examples per step, LoRA r 16 on all 7 projections; prints trained tokens/s and peak device
+# memory per run. Everything lands in $OUT (default target/gpu-check).
+#
+#   tools/gpu-check.sh                      # build with --features cuda, then run
+#   DEVICE=wgpu tools/gpu-check.sh          # the same through wgpu (lavapipe here: tiny only)
+#   BIN=path/to/tunebench SHAPES=tiny ...   # reuse a built binary, pick shapes
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DEVICE=${DEVICE:-cuda}
+LAYERS=${LAYERS:-4}
+STEPS=${STEPS:-6}
+SEQ=${SEQ:-512}
+SHAPES=${SHAPES:-"tiny t7b"}
+OUT=$(mkdir -p "${OUT:-target/gpu-check}" && cd "${OUT:-target/gpu-check}" && pwd)
+if [ -z "${BIN:-}" ]; then
+  echo "== cargo build --release --features $DEVICE"
+  CARGO_PROFILE_RELEASE_DEBUG=false cargo build --release -q --features "$DEVICE"
+  BIN=target/release/tunebench
+fi
+tok=crates/model/tests/fixtures/tokenizer
+data=$(pwd)/datasets/turkish-support/train.jsonl
+[ -d "$OUT/tiny" ] || "$BIN" make-model --preset tiny --dtype f32 --tokenizer $tok --out "$OUT/tiny"
+case " $SHAPES " in *" t7b "*)
+  [ -d "$OUT/t7b" ] || "$BIN" make-model --preset turkcell7b --layers "$LAYERS" --tokenizer $tok --out "$OUT/t7b" ;;
+esac
+nvsmi() { command -v nvidia-smi >/dev/null && nvidia-smi "$@"; }
+nvsmi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"
+rows=()
+for shape in $SHAPES; do
+  for method in peft unsloth; do
+    cfg="$OUT/$shape-$method.toml"
+    cat > "$cfg" <<TOML
+name = "gpu-$shape-$method"
+[model]
+base = "$OUT/$shape"
+dtype = "f32"
+[data]
+train = "$data"
+max_seq_len = $SEQ
+[train]
+micro_batch = 4
+max_steps = $STEPS
+warmup_measure_steps = 2
+checkpoint_every = 0
+device = "$DEVICE"
+runs_dir = "$OUT/runs"
+[optimizer]
+lr = 2e-4
+warmup_steps = 1
+[lora]
+r = 16
+alpha = 32
+dropout = 0.0
+targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+TOML
+    log="$OUT/$shape-$method.log"
+    mem="$OUT/$shape-$method.mem"
+    : > "$mem"
+    sampler=
+    if command -v nvidia-smi >/dev/null; then
+      nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > "$mem" &
+      sampler=$!
+    fi
+    echo "== train $method on $shape ($DEVICE)"
+    start=$(date +%s)
+    status=ok
+    "$BIN" train "$method" --config "$cfg" --no-progress > "$log" 2>&1 || status="failed (see $log)"
+    [ -n "$sampler" ] && kill "$sampler" 2>/dev/null || true
+    secs=$(( $(date +%s) - start ))
+    run=$(ls -td "$OUT"/runs/*-"$method" 2>/dev/null | head -1)
+    tps=$(python3 -c "import json,sys;print(round(json.load(open(sys.argv[1]))['tokens_per_s'],1))" "$run/summary.json" 2>/dev/null || echo "-")
+    rss=$(python3 -c "import json,sys;print(round(json.load(open(sys.argv[1]))['peak_rss_mib']))" "$run/summary.json" 2>/dev/null || echo "-")
+    vram=$(sort -n "$mem" | tail -1)
+    rows+=("| $shape | $method | $status | ${secs}s | $tps | ${vram:--} | $rss |")
+    tail -3 "$log"
+  done
+done
+echo
+echo "| shape | method | status | wall | tokens/s | peak VRAM MiB (nvidia-smi) | peak RSS MiB |"
+echo "|---|---|---|---:|---:|---:|---:|"
+printf '%s\n' "${rows[@]}"
