@@ -29,10 +29,24 @@ pub struct TrainRequest {
 /// Dropout draws from the backend's process-wide RNG, reseeded from the experiment seed before
 /// every micro-batch: one training per process is deterministic; two trainings running at the
 /// same time in one process are not.
+///
+/// # Errors
+/// Besides loading and training failures, a `[model] base_quant` other than `"none"`: the
+/// PEFT-style trainer has no 4-bit base path, and refuses rather than train a dense base.
 pub fn train_peft(request: &TrainRequest) -> Result<(PathBuf, RunSummary)> {
     type B = Autodiff<CpuBackend>;
     let started = Instant::now();
     let config = &request.config;
+    if !config.model.base_quant.is_none() {
+        return Err(tb_train::Error::ConfigValue {
+            field: "model.base_quant".into(),
+            message: format!(
+                "`{}`: the PEFT-style trainer has no 4-bit base; set base_quant = \"none\" or train with `train unsloth`",
+                config.model.base_quant
+            ),
+        }
+        .into());
+    }
     let device = Default::default();
     let prepared =
         tb_train::session::prepare::<B>(config, "peft", request.resume.as_deref(), &device)?;
