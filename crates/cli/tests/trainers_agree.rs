@@ -61,6 +61,7 @@ fn one_step_same_loss_and_gradients() {
     };
     let mut fused = tb_unsloth::UnslothTrainer::<B> {
         model: fused_model,
+        bases: tb_unsloth::packed_base::PackedBases::dense(),
         pad_id: 0,
         row_len: 160,
         ce_chunk: 7,

@@ -33,8 +33,9 @@ pub struct TrainRequest {
 /// same time in one process are not.
 ///
 /// # Errors
-/// Besides the training errors, a device this build has no backend for (see
-/// [`DeviceKind::not_built`]).
+/// Besides loading and training failures, a device this build has no backend for (see
+/// [`DeviceKind::not_built`]), and a `[model] base_quant` other than `"none"`: the PEFT-style
+/// trainer has no 4-bit base path, and refuses rather than train a dense base.
 pub fn train_peft(request: &TrainRequest) -> Result<(PathBuf, RunSummary)> {
     match request.config.train.device {
         DeviceKind::Cpu => train_on::<Autodiff<CpuBackend>>(request, Default::default(), "flex"),
@@ -65,6 +66,16 @@ fn train_on<B: AutodiffBackend>(
 ) -> Result<(PathBuf, RunSummary)> {
     let started = Instant::now();
     let config = &request.config;
+    if !config.model.base_quant.is_none() {
+        return Err(tb_train::Error::ConfigValue {
+            field: "model.base_quant".into(),
+            message: format!(
+                "`{}`: the PEFT-style trainer has no 4-bit base; set base_quant = \"none\" or train with `train unsloth`",
+                config.model.base_quant
+            ),
+        }
+        .into());
+    }
     let prepared =
         tb_train::session::prepare::<B>(config, "peft", request.resume.as_deref(), &device)?;
     let mut trainer = PeftTrainer::<B> {

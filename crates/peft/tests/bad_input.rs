@@ -258,3 +258,27 @@ fn merge_refuses_a_non_empty_output_and_a_gguf_base() {
     .to_string();
     assert!(err.contains("import-gguf"), "{err}");
 }
+
+#[test]
+fn a_4bit_base_is_refused_before_anything_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model_dir(tmp.path());
+    let runs = tmp.path().join("runs");
+    for quant in ["nf4", "q4_k"] {
+        let text = tiny_experiment(&model, &runs, "")
+            .replace("[data]", &format!("base_quant = \"{quant}\"\n[data]"));
+        let config = tb_train::ExperimentConfig::parse(&text).unwrap();
+        let err = tb_peft::train_peft(&tb_peft::TrainRequest {
+            config,
+            resume: None,
+            progress: false,
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("model.base_quant") && err.contains(quant) && err.contains("unsloth"),
+            "{err}"
+        );
+        assert!(!runs.exists(), "{quant}: a run folder was created");
+    }
+}

@@ -3,6 +3,7 @@
 //! ```toml
 //! [model]
 //! base = "models/smollm2-135m"          # HF directory or llama-arch GGUF
+//! # base_quant = "nf4"                  # 4-bit frozen base (Unsloth-style trainer only)
 //! [data]
 //! train = "datasets/turkish-support/train.jsonl"
 //! eval = "datasets/turkish-support/eval.jsonl"
@@ -67,6 +68,50 @@ pub struct ModelSection {
     /// Compute dtype of the frozen base: `f32` (CPU) or `bf16` (reserved for CUDA).
     #[serde(default = "default_dtype")]
     pub dtype: String,
+    /// Storage of the frozen base of every LoRA-adapted projection, like Unsloth/QLoRA's
+    /// `load_in_4bit`: `"none"` (default, dense), `"nf4"` (bitsandbytes NF4, blocks of 64) or
+    /// `"q4_k"` (llama.cpp Q4_K; every adapted projection's input width must be a multiple of
+    /// 256). Only the Unsloth-style trainer implements it; `train peft` refuses anything but
+    /// `"none"`. Left out of the resolved config when `"none"`, so older configs hash the same.
+    #[serde(default, skip_serializing_if = "BaseQuant::is_none")]
+    pub base_quant: BaseQuant,
+}
+
+/// `[model] base_quant`: how the frozen base of the adapted projections is stored in training.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BaseQuant {
+    /// Dense, in the model's dtype.
+    #[default]
+    #[serde(rename = "none")]
+    None,
+    /// bitsandbytes NF4 (4-bit NormalFloat, 64-value blocks, f32 absmax, no double quant).
+    #[serde(rename = "nf4")]
+    Nf4,
+    /// llama.cpp Q4_K (256-value super-blocks).
+    #[serde(rename = "q4_k")]
+    Q4K,
+}
+
+impl BaseQuant {
+    /// Whether the base stays dense.
+    pub fn is_none(&self) -> bool {
+        *self == Self::None
+    }
+
+    /// The value as written in the config (`none`, `nf4`, `q4_k`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Nf4 => "nf4",
+            Self::Q4K => "q4_k",
+        }
+    }
+}
+
+impl std::fmt::Display for BaseQuant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 fn default_dtype() -> String {

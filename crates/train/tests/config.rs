@@ -1,6 +1,6 @@
 //! The experiment file: defaults, unknown keys, bad values, path resolution, hashing.
 
-use tb_train::{ExperimentConfig, ScheduleKind, Targets};
+use tb_train::{BaseQuant, ExperimentConfig, ScheduleKind, Targets};
 
 const MINIMAL: &str = r#"
 [model]
@@ -92,4 +92,31 @@ fn shipped_experiment_files_parse() {
         let c = ExperimentConfig::load(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(c.lora.r, 16, "{name}");
     }
+}
+
+#[test]
+fn base_quant_defaults_to_none_and_leaves_old_configs_unchanged() {
+    let c = ExperimentConfig::parse(MINIMAL).unwrap();
+    assert_eq!(c.model.base_quant, BaseQuant::None);
+    assert!(!c.to_toml().contains("base_quant"), "{}", c.to_toml());
+    let with_quant = |v: &str| MINIMAL.replace("[data]", &format!("base_quant = \"{v}\"\n[data]"));
+    let explicit = ExperimentConfig::parse(&with_quant("none")).unwrap();
+    assert_eq!(explicit, c);
+    assert_eq!(
+        explicit.hash(),
+        c.hash(),
+        "an explicit \"none\" must hash like the old file"
+    );
+    for (v, want) in [("nf4", BaseQuant::Nf4), ("q4_k", BaseQuant::Q4K)] {
+        let q = ExperimentConfig::parse(&with_quant(v)).unwrap();
+        assert_eq!(q.model.base_quant, want);
+        let toml = q.to_toml();
+        assert!(toml.contains(&format!("base_quant = \"{v}\"")), "{toml}");
+        assert_eq!(ExperimentConfig::parse(&toml).unwrap(), q);
+        assert_ne!(q.hash(), c.hash());
+    }
+    let err = ExperimentConfig::parse(&with_quant("int4"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("int4") && err.contains("nf4"), "{err}");
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use burn::prelude::*;
 use criterion::{criterion_main, BenchmarkId, Criterion};
-use tb_unsloth::{ops, reference, LoraWeights};
+use tb_unsloth::{ops, reference, BaseWeight, LoraWeights};
 
 type Ad = Autodiff<Flex>;
 
@@ -40,7 +40,7 @@ fn rand<const D: usize>(shape: [usize; D], seed: u64) -> Tensor<Ad, D> {
 
 fn lora(d_in: usize, d_out: usize, seed: u64) -> LoraWeights<Tensor<Ad, 2>> {
     LoraWeights {
-        w: rand([d_in, d_out], seed),
+        w: BaseWeight::Dense(rand([d_in, d_out], seed)),
         a: rand([d_in, RANK], seed + 1).require_grad(),
         b: rand([RANK, d_out], seed + 2).require_grad(),
         scale: 2.0,

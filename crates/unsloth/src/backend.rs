@@ -1,22 +1,64 @@
 //! The backend extension trait and the small structs its ops exchange.
 
+use std::sync::Arc;
+
 use burn::prelude::*;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 
 use crate::fallback;
 use crate::ops::{cross_entropy, lora_linear, lora_mlp, lora_qkv};
+use crate::packed_base::PackedWeight;
 use crate::prim::{prim, tensor};
+
+/// The frozen base of a LoRA projection: a dense tensor in Burn layout `[d_in, d_out]`, or a
+/// 4-bit [`PackedWeight`] (HF layout `[d_out, d_in]`, dequantised tile by tile inside the
+/// matmuls). A packed base is frozen by construction: no `dW` is ever computed for it.
+#[derive(Clone, Debug)]
+pub enum BaseWeight<T> {
+    /// Dense weight, `[d_in, d_out]`; trainable when the tensor is tracked.
+    Dense(T),
+    /// Packed 4-bit weight, `[d_out, d_in]`.
+    Packed(Arc<PackedWeight>),
+}
+
+impl<T> BaseWeight<T> {
+    /// Applies `f` to a dense weight (a packed one is shared as is).
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> BaseWeight<U> {
+        match self {
+            Self::Dense(t) => BaseWeight::Dense(f(t)),
+            Self::Packed(p) => BaseWeight::Packed(p),
+        }
+    }
+
+    /// The dense weight, if this base is dense.
+    pub fn dense(&self) -> Option<&T> {
+        match self {
+            Self::Dense(t) => Some(t),
+            Self::Packed(_) => None,
+        }
+    }
+}
+
+impl<B: Backend> BaseWeight<Tensor<B, 2>> {
+    /// `[d_in, d_out]` (Burn layout) for either kind of base.
+    pub fn dims(&self) -> [usize; 2] {
+        match self {
+            Self::Dense(t) => t.dims(),
+            Self::Packed(p) => [p.d_in(), p.d_out()],
+        }
+    }
+}
 
 /// A frozen base weight with its LoRA adapter, all in Burn layout (`y = x·W + scale·(x·A)·B`).
 ///
 /// # Shapes
-/// - `w`: `[d_in, d_out]`
+/// - `w`: `[d_in, d_out]` (dense), or packed `[d_out, d_in]` (see [`BaseWeight`])
 /// - `a`: `[d_in, r]`
 /// - `b`: `[r, d_out]`
 #[derive(Clone, Debug)]
 pub struct LoraWeights<T> {
     /// Base weight (frozen in both trainers).
-    pub w: T,
+    pub w: BaseWeight<T>,
     /// LoRA down projection (PEFT `lora_A`, transposed).
     pub a: T,
     /// LoRA up projection (PEFT `lora_B`, transposed).
@@ -28,7 +70,8 @@ pub struct LoraWeights<T> {
 /// Weight gradients of one LoRA linear.
 #[derive(Clone, Debug)]
 pub struct LoraGrads<T> {
-    /// Gradient of the base weight, computed only when asked for (`[d_in, d_out]`).
+    /// Gradient of the base weight, computed only when asked for (`[d_in, d_out]`; never for
+    /// a packed base).
     pub dw: Option<T>,
     /// Gradient of `A`, `[d_in, r]`.
     pub da: T,
@@ -249,6 +292,32 @@ pub trait FusedBackend: Backend {
         fallback::attention_bwd::<Self>(dout, saved)
     }
 
+    /// Matmul against a packed frozen base: `y = x·Wᵀ` with `W` the packed `[d_out, d_in]`
+    /// weight (the base term of a LoRA projection).
+    ///
+    /// This default, for backends without a tiled kernel, dequantises the **whole** weight into
+    /// a transient dense tensor for the duration of the call (the packed weight stays the only
+    /// copy between calls). Flex overrides it with a kernel that dequantises 64 output rows at a
+    /// time and never holds a dense copy.
+    ///
+    /// # Shapes
+    /// - x: `[tokens, d_in]`
+    /// - output: `[tokens, d_out]`
+    fn packed_linear_fwd(x: FloatTensor<Self>, w: &PackedWeight) -> FloatTensor<Self> {
+        fallback::packed_linear_fwd::<Self>(x, w)
+    }
+
+    /// Input gradient through a packed frozen base: `dx = dy·W` (no weight gradient: the base
+    /// is frozen). Same default as [`Self::packed_linear_fwd`] (a transient dense copy); Flex
+    /// dequantises one block column, 256 rows at a time.
+    ///
+    /// # Shapes
+    /// - dy: `[tokens, d_out]`
+    /// - output: `[tokens, d_in]`
+    fn packed_linear_bwd(dy: FloatTensor<Self>, w: &PackedWeight) -> FloatTensor<Self> {
+        fallback::packed_linear_bwd::<Self>(dy, w)
+    }
+
     /// LoRA linear forward; also returns `x·A` for the backward.
     ///
     /// # Shapes
@@ -443,7 +512,7 @@ impl<T> LoraWeights<T> {
     /// Applies `f` to the three tensors, keeping the scale (e.g. tensor ↔ primitive).
     pub fn map<U>(self, mut f: impl FnMut(T) -> U) -> LoraWeights<U> {
         LoraWeights {
-            w: f(self.w),
+            w: self.w.map(&mut f),
             a: f(self.a),
             b: f(self.b),
             scale: self.scale,

@@ -1,4 +1,5 @@
-//! Errors of the fused-op API (shape checks before any kernel runs).
+//! Errors of the fused-op API (shape checks before any kernel runs) and of packing a frozen
+//! base to 4 bits.
 
 /// What can go wrong when calling a fused op.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -22,6 +23,16 @@ pub enum FusedError {
         op: &'static str,
         /// What is wrong.
         what: &'static str,
+    },
+    /// A frozen base weight cannot be packed to 4 bits.
+    #[error("{tensor}: cannot pack as {format}: {reason}")]
+    Pack {
+        /// The tensor's name (HF, e.g. `model.layers.0.self_attn.q_proj.weight`).
+        tensor: String,
+        /// The requested format (`NF4`, `Q4_K`).
+        format: &'static str,
+        /// What is wrong.
+        reason: String,
     },
 }
 

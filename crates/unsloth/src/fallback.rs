@@ -2,7 +2,7 @@
 //! backends without their own kernels (CUDA, wgpu before CubeCL kernels replace them). They
 //! give the same results as the Flex kernels; the attention backward here materialises the
 //! `[seq, seq]` probabilities of one call (it still keeps nothing `[seq, seq]` between forward
-//! and backward).
+//! and backward), and the packed-base matmuls dequantise the whole weight for the call.
 //!
 //! Shapes are those of the matching [`crate::FusedBackend`] method.
 
@@ -13,6 +13,7 @@ use burn::tensor::{Shape, TensorMetadata};
 
 use crate::backend::AttentionSaved;
 use crate::ops::IGNORE_INDEX;
+use crate::packed_base::PackedWeight;
 use crate::prim::{prim, tensor};
 
 /// See [`crate::FusedBackend::rms_norm_fwd`].
@@ -250,4 +251,25 @@ pub fn attention_bwd<B: Backend>(
         prim(sum_groups(dk, kvh)),
         prim(sum_groups(dv, kvh)),
     )
+}
+
+/// The packed weight dequantised (scalar reference) into a dense `[d_out, d_in]` tensor of
+/// `like`'s dtype on its device: a transient copy, dropped when the calling op returns.
+fn dense_packed<B: Backend>(w: &PackedWeight, like: &Tensor<B, 2>) -> Tensor<B, 2> {
+    let data = TensorData::new(w.dequantize(), [w.d_out(), w.d_in()]);
+    Tensor::<B, 2>::from_data(data, &like.device()).cast(like.dtype())
+}
+
+/// See [`crate::FusedBackend::packed_linear_fwd`] (whole-weight dequantisation per call).
+pub fn packed_linear_fwd<B: Backend>(x: FloatTensor<B>, w: &PackedWeight) -> FloatTensor<B> {
+    let x = tensor::<B, 2>(x);
+    let dense = dense_packed(w, &x);
+    prim(x.matmul(dense.transpose()))
+}
+
+/// See [`crate::FusedBackend::packed_linear_bwd`] (whole-weight dequantisation per call).
+pub fn packed_linear_bwd<B: Backend>(dy: FloatTensor<B>, w: &PackedWeight) -> FloatTensor<B> {
+    let dy = tensor::<B, 2>(dy);
+    let dense = dense_packed(w, &dy);
+    prim(dy.matmul(dense))
 }

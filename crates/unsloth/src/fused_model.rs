@@ -3,23 +3,37 @@
 //! RMSNorm → LoRA-QKV → RoPE(Q, K) → packed causal attention → LoRA-O → residual → RMSNorm →
 //! LoRA-MLP (SwiGLU) → residual, and the chunked linear + cross-entropy on top. The
 //! `[tokens, vocab]` logits and the `[seq, seq]` attention weights are never kept.
+//!
+//! The bases of adapted projections come from the module, or from [`PackedBases`] when the
+//! trainer packed them to 4 bits ([`crate::packed_base::pack_adapted_bases`]); pass
+//! [`PackedBases::dense`] for a dense model.
+
+use std::sync::Arc;
 
 use burn::prelude::*;
 use tb_data::Batch;
 use tb_model::layer::DecoderLayer;
 use tb_model::{CausalLm, Linear};
 
-use crate::backend::{FusedBackend, LoraWeights};
-use crate::error::Result;
+use crate::backend::{BaseWeight, FusedBackend, LoraWeights};
+use crate::error::{FusedError, Result};
 use crate::ops;
+use crate::packed_base::{LayerBases, PackedBases, PackedWeight};
 
 /// Tokens per chunk of the fused cross-entropy (bounds the transient logits to
 /// `chunk × vocab` floats).
 pub const DEFAULT_CE_CHUNK: usize = 256;
 
-fn lora_weights<B: Backend>(lin: &Linear<B>) -> Option<LoraWeights<Tensor<B, 2>>> {
+/// The LoRA weights of an adapted projection, its base packed (`packed`) or dense.
+fn lora_weights<B: Backend>(
+    lin: &Linear<B>,
+    packed: Option<&Arc<PackedWeight>>,
+) -> Option<LoraWeights<Tensor<B, 2>>> {
     lin.lora.as_ref().map(|l| LoraWeights {
-        w: lin.weight.val(),
+        w: match packed {
+            Some(p) => BaseWeight::Packed(Arc::clone(p)),
+            None => BaseWeight::Dense(lin.weight.val()),
+        },
         a: l.lora_a.val(),
         b: l.lora_b.val(),
         scale: l.scale as f32,
@@ -27,10 +41,18 @@ fn lora_weights<B: Backend>(lin: &Linear<B>) -> Option<LoraWeights<Tensor<B, 2>>
 }
 
 /// One projection: fused LoRA linear when adapted, a plain matmul otherwise.
-fn project<B: FusedBackend>(x: Tensor<B, 3>, lin: &Linear<B>) -> Result<Tensor<B, 3>> {
-    match lora_weights(lin) {
-        Some(w) => ops::lora_linear(x, w),
-        None => Ok(lin.forward(x)),
+fn project<B: FusedBackend>(
+    x: Tensor<B, 3>,
+    lin: &Linear<B>,
+    packed: Option<&Arc<PackedWeight>>,
+) -> Result<Tensor<B, 3>> {
+    match (lora_weights(lin, packed), packed) {
+        (Some(w), _) => ops::lora_linear(x, w),
+        (None, None) => Ok(lin.forward(x)),
+        (None, Some(_)) => Err(FusedError::Invalid {
+            op: "decoder_layer",
+            what: "a packed base without a LoRA branch (only adapted projections are packed)",
+        }),
     }
 }
 
@@ -74,13 +96,15 @@ pub fn rope_angles<B: Backend>(
     )
 }
 
-/// One decoder layer with the fused ops.
+/// One decoder layer with the fused ops; `bases` holds the layer's packed bases (slots in
+/// [`crate::packed_base::PROJECTIONS`] order).
 ///
 /// # Shapes
 /// - x: `[rows, seq, hidden]`; cos, sin: `[rows, seq, head_dim / 2]`; segments: `[rows, seq]`
 /// - output: `[rows, seq, hidden]`
 pub fn decoder_layer<B: FusedBackend>(
     layer: &DecoderLayer<B>,
+    bases: &LayerBases,
     x: Tensor<B, 3>,
     cos: &Tensor<B, 3>,
     sin: &Tensor<B, 3>,
@@ -95,15 +119,15 @@ pub fn decoder_layer<B: FusedBackend>(
         layer.input_layernorm.eps,
     )?;
     let (q, k, v) = match (
-        lora_weights(&attn.q_proj),
-        lora_weights(&attn.k_proj),
-        lora_weights(&attn.v_proj),
+        lora_weights(&attn.q_proj, bases.get(0)),
+        lora_weights(&attn.k_proj, bases.get(1)),
+        lora_weights(&attn.v_proj, bases.get(2)),
     ) {
         (Some(q), Some(k), Some(v)) => ops::lora_qkv(h, [q, k, v])?,
         _ => (
-            project(h.clone(), &attn.q_proj)?,
-            project(h.clone(), &attn.k_proj)?,
-            project(h, &attn.v_proj)?,
+            project(h.clone(), &attn.q_proj, bases.get(0))?,
+            project(h.clone(), &attn.k_proj, bases.get(1))?,
+            project(h, &attn.v_proj, bases.get(2))?,
         ),
     };
     let q = q.reshape([rows, seq, heads, hd]);
@@ -111,20 +135,20 @@ pub fn decoder_layer<B: FusedBackend>(
     let v = v.reshape([rows, seq, kv_heads, hd]);
     let (q, k) = ops::rope_qk(q, k, cos.clone(), sin.clone())?;
     let a = ops::attention(q, k, v, segments.clone(), None)?.reshape([rows, seq, heads * hd]);
-    let x = x + project(a, &attn.o_proj)?;
+    let x = x + project(a, &attn.o_proj, bases.get(3))?;
     let post = &layer.post_attention_layernorm;
     let h = ops::rms_norm(x.clone(), post.weight.val(), post.eps)?;
     let mlp = &layer.mlp;
     let m = match (
-        lora_weights(&mlp.gate_proj),
-        lora_weights(&mlp.up_proj),
-        lora_weights(&mlp.down_proj),
+        lora_weights(&mlp.gate_proj, bases.get(4)),
+        lora_weights(&mlp.up_proj, bases.get(5)),
+        lora_weights(&mlp.down_proj, bases.get(6)),
     ) {
         (Some(g), Some(u), Some(dn)) => ops::lora_mlp(h, [g, u, dn])?,
         _ => {
-            let g = project(h.clone(), &mlp.gate_proj)?;
-            let u = project(h, &mlp.up_proj)?;
-            project(ops::swiglu(g, u)?, &mlp.down_proj)?
+            let g = project(h.clone(), &mlp.gate_proj, bases.get(4))?;
+            let u = project(h, &mlp.up_proj, bases.get(5))?;
+            project(ops::swiglu(g, u)?, &mlp.down_proj, bases.get(6))?
         }
     };
     Ok(x + m)
@@ -137,14 +161,15 @@ pub fn decoder_layer<B: FusedBackend>(
 /// - output: `[rows, seq, hidden]`
 pub fn hidden_states<B: FusedBackend>(
     model: &CausalLm<B>,
+    bases: &PackedBases,
     ids: Tensor<B, 2, Int>,
     positions: Tensor<B, 2, Int>,
     segments: Tensor<B, 2, Int>,
 ) -> Result<Tensor<B, 3>> {
     let (cos, sin) = rope_angles(model, positions);
     let mut x = model.embed_tokens.forward(ids);
-    for layer in &model.layers {
-        x = decoder_layer(layer, x, &cos, &sin, &segments)?;
+    for (l, layer) in model.layers.iter().enumerate() {
+        x = decoder_layer(layer, bases.layer(l), x, &cos, &sin, &segments)?;
     }
     ops::rms_norm(x, model.norm.weight.val(), model.norm.eps)
 }
@@ -187,12 +212,13 @@ pub fn lm_head_weight<B: Backend>(model: &CausalLm<B>) -> Tensor<B, 2> {
 /// - output: `[1]`
 pub fn loss_mean<B: FusedBackend>(
     model: &CausalLm<B>,
+    bases: &PackedBases,
     batch: &Batch,
     chunk: usize,
     device: &B::Device,
 ) -> Result<Tensor<B, 1>> {
     let (ids, positions, segments) = batch_tensors::<B>(batch, device);
-    let hidden = hidden_states(model, ids, positions, segments)?;
+    let hidden = hidden_states(model, bases, ids, positions, segments)?;
     let n = batch.rows * batch.seq_len;
     let targets =
         Tensor::<B, 1, Int>::from_data(TensorData::new(batch.targets.clone(), [n]), device);

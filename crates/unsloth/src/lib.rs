@@ -36,13 +36,15 @@ mod flex;
 pub mod fused_model;
 pub mod modelfile;
 pub mod ops;
+pub mod packed_base;
 mod prim;
 pub mod reference;
 pub mod run;
 pub mod trainer;
 
 pub use backend::{
-    AttentionSaved, CeGradients, CeSaved, FusedBackend, LoraGrads, LoraWeights, MlpSaved,
+    AttentionSaved, BaseWeight, CeGradients, CeSaved, FusedBackend, LoraGrads, LoraWeights,
+    MlpSaved,
 };
 pub use error::{FusedError, Result};
 pub use run::{train_unsloth, UnslothOutcome, UnslothRequest};

@@ -7,8 +7,18 @@
 use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, silu, softmax};
 
-use crate::backend::LoraWeights;
+use crate::backend::{BaseWeight, LoraWeights};
 use crate::ops::IGNORE_INDEX;
+use crate::packed_base::PackedWeight;
+
+/// A packed weight dequantised with the scalar reference, as a dense HF-layout
+/// `[d_out, d_in]` tensor.
+pub fn dequantized<B: Backend>(w: &PackedWeight, device: &B::Device) -> Tensor<B, 2> {
+    Tensor::from_data(
+        TensorData::new(w.dequantize(), [w.d_out(), w.d_in()]),
+        device,
+    )
+}
 
 /// RMSNorm: `x / sqrt(mean(x²) + eps) · weight` over the last dimension.
 ///
@@ -51,12 +61,17 @@ pub fn swiglu<B: Backend, const D: usize>(gate: Tensor<B, D>, up: Tensor<B, D>) 
     silu(gate) * up
 }
 
-/// LoRA linear `x·W + s·(x·A)·B`.
+/// LoRA linear `x·W + s·(x·A)·B`; a packed base is dequantised (scalar reference) into a
+/// dense constant first.
 ///
 /// # Shapes
 /// - x: `[tokens, d_in]`; output: `[tokens, d_out]`
 pub fn lora_linear<B: Backend>(x: Tensor<B, 2>, lora: &LoraWeights<Tensor<B, 2>>) -> Tensor<B, 2> {
-    x.clone().matmul(lora.w.clone())
+    let w = match &lora.w {
+        BaseWeight::Dense(w) => w.clone(),
+        BaseWeight::Packed(p) => dequantized(p, &x.device()).transpose(),
+    };
+    x.clone().matmul(w)
         + x.matmul(lora.a.clone())
             .matmul(lora.b.clone())
             .mul_scalar(lora.scale)

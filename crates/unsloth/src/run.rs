@@ -6,6 +6,14 @@
 //! started from (f32 accumulation, one rounding to the base's dtype), as Unsloth does today
 //! (unsloth-zoo PR #810) and as PEFT's maintainers recommend; the quantised GGUF is then made
 //! from that merged checkpoint, so quantisation happens once, at the end.
+//!
+//! With `[model] base_quant = "nf4" | "q4_k"` the adapted projections train against a 4-bit
+//! base ([`crate::packed_base`]), and the merge still reloads the original weights from the
+//! model folder's safetensors: QLoRA's merge (PEFT `bnb.py`, Unsloth before PR #810) folds the
+//! adapter into dequant(W4) because the 16-bit weights are gone by then; we still have them,
+//! and merging into them is the more faithful choice (the adapter was trained against
+//! dequant(W4), a small mismatch either way; one rounding instead of two). The saved PEFT
+//! adapter is the same either way.
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -15,14 +23,16 @@ use burn::backend::Autodiff;
 use burn::tensor::backend::AutodiffBackend;
 use tb_gguf::{ExportOptions, QuantMix};
 use tb_model::CpuBackend;
-use tb_train::lora::{save_adapter, Adapter};
+use tb_train::lora::{save_adapter, Adapter, LoraConfig};
 use tb_train::{
-    run_training, DeviceKind, ExperimentConfig, LoopOptions, RunSummary, ServingStep, Trainer,
+    run_training, BaseQuant, DeviceKind, ExperimentConfig, LoopOptions, RunSummary, ServingStep,
+    Trainer,
 };
 
 use crate::backend::FusedBackend;
 use crate::fused_model::DEFAULT_CE_CHUNK;
 use crate::modelfile::{modelfile, ollama_chat};
+use crate::packed_base::{pack_adapted_bases, PackedBases, QuantFormat, PROJECTIONS};
 use crate::trainer::UnslothTrainer;
 
 /// What to run.
@@ -69,9 +79,67 @@ pub fn parse_quants(list: &[String]) -> tb_train::Result<Vec<QuantMix>> {
         .collect()
 }
 
+/// The packed format `[model] base_quant` asks for (`None`: dense base).
+pub fn packed_format(quant: BaseQuant) -> Option<QuantFormat> {
+    match quant {
+        BaseQuant::None => None,
+        BaseQuant::Nf4 => Some(QuantFormat::Nf4),
+        BaseQuant::Q4K => Some(QuantFormat::Q4K),
+    }
+}
+
+fn quant_error(e: impl std::fmt::Display) -> tb_train::Error {
+    tb_train::Error::ConfigValue {
+        field: "model.base_quant".into(),
+        message: e.to_string(),
+    }
+}
+
+/// Before anything is loaded: checks from an HF base's `config.json` that `format` can pack
+/// every projection `[lora]` adapts (Q4_K needs input widths that are multiples of 256). A GGUF
+/// base is checked when it is packed.
+fn check_packable(config: &ExperimentConfig, format: QuantFormat) -> tb_train::Result<()> {
+    let base = &config.model.base;
+    if !tb_train::session::is_hf_dir(base) {
+        return Ok(());
+    }
+    let model = tb_model::ModelConfig::from_hf_file(base.join("config.json"))?;
+    let lora = LoraConfig::from_experiment(&config.lora, None);
+    let (hidden, attn) = (
+        model.hidden_size,
+        model.num_attention_heads * model.head_dim,
+    );
+    let widths = [
+        hidden,
+        hidden,
+        hidden,
+        attn,
+        hidden,
+        hidden,
+        model.intermediate_size,
+    ];
+    for layer in 0..model.num_hidden_layers {
+        for (suffix, d_in) in PROJECTIONS.iter().zip(widths) {
+            let name = format!("model.layers.{layer}.{suffix}");
+            if lora.targets(&name) {
+                format
+                    .check_width(&format!("{name}.weight"), d_in)
+                    .map_err(quant_error)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Trains with the fused ops on the configured device (`[train] device`: Flex's Rust kernels on
 /// the CPU by default, the CubeCL kernels on wgpu or CUDA); optionally exports GGUFs and a
 /// Modelfile.
+///
+/// With `[model] base_quant` set, the base of every adapted projection is packed to 4 bits
+/// right after loading and its dense weight dropped ([`pack_adapted_bases`]); the summary's
+/// backend reads `flex+fused+nf4` (or `+q4_k`) and the resolved `config.toml` records the
+/// choice. `--gguf` merges into the unquantised weights reloaded from the model folder (see the
+/// module docs).
 ///
 /// # Errors
 /// Besides the training and export errors, a device this build has no backend for (see
@@ -131,10 +199,28 @@ where
             ),
         });
     }
-    let prepared =
+    let format = packed_format(config.model.base_quant);
+    if let Some(format) = format {
+        check_packable(config, format)?;
+    }
+    let mut prepared =
         tb_train::session::prepare::<B>(config, "unsloth", request.resume.as_deref(), &device)?;
+    let (bases, backend_name) = match format {
+        None => (PackedBases::dense(), backend_name.to_string()),
+        Some(format) => {
+            let bases = pack_adapted_bases(&mut prepared.model, format).map_err(quant_error)?;
+            tracing::info!(
+                %format,
+                projections = bases.len(),
+                packed_mib = bases.packed_bytes() as f64 / (1 << 20) as f64,
+                "frozen bases of the adapted projections packed to 4 bits"
+            );
+            (bases, format!("{backend_name}+{}", config.model.base_quant))
+        }
+    };
     let mut trainer = UnslothTrainer::<B> {
         model: prepared.model,
+        bases,
         pad_id: prepared.pad_id,
         // Every example of a micro-batch fits one row: padding-free, like Unsloth's
         // `padding_free` collator (positions restart per example, attention stays inside it).
@@ -142,7 +228,7 @@ where
         ce_chunk: DEFAULT_CE_CHUNK,
         checkpoint_layers: config.train.activation_checkpointing,
         device,
-        backend_name: backend_name.into(),
+        backend_name,
     };
     let (run, lora, tokenizer) = (prepared.run, prepared.lora, prepared.tokenizer);
     let (train, eval) = (prepared.train, prepared.eval);
@@ -159,6 +245,7 @@ where
     if !quants.is_empty() {
         let adapter = Adapter::load(&adapter_dir)?;
         let merged = run.path.join("merged");
+        // Always the original weights from the model folder, never the packed 4-bit copies.
         let report = tb_train::merge_adapter(base, &adapter, &merged)?;
         tracing::info!(projections = report.merged_tensors, dtype = %report.dtype, "merged into the unquantised base");
         for mix in &quants {

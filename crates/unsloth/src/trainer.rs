@@ -12,6 +12,7 @@ use tb_train::{MicroStep, NamedTensor, Trainer};
 
 use crate::backend::FusedBackend;
 use crate::fused_model::{batch_tensors, decoder_layer, head_loss_mean, loss_mean, rope_angles};
+use crate::packed_base::PackedBases;
 
 /// A model with LoRA branches trained through the fused ops.
 pub struct UnslothTrainer<B: AutodiffBackend + FusedBackend>
@@ -20,6 +21,9 @@ where
 {
     /// The model (base frozen, adapters trainable).
     pub model: CausalLm<B>,
+    /// 4-bit packed bases of the adapted projections, whose weights in `model` are then empty
+    /// ([`crate::packed_base::pack_adapted_bases`]); [`PackedBases::dense`] for a dense base.
+    pub bases: PackedBases,
     /// Token id used for padding in packed rows.
     pub pad_id: u32,
     /// Longest packed row. The trainer passes `max_seq_len × micro_batch`, so a micro-batch is
@@ -67,9 +71,10 @@ where
         let (cos, sin) = rope_angles(&inner, pos);
         let mut x = inner.embed_tokens.forward(ids);
         let mut inputs = Vec::with_capacity(inner.layers.len());
-        for layer in &inner.layers {
+        for (l, layer) in inner.layers.iter().enumerate() {
             inputs.push(x.clone());
-            x = decoder_layer(layer, x, &cos, &sin, &seg).map_err(method_error)?;
+            x = decoder_layer(layer, self.bases.layer(l), x, &cos, &sin, &seg)
+                .map_err(method_error)?;
         }
         drop(inner);
         let n = batch.loss_tokens as f32;
@@ -90,7 +95,8 @@ where
                 .ok_or_else(|| method_error("missing layer input"))?;
             let xin = Tensor::<B, 3>::from_inner(input).require_grad();
             let layer = &self.model.layers[l];
-            let out = decoder_layer(layer, xin.clone(), &cos, &sin, &seg).map_err(method_error)?;
+            let out = decoder_layer(layer, self.bases.layer(l), xin.clone(), &cos, &sin, &seg)
+                .map_err(method_error)?;
             let grads = (out * Tensor::<B, 3>::from_inner(upstream))
                 .sum()
                 .backward();
@@ -166,8 +172,8 @@ where
         if self.checkpoint_layers {
             return self.checkpointed_step(batch, loss_scale);
         }
-        let mean =
-            loss_mean(&self.model, batch, self.ce_chunk, &self.device).map_err(method_error)?;
+        let mean = loss_mean(&self.model, &self.bases, batch, self.ce_chunk, &self.device)
+            .map_err(method_error)?;
         let n = batch.loss_tokens as f64;
         let loss_sum = f64::from(mean.clone().into_scalar().elem::<f32>()) * n;
         let grads = mean
@@ -182,8 +188,9 @@ where
     fn eval_loss_sum(&mut self, batch: &Batch) -> tb_train::Result<f64> {
         self.check_window(batch)?;
         let inner = self.model.valid();
-        let mean = loss_mean::<B::InnerBackend>(&inner, batch, self.ce_chunk, &self.device)
-            .map_err(method_error)?;
+        let mean =
+            loss_mean::<B::InnerBackend>(&inner, &self.bases, batch, self.ce_chunk, &self.device)
+                .map_err(method_error)?;
         Ok(f64::from(mean.into_scalar().elem::<f32>()) * batch.loss_tokens as f64)
     }
 }

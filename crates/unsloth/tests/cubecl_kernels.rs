@@ -21,7 +21,7 @@ use burn::tensor::backend::AutodiffBackend;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tb_unsloth::ops::IGNORE_INDEX;
-use tb_unsloth::{ops, reference, LoraWeights};
+use tb_unsloth::{ops, reference, BaseWeight, LoraWeights};
 
 type Gpu = Autodiff<Wgpu>;
 type Cpu = Autodiff<Flex>;
@@ -192,7 +192,7 @@ fn lora(rng: &mut StdRng, d_in: usize, r: usize, d_out: usize, dev: &WgpuDevice)
 
 fn weights_gpu(l: &[Pair<2>; 3], r: usize) -> LoraWeights<Tensor<Gpu, 2>> {
     LoraWeights {
-        w: l[0].gpu.clone(),
+        w: BaseWeight::Dense(l[0].gpu.clone()),
         a: l[1].gpu.clone(),
         b: l[2].gpu.clone(),
         scale: 2.0 / r as f32,
@@ -201,7 +201,7 @@ fn weights_gpu(l: &[Pair<2>; 3], r: usize) -> LoraWeights<Tensor<Gpu, 2>> {
 
 fn weights_cpu(l: &[Pair<2>; 3], r: usize) -> LoraWeights<Tensor<Cpu, 2>> {
     LoraWeights {
-        w: l[0].cpu.clone(),
+        w: BaseWeight::Dense(l[0].cpu.clone()),
         a: l[1].cpu.clone(),
         b: l[2].cpu.clone(),
         scale: 2.0 / r as f32,

@@ -33,7 +33,7 @@ pub fn adapter_tensors<B: Backend>(model: &CausalLm<B>) -> Vec<NamedTensor> {
     let mut out = Vec::new();
     for (name, lin) in model.projections() {
         let Some(lora) = &lin.lora else { continue };
-        let (d_in, d_out, r) = (lin.d_input(), lin.d_output(), lora.rank());
+        let (d_in, d_out, r) = super::trainable::branch_dims(lora);
         let a = host_values(lora.lora_a.val());
         let b = host_values(lora.lora_b.val());
         out.push(NamedTensor {

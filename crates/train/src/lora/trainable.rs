@@ -5,7 +5,7 @@
 use burn::module::Param;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use tb_model::{CausalLm, Linear};
+use tb_model::{CausalLm, Linear, LoraBranch};
 
 use super::adapter::peft_key;
 use super::init::transpose;
@@ -20,6 +20,15 @@ pub(super) fn host_values<B: Backend>(t: Tensor<B, 2>) -> Vec<f32> {
         .unwrap_or_default()
 }
 
+/// `(d_in, d_out, r)` of an adapter branch, read from its own `A` `[d_in, r]` and `B`
+/// `[r, d_out]`: the projection's weight may have been swapped for a packed copy held outside
+/// the module (tb-unsloth's 4-bit base), so the branch is the source of truth for the widths.
+pub(super) fn branch_dims<B: Backend>(lora: &LoraBranch<B>) -> (usize, usize, usize) {
+    let [d_in, r] = lora.lora_a.shape().dims::<2>();
+    let d_out = lora.lora_b.shape().dims::<2>()[1];
+    (d_in, d_out, r)
+}
+
 /// Replaces every LoRA `A`/`B` of `model` with `values` (PEFT layout, in the order
 /// [`super::adapter_tensors`] gives), as fresh trainable parameters on `device`.
 ///
@@ -32,11 +41,10 @@ pub fn set_adapter_tensors<B: Backend>(
 ) -> Result<()> {
     let mut it = values.iter();
     for (name, lin) in model.projections_mut() {
-        let (d_in, d_out) = (lin.d_input(), lin.d_output());
         let Some(lora) = lin.lora.as_mut() else {
             continue;
         };
-        let r = lora.rank();
+        let (d_in, d_out, r) = branch_dims(lora);
         let (a, b) = match (it.next(), it.next()) {
             (Some(a), Some(b))
                 if a.name == peft_key(&name, 'A') && b.name == peft_key(&name, 'B') =>
@@ -84,7 +92,7 @@ pub fn projection_grads<B: AutodiffBackend>(
     grads: &B::Gradients,
 ) -> Option<[NamedTensor; 2]> {
     let lora = lin.lora.as_ref()?;
-    let (d_in, d_out, r) = (lin.d_input(), lin.d_output(), lora.rank());
+    let (d_in, d_out, r) = branch_dims(lora);
     let ga = lora
         .lora_a
         .grad(grads)

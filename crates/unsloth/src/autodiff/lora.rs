@@ -1,5 +1,6 @@
 //! LoRA linear, LoRA-MLP and LoRA-QKV under autodiff. The base weights are parents like the
-//! adapters, so a frozen base (untracked) costs no `dW`; a trainable one gets it.
+//! adapters, so a frozen base (untracked) costs no `dW`; a trainable one gets it. A packed base
+//! has no autodiff node: an untracked leaf stands in as its parent, so it never gets a `dW`.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -8,8 +9,8 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::NodeId;
 use burn::tensor::ops::FloatTensor;
 
-use super::{register, Ad};
-use crate::backend::{FusedBackend, LoraGrads, LoraWeights, MlpSaved};
+use super::{register, wrap, Ad};
+use crate::backend::{BaseWeight, FusedBackend, LoraGrads, LoraWeights, MlpSaved};
 
 type Lora<B> = LoraWeights<FloatTensor<B>>;
 
@@ -31,6 +32,18 @@ fn register_lora<B: FusedBackend>(
 fn split10(ids: [Option<NodeId>; 10]) -> (Option<NodeId>, [[Option<NodeId>; 3]; 3]) {
     let [x, w0, a0, b0, w1, a1, b1, w2, a2, b2] = ids;
     (x, [[w0, a0, b0], [w1, a1, b1], [w2, a2, b2]])
+}
+
+/// The autodiff tensor whose node is the base's parent slot: the dense weight itself, or for a
+/// packed base a fresh untracked leaf (sharing `x`'s data; only its node is used).
+fn base_parent<B: FusedBackend, C: CheckpointStrategy>(
+    w: &BaseWeight<FloatTensor<Ad<B, C>>>,
+    x: &FloatTensor<Ad<B, C>>,
+) -> FloatTensor<Ad<B, C>> {
+    match w {
+        BaseWeight::Dense(t) => t.clone(),
+        BaseWeight::Packed(_) => wrap::<B, C>(x.primitive.clone()),
+    }
 }
 
 fn primitives<B: FusedBackend, C: CheckpointStrategy>(
@@ -62,7 +75,7 @@ pub(super) fn linear<B: FusedBackend, C: CheckpointStrategy>(
 ) -> FloatTensor<Ad<B, C>> {
     let nodes = [
         x.node.clone(),
-        lora.w.node.clone(),
+        base_parent::<B, C>(&lora.w, &x).node,
         lora.a.node.clone(),
         lora.b.node.clone(),
     ];
@@ -107,13 +120,13 @@ pub(super) fn mlp<B: FusedBackend, C: CheckpointStrategy>(
     let [g, u, d] = &weights;
     let nodes = [
         x.node.clone(),
-        g.w.node.clone(),
+        base_parent::<B, C>(&g.w, &x).node,
         g.a.node.clone(),
         g.b.node.clone(),
-        u.w.node.clone(),
+        base_parent::<B, C>(&u.w, &x).node,
         u.a.node.clone(),
         u.b.node.clone(),
-        d.w.node.clone(),
+        base_parent::<B, C>(&d.w, &x).node,
         d.a.node.clone(),
         d.b.node.clone(),
     ];
@@ -154,13 +167,13 @@ pub(super) fn qkv<B: FusedBackend, C: CheckpointStrategy>(
     let [q, k, v] = &weights;
     let nodes = [
         x.node.clone(),
-        q.w.node.clone(),
+        base_parent::<B, C>(&q.w, &x).node,
         q.a.node.clone(),
         q.b.node.clone(),
-        k.w.node.clone(),
+        base_parent::<B, C>(&k.w, &x).node,
         k.a.node.clone(),
         k.b.node.clone(),
-        v.w.node.clone(),
+        base_parent::<B, C>(&v.w, &x).node,
         v.a.node.clone(),
         v.b.node.clone(),
     ];

@@ -17,6 +17,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 
 use crate::backend::{AttentionSaved, FusedBackend, LoraWeights};
+use crate::packed_base::PackedWeight;
 
 /// Adds `grad` to the gradient of the parent `id` when that parent is tracked.
 fn register<B: Backend>(grads: &mut Gradients, id: Option<NodeId>, grad: FloatTensor<B>) {
@@ -141,6 +142,14 @@ impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
         };
         let (dq, dk, dv) = B::attention_bwd(inner::<B, C>(dout), saved);
         (wrap::<B, C>(dq), wrap::<B, C>(dk), wrap::<B, C>(dv))
+    }
+
+    fn packed_linear_fwd(x: FloatTensor<Self>, w: &PackedWeight) -> FloatTensor<Self> {
+        wrap::<B, C>(B::packed_linear_fwd(inner::<B, C>(x), w))
+    }
+
+    fn packed_linear_bwd(dy: FloatTensor<Self>, w: &PackedWeight) -> FloatTensor<Self> {
+        wrap::<B, C>(B::packed_linear_bwd(inner::<B, C>(dy), w))
     }
 
     fn fused_rms_norm(

@@ -5,6 +5,7 @@
 mod attention;
 mod attention_blocks;
 mod cross_entropy;
+mod packed_matmul;
 mod rms_norm;
 mod rope;
 mod swiglu;
@@ -16,6 +17,7 @@ use burn::tensor::ops::FloatTensorOps;
 use burn::tensor::{DType, FloatDType, TensorData, TensorMetadata};
 
 use crate::backend::{AttentionSaved, FusedBackend};
+use crate::packed_base::PackedWeight;
 
 /// A contiguous f32 copy (or view) of a Flex tensor.
 pub(crate) struct F32View(FlexTensor);
@@ -113,6 +115,22 @@ impl FusedBackend for Flex {
     ) -> FlexTensor {
         let dt = logits.dtype();
         restore(cross_entropy::backward(logits, lse, targets, scale), dt)
+    }
+
+    fn packed_linear_fwd(x: FlexTensor, w: &PackedWeight) -> FlexTensor {
+        let dt = x.dtype();
+        let x = F32View::new(x);
+        let [tokens, _] = x.dims::<2>();
+        let y = packed_matmul::forward(x.slice(), tokens, w);
+        restore(output(y, [tokens, w.d_out()]), dt)
+    }
+
+    fn packed_linear_bwd(dy: FlexTensor, w: &PackedWeight) -> FlexTensor {
+        let dt = dy.dtype();
+        let dy = F32View::new(dy);
+        let [tokens, _] = dy.dims::<2>();
+        let dx = packed_matmul::backward(dy.slice(), tokens, w);
+        restore(output(dx, [tokens, w.d_in()]), dt)
     }
 
     fn attention_fwd(

@@ -1,18 +1,22 @@
 //! LoRA linear `y = x·W + s·(x·A)·B` with a hand-written backward that computes `dx`, `dA` and
 //! `dB` from the kept `x·A` and never forms a dense `dW` (unless the base weight is trainable).
+//! The base may be a packed 4-bit weight ([`BaseWeight::Packed`]): its terms go through
+//! [`FusedBackend::packed_linear_fwd`]/[`FusedBackend::packed_linear_bwd`], and it never gets a
+//! `dW`.
 
 use burn::prelude::*;
 use burn::tensor::ops::FloatTensor;
 
 use super::flat_rows;
-use crate::backend::{FusedBackend, LoraGrads, LoraWeights};
+use crate::backend::{BaseWeight, FusedBackend, LoraGrads, LoraWeights};
 use crate::error::{expect_dims, FusedError, Result};
 use crate::prim::{prim, tensor};
 
 /// Applies a LoRA-adapted linear to the last dimension.
 ///
 /// # Shapes
-/// - x: `[.., d_in]`; `lora`: w `[d_in, d_out]`, a `[d_in, r]`, b `[r, d_out]`
+/// - x: `[.., d_in]`; `lora`: w `[d_in, d_out]` (packed: `[d_out, d_in]`), a `[d_in, r]`,
+///   b `[r, d_out]`
 /// - output: `[.., d_out]`
 ///
 /// # Errors
@@ -55,7 +59,11 @@ pub(crate) fn forward_kernel<B: FusedBackend>(
 ) -> (FloatTensor<B>, FloatTensor<B>) {
     let x = tensor::<B, 2>(x);
     let xa = x.clone().matmul(tensor(lora.a.clone()));
-    let y = x.matmul(tensor(lora.w.clone()))
+    let base = match &lora.w {
+        BaseWeight::Dense(w) => x.matmul(tensor(w.clone())),
+        BaseWeight::Packed(p) => tensor::<B, 2>(B::packed_linear_fwd(prim(x), p)),
+    };
+    let y = base
         + xa.clone()
             .mul_scalar(lora.scale)
             .matmul(tensor(lora.b.clone()));
@@ -63,7 +71,8 @@ pub(crate) fn forward_kernel<B: FusedBackend>(
 }
 
 /// Backward over tensor ops:
-/// `dxa = s·dy·Bᵀ`, `dB = s·(xa)ᵀ·dy`, `dA = xᵀ·dxa`, `dx = dy·Wᵀ + dxa·Aᵀ`.
+/// `dxa = s·dy·Bᵀ`, `dB = s·(xa)ᵀ·dy`, `dA = xᵀ·dxa`, `dx = dy·Wᵀ + dxa·Aᵀ` (`dW = xᵀ·dy`
+/// only for a dense base and `want_dw`).
 pub(crate) fn backward_kernel<B: FusedBackend>(
     dy: FloatTensor<B>,
     x: FloatTensor<B>,
@@ -73,7 +82,6 @@ pub(crate) fn backward_kernel<B: FusedBackend>(
 ) -> (FloatTensor<B>, LoraGrads<FloatTensor<B>>) {
     let dy = tensor::<B, 2>(dy);
     let x = tensor::<B, 2>(x);
-    let w = tensor::<B, 2>(lora.w.clone());
     let a = tensor::<B, 2>(lora.a.clone());
     let b = tensor::<B, 2>(lora.b.clone());
     let s = lora.scale;
@@ -84,8 +92,14 @@ pub(crate) fn backward_kernel<B: FusedBackend>(
         .transpose()
         .matmul(dy.clone());
     let da = x.clone().transpose().matmul(dxa.clone());
-    let dw = want_dw.then(|| prim(x.transpose().matmul(dy.clone())));
-    let dx = dy.matmul(w.transpose()) + dxa.matmul(a.transpose());
+    let (dw, dx_base) = match &lora.w {
+        BaseWeight::Dense(w) => (
+            want_dw.then(|| prim(x.transpose().matmul(dy.clone()))),
+            dy.matmul(tensor::<B, 2>(w.clone()).transpose()),
+        ),
+        BaseWeight::Packed(p) => (None, tensor::<B, 2>(B::packed_linear_bwd(prim(dy), p))),
+    };
+    let dx = dx_base + dxa.matmul(a.transpose());
     (
         prim(dx),
         LoraGrads {

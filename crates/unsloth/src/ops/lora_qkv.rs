@@ -7,7 +7,7 @@ use burn::tensor::ops::FloatTensor;
 
 use super::flat_rows;
 use super::lora_linear::check_lora;
-use crate::backend::{FusedBackend, LoraGrads, LoraWeights};
+use crate::backend::{BaseWeight, FusedBackend, LoraGrads, LoraWeights};
 use crate::error::Result;
 use crate::prim::{prim, tensor};
 
@@ -69,9 +69,10 @@ pub(crate) fn backward_kernel<B: FusedBackend>(
     want_dw: [bool; 3],
 ) -> (FloatTensor<B>, [LoraGrads<FloatTensor<B>>; 3]) {
     let dy = tensor::<B, 2>(dy);
-    let widths = weights
-        .each_ref()
-        .map(|w| tensor::<B, 2>(w.w.clone()).dims()[1]);
+    let widths = weights.each_ref().map(|w| match &w.w {
+        BaseWeight::Dense(t) => tensor::<B, 2>(t.clone()).dims()[1],
+        BaseWeight::Packed(p) => p.d_out(),
+    });
     let starts = [0, widths[0], widths[0] + widths[1]];
     let [q, k, v] = [0, 1, 2].map(|i| {
         let dy_i = dy.clone().narrow(1, starts[i], widths[i]);

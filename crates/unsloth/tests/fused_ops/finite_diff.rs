@@ -3,7 +3,7 @@
 
 use burn::prelude::*;
 use rand::Rng;
-use tb_unsloth::{ops, LoraWeights};
+use tb_unsloth::{ops, BaseWeight, LoraWeights};
 
 use crate::common::*;
 
@@ -71,7 +71,7 @@ fn lora_mlp_backward_matches_finite_differences() {
     let (t, hidden, inter, rank) = (5, 7, 11, 3);
     let mut r = rng(93);
     let mut lora = |d_in, d_out| LoraWeights {
-        w: rand(&mut r, [d_in, d_out]),
+        w: BaseWeight::Dense(rand(&mut r, [d_in, d_out])),
         a: rand(&mut r, [d_in, rank]),
         b: rand(&mut r, [rank, d_out]),
         scale: 0.5,

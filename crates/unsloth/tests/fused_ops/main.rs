@@ -8,6 +8,7 @@ mod cross_entropy;
 mod fallback;
 mod finite_diff;
 mod lora;
+mod packed;
 mod plain_backend;
 mod rms_norm;
 mod rope;

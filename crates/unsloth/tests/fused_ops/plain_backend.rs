@@ -3,7 +3,7 @@
 
 use burn::backend::Flex;
 use burn::prelude::*;
-use tb_unsloth::{ops, reference, LoraWeights};
+use tb_unsloth::{ops, reference, BaseWeight, LoraWeights};
 
 use crate::common::*;
 
@@ -17,7 +17,7 @@ fn plain_flex_matches_reference() {
     let (t, hidden, inter, rank, vocab) = (9, 13, 21, 2, 31);
     let x = rand(&mut r, [t, hidden]);
     let mut lora = |d_in, d_out| LoraWeights {
-        w: plain(&rand(&mut r, [d_in, d_out])),
+        w: BaseWeight::Dense(plain(&rand(&mut r, [d_in, d_out]))),
         a: plain(&rand(&mut r, [d_in, rank])),
         b: plain(&rand(&mut r, [rank, d_out])),
         scale: 1.5,

@@ -1,0 +1,214 @@
+//! Packing a model: the adapted projections' dense weights are gone from the module, and the
+//! packed trainer computes what a dense trainer computes on the dequantised weights (loss and
+//! LoRA gradients, with and without activation checkpointing, and the eval loss).
+#![expect(clippy::print_stderr, reason = "the test reports the measured gaps")]
+
+use burn::backend::Autodiff;
+use burn::module::{Module, Param, ParamId};
+use tb_data::TokenizedExample;
+use tb_model::weights::build_model;
+use tb_model::{CausalLm, CpuBackend, ModelConfig};
+use tb_train::lora::{attach_lora, InitLoraWeights, LoraConfig, TargetModules};
+use tb_train::Trainer;
+use tb_unsloth::packed_base::{pack_adapted_bases, PackedBases, QuantFormat, PROJECTIONS};
+use tb_unsloth::{reference, UnslothTrainer};
+
+type B = Autodiff<CpuBackend>;
+
+/// A random two-layer Llama whose widths Q4_K can pack (hidden 256, intermediate 512).
+fn random_model() -> CausalLm<B> {
+    let config = ModelConfig::from_hf_json(
+        &serde_json::json!({
+            "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+            "vocab_size": 64, "hidden_size": 256, "intermediate_size": 512,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 128,
+            "tie_word_embeddings": false
+        }),
+        "test",
+    )
+    .unwrap();
+    let mut k = 7u32;
+    build_model::<B>(&config, &Default::default(), &mut |name, shape| {
+        let n: usize = shape.iter().product();
+        if name.ends_with("norm.weight") {
+            return Ok(vec![1.0; n]);
+        }
+        Ok((0..n)
+            .map(|_| {
+                k = k.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                ((k >> 16) as f32 / 65_536.0 - 0.5) * 0.12
+            })
+            .collect())
+    })
+    .unwrap()
+}
+
+/// LoRA on every projection but `o_proj`, which stays dense (and unpacked).
+fn lora() -> LoraConfig {
+    let targets = [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    ];
+    LoraConfig {
+        r: 4,
+        lora_alpha: 8.0,
+        target_modules: Some(TargetModules::List(
+            targets.iter().map(|t| (*t).to_string()).collect(),
+        )),
+        init_lora_weights: InitLoraWeights::Random,
+        ..Default::default()
+    }
+}
+
+fn examples() -> Vec<TokenizedExample> {
+    [9usize, 14, 5, 11]
+        .iter()
+        .enumerate()
+        .map(|(e, &n)| TokenizedExample {
+            id: format!("e{e}"),
+            input_ids: (0..n).map(|i| ((i * 7 + e * 13 + 1) % 64) as u32).collect(),
+            loss_mask: (0..n).map(|i| i >= 3).collect(),
+            truncated: false,
+        })
+        .collect()
+}
+
+fn trainer(model: CausalLm<B>, bases: PackedBases) -> UnslothTrainer<B> {
+    UnslothTrainer {
+        model,
+        bases,
+        pad_id: 0,
+        row_len: 64,
+        ce_chunk: 7,
+        checkpoint_layers: false,
+        device: Default::default(),
+        backend_name: "test".into(),
+    }
+}
+
+fn rel_err(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-12);
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+#[test]
+fn packed_trainer_holds_no_dense_copy_and_matches_the_dequantised_dense_trainer() {
+    let device = Default::default();
+    for format in [QuantFormat::Nf4, QuantFormat::Q4K] {
+        let (model, names) = attach_lora(random_model(), &lora(), 5, &device).unwrap();
+        assert_eq!(names.len(), 12);
+        let before = model.num_params();
+        let adapted: Vec<(usize, usize)> = model
+            .projections()
+            .iter()
+            .filter(|(_, l)| l.lora.is_some())
+            .map(|(_, l)| (l.d_input(), l.d_output()))
+            .collect();
+        let adapted_elems: usize = adapted.iter().map(|(i, o)| i * o).sum();
+        let mut dense = model.clone();
+        let mut packed = model;
+        let bases = pack_adapted_bases(&mut packed, format).unwrap();
+
+        // No dense copy left: every adapted weight is empty, the rest is untouched.
+        assert_eq!(bases.len(), 12);
+        assert_eq!(packed.num_params(), before - adapted_elems);
+        for (name, lin) in packed.projections() {
+            let n = lin.weight.shape().num_elements();
+            if lin.lora.is_some() {
+                assert_eq!(n, 0, "{name} kept its dense weight");
+            } else {
+                assert_eq!(n, 256 * 256, "{name}");
+            }
+        }
+        let block = format.block_size();
+        let want_bytes: usize = adapted
+            .iter()
+            .map(|(i, o)| o * i.div_ceil(block) * format.block_bytes())
+            .sum();
+        assert_eq!(bases.packed_bytes(), want_bytes);
+        let bits = bases.packed_bytes() as f64 * 8.0 / adapted_elems as f64;
+        eprintln!(
+            "{format}: module params {before} -> {} ({adapted_elems} dense base values dropped), packed {} bytes = {bits} bits/value",
+            packed.num_params(),
+            bases.packed_bytes()
+        );
+        assert!((bits - 4.5).abs() < 1e-9, "{bits}");
+
+        // The dense twin runs on dequant(W4) in place of W.
+        for (k, (name, lin)) in dense.projections_mut().into_iter().enumerate() {
+            if let Some(w) = bases
+                .layer(k / PROJECTIONS.len())
+                .get(k % PROJECTIONS.len())
+            {
+                assert_eq!(w.name(), format!("{name}.weight"));
+                let deq = reference::dequantized::<B>(w, &device).transpose();
+                lin.weight = Param::initialized(ParamId::new(), deq);
+            }
+        }
+        let mut p = trainer(packed, bases);
+        let mut d = trainer(dense, PackedBases::dense());
+        let data = examples();
+        let refs: Vec<_> = data.iter().collect();
+        let batch = p.batches(&refs, 4).remove(0);
+        let scale = 1.0 / batch.loss_tokens as f32;
+        for checkpoint in [false, true] {
+            p.checkpoint_layers = checkpoint;
+            d.checkpoint_layers = checkpoint;
+            let a = p.micro_step(&batch, scale, 1).unwrap();
+            let b = d.micro_step(&batch, scale, 1).unwrap();
+            let loss_gap = (a.loss_sum - b.loss_sum).abs() / b.loss_sum.abs();
+            assert!(a.loss_sum.is_finite());
+            assert_eq!(a.grads.len(), 24);
+            let mut worst = 0f32;
+            for (ga, gb) in a.grads.iter().zip(&b.grads) {
+                assert_eq!(ga.name, gb.name);
+                worst = worst.max(rel_err(&ga.data, &gb.data));
+            }
+            eprintln!(
+                "{format} checkpoint={checkpoint}: loss {:.6} vs {:.6} (gap {loss_gap:.1e}), LoRA grads max rel err {worst:.1e}",
+                a.loss_sum, b.loss_sum
+            );
+            assert!(loss_gap < 1e-5, "{format}: loss gap {loss_gap}");
+            assert!(worst < 1e-4, "{format}: gradient error {worst}");
+        }
+        let (ea, eb) = (
+            p.eval_loss_sum(&batch).unwrap(),
+            d.eval_loss_sum(&batch).unwrap(),
+        );
+        assert!((ea - eb).abs() / eb < 1e-5, "{format}: eval {ea} vs {eb}");
+    }
+}
+
+#[test]
+fn a_failed_pack_leaves_the_model_dense() {
+    let device = Default::default();
+    let (model, _) = attach_lora(random_model(), &lora(), 5, &device).unwrap();
+    // Narrow each down_proj's input to 320 values (not a multiple of 256): layer 0's other
+    // five adapted projections pack before down_proj fails, and none of them may be replaced.
+    let mut narrow = model;
+    for layer in &mut narrow.layers {
+        let w = layer.mlp.down_proj.weight.val();
+        layer.mlp.down_proj.weight = Param::initialized(ParamId::new(), w.narrow(0, 0, 320));
+        let lora = layer.mlp.down_proj.lora.as_mut().unwrap();
+        let a = lora.lora_a.val();
+        lora.lora_a = Param::initialized(ParamId::new(), a.narrow(0, 0, 320));
+    }
+    let before = narrow.num_params();
+    let err = pack_adapted_bases(&mut narrow, QuantFormat::Q4K).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("model.layers.0.mlp.down_proj.weight") && msg.contains("Q4_K"),
+        "{msg}"
+    );
+    assert_eq!(
+        narrow.num_params(),
+        before,
+        "a failed pack changed the model"
+    );
+}
