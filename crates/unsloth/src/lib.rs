@@ -6,8 +6,10 @@
 //! unquantised base, writes GGUFs through tb-gguf and an Ollama [`modelfile`].
 //!
 //! The ops live in one backend extension, [`FusedBackend`]. Each op has
-//! - a kernel for the inner backend (a Rust kernel on [`burn::backend::Flex`], parallel with
-//!   rayon; matmul-shaped ops are written once over the backend's own matmul),
+//! - kernels for the inner backend: a Rust kernel on [`burn::backend::Flex`], parallel with
+//!   rayon, and (feature `cubecl`, enabled by `wgpu`/`cuda`) a CubeCL kernel for every
+//!   `CubeBackend` (CUDA, wgpu); matmul-shaped ops are written once over the backend's own
+//!   matmul; other backends get the tensor-op versions in [`fallback`],
 //! - an implementation for [`burn::backend::Autodiff`] whose backward pass is written by hand
 //!   and registered through Burn's autodiff `Backward` trait,
 //! - a reference built from plain tensor ops ([`reference`]) that the tests differentiate with
@@ -17,7 +19,9 @@
 //! (PEFT-style or Unsloth-style) can use them.
 //!
 //! # Limits
-//! - Flex kernels compute in f32 (other float dtypes are converted on the way in).
+//! - Flex and CubeCL kernels compute in f32 (other float dtypes are converted on the way in).
+//! - The CubeCL attention kernels run one unit per (token, head) with an online softmax: exact
+//!   and O(seq) memory, but not tiled like FlashAttention (no shared-memory reuse of K/V).
 //! - No double backward: the hand-written backward passes run untracked.
 //! - LoRA without dropout or bias (Unsloth's fast path has the same condition).
 //! - RoPE and attention take `[batch, seq, heads, head_dim]` (the projections' natural layout);
