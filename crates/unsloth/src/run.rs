@@ -215,6 +215,7 @@ where
                 packed_mib = bases.packed_bytes() as f64 / (1 << 20) as f64,
                 "frozen bases of the adapted projections packed to 4 bits"
             );
+            release_freed_memory();
             (bases, format!("{backend_name}+{}", config.model.base_quant))
         }
     };
@@ -331,4 +332,18 @@ where
         modelfile: modelfile_path,
         export_s,
     })
+}
+
+/// Hands the heap pages freed by dropping the dense bases back to the OS. glibc keeps freed
+/// chunks of that size in its arenas (its mmap threshold grows as large blocks are freed), so
+/// without this the process's resident memory would keep the dense weights' footprint and the
+/// 4-bit base would not show in RSS; later activations would just reuse those pages.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: `malloc_trim` only returns unused heap memory to the kernel; it takes no
+        // pointers and is safe to call at any time from any thread.
+        let released = unsafe { libc::malloc_trim(0) };
+        tracing::debug!(released, "malloc_trim after packing");
+    }
 }
