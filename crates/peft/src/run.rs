@@ -66,6 +66,9 @@ fn train_on<B: AutodiffBackend>(
 ) -> Result<(PathBuf, RunSummary)> {
     let started = Instant::now();
     let config = &request.config;
+    if config.train.device != DeviceKind::Cpu {
+        config.train.device.probe::<B>(&device)?;
+    }
     if !config.model.base_quant.is_none() {
         return Err(tb_train::Error::ConfigValue {
             field: "model.base_quant".into(),

@@ -204,6 +204,39 @@ impl DeviceKind {
         }
     }
 
+    /// Starts backend `B` on `device` with one tiny computation and turns a failure (no CUDA
+    /// driver, no wgpu adapter: the backends panic on their own threads) into an error naming
+    /// `train.device`, before anything is loaded.
+    ///
+    /// # Errors
+    /// [`Error::ConfigValue`] with the backend's message.
+    pub fn probe<B: burn::tensor::backend::Backend>(self, device: &B::Device) -> Result<()> {
+        use burn::tensor::Tensor;
+        let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Tensor::<B, 1>::from_floats([1.0, 2.0], device)
+                .sum()
+                .into_scalar()
+        }));
+        match started {
+            Ok(_) => Ok(()),
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
+                    .unwrap_or_else(|| "the backend panicked".into());
+                Err(Error::ConfigValue {
+                    field: "train.device".into(),
+                    message: format!(
+                        "`{}`: the backend could not start on this machine (is the {} driver installed?): {why}",
+                        self.name(),
+                        if self == Self::Cuda { "NVIDIA" } else { "Vulkan/GPU" }
+                    ),
+                })
+            }
+        }
+    }
+
     /// The error for a device this build has no backend for.
     pub fn not_built(self) -> Error {
         Error::ConfigValue {

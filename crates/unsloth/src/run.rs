@@ -179,6 +179,9 @@ where
 {
     let started = Instant::now();
     let config = &request.config;
+    if config.train.device != DeviceKind::Cpu {
+        config.train.device.probe::<B>(&device)?;
+    }
     let quants = parse_quants(&request.gguf)?;
     if config.lora.dropout != 0.0 {
         return Err(tb_train::Error::ConfigValue {
