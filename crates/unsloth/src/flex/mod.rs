@@ -8,6 +8,7 @@ mod cross_entropy;
 mod packed_matmul;
 mod rms_norm;
 mod rope;
+mod strided_gemm;
 mod swiglu;
 mod vector;
 

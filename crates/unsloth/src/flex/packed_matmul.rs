@@ -12,100 +12,13 @@
 
 use rayon::prelude::*;
 
+use super::strided_gemm::{gemm, Strided};
 use crate::packed_base::PackedWeight;
 
 /// Output rows dequantised per forward tile.
 pub(crate) const FWD_TILE_ROWS: usize = 64;
 /// Weight rows dequantised per step of a backward block column.
 pub(crate) const BWD_TILE_ROWS: usize = 256;
-
-/// A strided read-only matrix view: element `(i, j)` is `data[offset + i·rs + j·cs]`.
-#[derive(Clone, Copy)]
-struct View<'a> {
-    data: &'a [f32],
-    offset: usize,
-    rows: usize,
-    cols: usize,
-    rs: usize,
-    cs: usize,
-}
-
-impl<'a> View<'a> {
-    /// A row-major `[rows, cols]` matrix.
-    fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        Self::new(data, 0, rows, cols, cols, 1)
-    }
-
-    /// Checks that every element lies inside `data` (the `gemm` call below relies on it).
-    fn new(data: &'a [f32], offset: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
-        if rows > 0 && cols > 0 {
-            let last = offset + (rows - 1) * rs + (cols - 1) * cs;
-            assert!(last < data.len(), "invariant: view inside its slice");
-        }
-        Self {
-            data,
-            offset,
-            rows,
-            cols,
-            rs,
-            cs,
-        }
-    }
-
-    /// The transpose (same data).
-    fn t(self) -> Self {
-        Self {
-            rows: self.cols,
-            cols: self.rows,
-            rs: self.cs,
-            cs: self.rs,
-            ..self
-        }
-    }
-}
-
-/// `dst = lhs·rhs` (or `dst += lhs·rhs` when `accumulate`), `dst` row-major
-/// `[lhs.rows, rhs.cols]`, single-threaded (the callers parallelise over tiles).
-fn gemm(dst: &mut [f32], accumulate: bool, lhs: View<'_>, rhs: View<'_>) {
-    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
-    assert_eq!(rhs.rows, k, "invariant: inner dimensions agree");
-    assert_eq!(dst.len(), m * n, "invariant: destination is [m, n]");
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            dst.fill(0.0);
-        }
-        return;
-    }
-    let isz = |x: usize| isize::try_from(x).expect("invariant: strides fit in isize");
-    // SAFETY: `View::new` checked that every element of lhs and rhs lies inside its slice; dst
-    // is an exclusively borrowed row-major [m, n] buffer (checked above), so it aliases neither.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            isz(n),
-            accumulate,
-            lhs.data.as_ptr().add(lhs.offset),
-            isz(lhs.cs),
-            isz(lhs.rs),
-            rhs.data.as_ptr().add(rhs.offset),
-            isz(rhs.cs),
-            isz(rhs.rs),
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
 
 /// Row-major `[cols, rows]` transpose of a row-major `[rows, cols]` matrix (parallel over the
 /// output rows).
@@ -129,7 +42,7 @@ pub(crate) fn forward(x: &[f32], tokens: usize, w: &PackedWeight) -> Vec<f32> {
     if tokens == 0 {
         return Vec::new();
     }
-    let xt = View::row_major(x, tokens, d_in).t();
+    let xt = Strided::row_major(x, tokens, d_in).t();
     let all_blocks = 0..w.blocks_per_row();
     let mut yt = vec![0.0; d_out * tokens];
     yt.par_chunks_mut(FWD_TILE_ROWS * tokens)
@@ -140,7 +53,7 @@ pub(crate) fn forward(x: &[f32], tokens: usize, w: &PackedWeight) -> Vec<f32> {
             scratch.resize(rows * d_in, 0.0);
             w.dequantize_tile(r0..r0 + rows, all_blocks.clone(), scratch);
             // yᵀ[r0.., :] = W[r0.., :] · xᵀ
-            gemm(dst, false, View::row_major(scratch, rows, d_in), xt);
+            gemm(dst, false, Strided::row_major(scratch, rows, d_in), xt, 1.0);
         });
     transpose(&yt, d_out, tokens)
 }
@@ -163,9 +76,9 @@ pub(crate) fn backward(dy: &[f32], tokens: usize, w: &PackedWeight) -> Vec<f32> 
                 scratch.resize(rows * width, 0.0);
                 w.dequantize_tile(r0..r0 + rows, block..block + 1, scratch);
                 // dxᵀ[cols, :] += W[r0.., cols]ᵀ · dy[:, r0..]ᵀ
-                let lhs = View::row_major(scratch, rows, width).t();
-                let rhs = View::new(dy, r0, rows, tokens, 1, d_out);
-                gemm(dst, r0 > 0, lhs, rhs);
+                let lhs = Strided::row_major(scratch, rows, width).t();
+                let rhs = Strided::new(dy, r0, [rows, tokens], [1, d_out]);
+                gemm(dst, r0 > 0, lhs, rhs, 1.0);
             }
         });
     transpose(&dxt, d_in, tokens)
