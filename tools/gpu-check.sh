@@ -3,7 +3,9 @@
 # both trainers on CUDA, on the tiny shape and on TURKCELL-LLM-7b-v1's full width with LAYERS
 # decoder layers (seeded random weights from `tunebench make-model`), SEQ tokens per example,
 # 4 examples per step, LoRA r 16 on all 7 projections; prints trained tokens/s and peak device
-# memory per run. Everything lands in $OUT (default target/gpu-check).
+# memory per run. RUNS picks the runs per shape: `peft`, `unsloth`, and `unsloth-nf4` (the
+# Unsloth-style trainer on a 4-bit NF4 frozen base, kept packed on the device). Everything lands
+# in $OUT (default target/gpu-check).
 #
 #   tools/gpu-check.sh                      # build with --features cuda, then run
 #   DEVICE=wgpu tools/gpu-check.sh          # the same through wgpu (lavapipe here: tiny only)
@@ -15,6 +17,7 @@ LAYERS=${LAYERS:-4}
 STEPS=${STEPS:-6}
 SEQ=${SEQ:-512}
 SHAPES=${SHAPES:-"tiny t7b"}
+RUNS=${RUNS:-"peft unsloth unsloth-nf4"}
 OUT=$(mkdir -p "${OUT:-target/gpu-check}" && cd "${OUT:-target/gpu-check}" && pwd)
 if [ -z "${BIN:-}" ]; then
   echo "== cargo build --release --features $DEVICE"
@@ -31,13 +34,17 @@ nvsmi() { command -v nvidia-smi >/dev/null && nvidia-smi "$@"; }
 nvsmi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"
 rows=()
 for shape in $SHAPES; do
-  for method in peft unsloth; do
-    cfg="$OUT/$shape-$method.toml"
+  for variant in $RUNS; do
+    method=${variant%%-*}
+    quant=none
+    [ "$variant" = "$method" ] || quant=${variant#*-}
+    cfg="$OUT/$shape-$variant.toml"
     cat > "$cfg" <<TOML
-name = "gpu-$shape-$method"
+name = "gpu-$shape-$variant"
 [model]
 base = "$OUT/$shape"
 dtype = "f32"
+base_quant = "$quant"
 [data]
 train = "$data"
 max_seq_len = $SEQ
@@ -57,15 +64,15 @@ alpha = 32
 dropout = 0.0
 targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 TOML
-    log="$OUT/$shape-$method.log"
-    mem="$OUT/$shape-$method.mem"
+    log="$OUT/$shape-$variant.log"
+    mem="$OUT/$shape-$variant.mem"
     : > "$mem"
     sampler=
     if command -v nvidia-smi >/dev/null; then
       nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > "$mem" &
       sampler=$!
     fi
-    echo "== train $method on $shape ($DEVICE)"
+    echo "== train $method (base_quant $quant) on $shape ($DEVICE)"
     start=$(date +%s)
     status=ok
     "$BIN" train "$method" --config "$cfg" --no-progress > "$log" 2>&1 || status="failed (see $log)"
@@ -75,11 +82,11 @@ TOML
     tps=$(python3 -c "import json,sys;print(round(json.load(open(sys.argv[1]))['tokens_per_s'],1))" "$run/summary.json" 2>/dev/null || echo "-")
     rss=$(python3 -c "import json,sys;print(round(json.load(open(sys.argv[1]))['peak_rss_mib']))" "$run/summary.json" 2>/dev/null || echo "-")
     vram=$(sort -n "$mem" | tail -1)
-    rows+=("| $shape | $method | $status | ${secs}s | $tps | ${vram:--} | $rss |")
+    rows+=("| $shape | $variant | $status | ${secs}s | $tps | ${vram:--} | $rss |")
     tail -3 "$log"
   done
 done
 echo
-echo "| shape | method | status | wall | tokens/s | peak VRAM MiB (nvidia-smi) | peak RSS MiB |"
+echo "| shape | run | status | wall | tokens/s | peak VRAM MiB (nvidia-smi) | peak RSS MiB |"
 echo "|---|---|---|---:|---:|---:|---:|"
 printf '%s\n' "${rows[@]}"

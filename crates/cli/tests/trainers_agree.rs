@@ -10,7 +10,7 @@ use common::*;
 use tb_data::{tokenize_records, Dataset, Truncation};
 use tb_model::{CpuBackend, LoadedModel};
 use tb_train::lora::{attach_lora, InitLoraWeights, LoraConfig, TargetModules};
-use tb_train::{ExperimentConfig, Trainer};
+use tb_train::{ActivationCheckpointing, ExperimentConfig, Trainer};
 
 type B = Autodiff<CpuBackend>;
 
@@ -65,7 +65,7 @@ fn one_step_same_loss_and_gradients() {
         pad_id: 0,
         row_len: 160,
         ce_chunk: 7,
-        checkpoint_layers: false,
+        checkpoint_layers: ActivationCheckpointing::None,
         device,
         backend_name: "flex+fused".into(),
     };
@@ -97,18 +97,24 @@ fn one_step_same_loss_and_gradients() {
         a.grads.len()
     );
     assert!(worst < 1e-4, "{worst}");
-    // Per-layer activation checkpointing (recompute in backward) gives the same numbers.
-    fused.checkpoint_layers = true;
-    let c = fused.micro_step(&fb, scale, 1).unwrap();
-    assert!((c.loss_sum - a.loss_sum).abs() / a.loss_sum.abs() < 1e-4);
-    let mut worst_ckpt = 0f32;
-    for (ga, gc) in a.grads.iter().zip(&c.grads) {
-        assert_eq!(ga.name, gc.name);
-        worst_ckpt = worst_ckpt.max(rel_err(&gc.data, &ga.data));
+    // Per-layer activation checkpointing (the hand-written layer backward, recomputing the
+    // whole layer or only its attention half) gives the same numbers.
+    for mode in [
+        ActivationCheckpointing::Layer,
+        ActivationCheckpointing::Attention,
+    ] {
+        fused.checkpoint_layers = mode;
+        let c = fused.micro_step(&fb, scale, 1).unwrap();
+        assert!((c.loss_sum - a.loss_sum).abs() / a.loss_sum.abs() < 1e-4);
+        let mut worst_ckpt = 0f32;
+        for (ga, gc) in a.grads.iter().zip(&c.grads) {
+            assert_eq!(ga.name, gc.name);
+            worst_ckpt = worst_ckpt.max(rel_err(&gc.data, &ga.data));
+        }
+        eprintln!("with activation checkpointing {mode:?}: max relative error {worst_ckpt:.2e}");
+        assert_eq!(c.grads.len(), a.grads.len());
+        assert!(worst_ckpt < 1e-4, "{mode:?}: {worst_ckpt}");
     }
-    eprintln!("with activation checkpointing: max relative error {worst_ckpt:.2e}");
-    assert_eq!(c.grads.len(), a.grads.len());
-    assert!(worst_ckpt < 1e-4, "{worst_ckpt}");
     // And the eval path (no autodiff) agrees too.
     let ea = peft.eval_loss_sum(&pb).unwrap();
     let eb = fused.eval_loss_sum(&fb).unwrap();

@@ -89,6 +89,14 @@ pub enum Error {
     /// Invalid arguments to generation or forward passes.
     #[error("{0}")]
     InvalidInput(String),
+    /// A [`crate::weights::WeightSink`] refused a weight handed to it while loading.
+    #[error("tensor `{name}`: {message}")]
+    WeightSink {
+        /// HF name of the tensor.
+        name: String,
+        /// What the sink reported.
+        message: String,
+    },
 }
 
 /// Result alias of tb-model.

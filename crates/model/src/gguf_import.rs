@@ -9,7 +9,7 @@ use tb_gguf::{hf_to_gguf_name, unpermute_qk, GgufFile};
 use crate::causal_lm::CausalLm;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-use crate::weights::{build_model, expected_tensors};
+use crate::weights::{build_model_with, expected_tensors, WeightSink};
 
 /// An opened GGUF with its model config.
 pub struct GgufModel {
@@ -66,13 +66,25 @@ impl GgufModel {
 
     /// Builds the Burn model.
     pub fn load<B: Backend>(&self, device: &B::Device) -> Result<CausalLm<B>> {
+        self.load_with(device, None)
+    }
+
+    /// [`Self::load`], handing the projections `sink` wants to it (see [`WeightSink`]).
+    pub fn load_with<B: Backend>(
+        &self,
+        device: &B::Device,
+        sink: Option<&mut dyn WeightSink>,
+    ) -> Result<CausalLm<B>> {
         // Check every name and shape before converting any data, so a bad file fails fast.
         for (hf, shape) in expected_tensors(&self.config) {
             self.checked_name(&hf, &shape)?;
         }
-        build_model(&self.config, device, &mut |hf, shape| {
-            self.tensor_hf(hf, shape)
-        })
+        build_model_with(
+            &self.config,
+            device,
+            &mut |hf, shape| self.tensor_hf(hf, shape),
+            sink,
+        )
     }
 }
 

@@ -56,29 +56,49 @@ impl<B: Backend> LoraBranch<B> {
 /// `y = x · W (+ LoRA)` without bias (all Llama/Mistral projections are bias-free).
 #[derive(Module, Debug)]
 pub struct Linear<B: Backend> {
-    /// Weight, `[d_input, d_output]` (the transpose of HF's `weight`).
+    /// Weight, `[d_input, d_output]` (the transpose of HF's `weight`); `[0, 0]` when the weight
+    /// is held outside the module ([`Self::external`]).
     pub weight: Param<Tensor<B, 2>>,
     /// Optional adapter branch.
     pub lora: Option<LoraBranch<B>>,
+    /// Input width (kept apart from `weight`, which may be empty).
+    pub d_in: usize,
+    /// Output width.
+    pub d_out: usize,
 }
 
 impl<B: Backend> Linear<B> {
     /// Wraps a weight given in Burn layout `[d_input, d_output]`.
     pub fn from_weight(weight: Tensor<B, 2>) -> Self {
+        let [d_in, d_out] = weight.dims();
         Self {
             weight: Param::from_tensor(weight),
             lora: None,
+            d_in,
+            d_out,
+        }
+    }
+
+    /// A `d_in → d_out` projection whose weight lives outside the module (a trainer's 4-bit
+    /// copy of a frozen base): the module holds an empty `[0, 0]` weight, so its own
+    /// [`Self::forward`] cannot run; the widths stay known for attaching adapters.
+    pub fn external(d_in: usize, d_out: usize, device: &B::Device) -> Self {
+        Self {
+            weight: Param::from_tensor(Tensor::zeros([0, 0], device)),
+            lora: None,
+            d_in,
+            d_out,
         }
     }
 
     /// Input width.
     pub fn d_input(&self) -> usize {
-        self.weight.shape().dims::<2>()[0]
+        self.d_in
     }
 
     /// Output width.
     pub fn d_output(&self) -> usize {
-        self.weight.shape().dims::<2>()[1]
+        self.d_out
     }
 
     /// Applies the projection (and the adapter branch, if any) to the last dimension.
@@ -93,7 +113,8 @@ impl<B: Backend> Linear<B> {
         if let Some(lora) = &self.lora {
             y = y + lora.forward(rows);
         }
-        y.reshape([b, s, self.d_output()])
+        let d_out = y.dims()[1];
+        y.reshape([b, s, d_out])
     }
 
     /// The weight with the adapter folded in (`W + scale · A · B`), `[d_input, d_output]`.

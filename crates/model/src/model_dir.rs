@@ -9,7 +9,7 @@ use crate::checkpoint::SafetensorsCheckpoint;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::tokenizer::TextTokenizer;
-use crate::weights::load_safetensors;
+use crate::weights::{load_safetensors, load_safetensors_with, WeightSink};
 
 /// An opened (not yet loaded) HF model directory.
 pub struct ModelDir {
@@ -58,6 +58,15 @@ impl ModelDir {
     pub fn load<B: Backend>(&self, device: &B::Device) -> Result<CausalLm<B>> {
         load_safetensors(&self.config, &self.checkpoint, device)
     }
+
+    /// [`Self::load`], handing the projections `sink` wants to it (see [`WeightSink`]).
+    pub fn load_with<B: Backend>(
+        &self,
+        device: &B::Device,
+        sink: Option<&mut dyn WeightSink>,
+    ) -> Result<CausalLm<B>> {
+        load_safetensors_with(&self.config, &self.checkpoint, device, sink)
+    }
 }
 
 /// A model ready to run: config, weights and tokenizer.
@@ -73,11 +82,21 @@ pub struct LoadedModel<B: Backend> {
 impl<B: Backend> LoadedModel<B> {
     /// Loads an HF directory, or a `.gguf` file (tokenizer rebuilt from its metadata).
     pub fn load(path: impl AsRef<Path>, device: &B::Device) -> Result<Self> {
+        Self::load_with(path, device, None)
+    }
+
+    /// [`Self::load`], handing the projections `sink` wants to it instead of the model (see
+    /// [`WeightSink`]).
+    pub fn load_with(
+        path: impl AsRef<Path>,
+        device: &B::Device,
+        sink: Option<&mut dyn WeightSink>,
+    ) -> Result<Self> {
         let path = path.as_ref();
         if path.is_file() {
             let gguf = crate::gguf_import::GgufModel::open(path)?;
             let tokenizer = crate::gguf_tokenizer::GgufVocab::from_gguf(&gguf.file)?.build()?;
-            let model = gguf.load(device)?;
+            let model = gguf.load_with(device, sink)?;
             return Ok(Self {
                 config: gguf.config,
                 model,
@@ -86,7 +105,7 @@ impl<B: Backend> LoadedModel<B> {
         }
         let dir = ModelDir::open(path)?;
         let tokenizer = dir.tokenizer()?;
-        let model = dir.load(device)?;
+        let model = dir.load_with(device, sink)?;
         Ok(Self {
             config: dir.config,
             model,

@@ -57,11 +57,43 @@ pub fn expected_tensors(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
 /// Source of HF-named f32 tensors: `fetch(name, hf_shape)` returns row-major data.
 pub type FetchTensor<'a> = dyn FnMut(&str, &[usize]) -> Result<Vec<f32>> + 'a;
 
+/// Takes the weights of chosen decoder projections while a model is built, in place of the
+/// model: a trainer that keeps a frozen base in another form (4-bit blocks) receives each
+/// weight as it is read and the model gets [`Linear::external`] projections, so no dense copy of
+/// those weights ever exists beside the other form.
+pub trait WeightSink {
+    /// Whether the projection weight `name` (HF name, e.g.
+    /// `model.layers.0.mlp.up_proj.weight`) goes to the sink.
+    fn wants(&self, name: &str) -> bool;
+
+    /// Receives weight `name` in HF layout, row-major `[d_out, d_in]`.
+    ///
+    /// # Errors
+    /// A message the loader reports as [`Error::WeightSink`] naming the tensor.
+    fn take(
+        &mut self,
+        name: &str,
+        values: Vec<f32>,
+        d_out: usize,
+        d_in: usize,
+    ) -> std::result::Result<(), String>;
+}
+
 /// Builds the model, asking `fetch` for every tensor of [`expected_tensors`].
 pub fn build_model<B: Backend>(
     config: &ModelConfig,
     device: &B::Device,
     fetch: &mut FetchTensor<'_>,
+) -> Result<CausalLm<B>> {
+    build_model_with(config, device, fetch, None)
+}
+
+/// [`build_model`], handing the decoder projections `sink` wants to it instead of the model.
+pub fn build_model_with<B: Backend>(
+    config: &ModelConfig,
+    device: &B::Device,
+    fetch: &mut FetchTensor<'_>,
+    mut sink: Option<&mut dyn WeightSink>,
 ) -> Result<CausalLm<B>> {
     let matrix = |fetch: &mut FetchTensor<'_>, name: &str, rows: usize, cols: usize| {
         let data = fetch(name, &[rows, cols])?;
@@ -76,7 +108,16 @@ pub fn build_model<B: Backend>(
     let ff = config.intermediate_size;
     let eps = config.rms_norm_eps;
 
-    let linear = |fetch: &mut FetchTensor<'_>, name: String, out: usize, inp: usize| {
+    let mut linear = |fetch: &mut FetchTensor<'_>, name: String, out: usize, inp: usize| {
+        if let Some(sink) = sink.as_deref_mut().filter(|s| s.wants(&name)) {
+            let values = fetch(&name, &[out, inp])?;
+            sink.take(&name, values, out, inp)
+                .map_err(|message| Error::WeightSink {
+                    name: name.clone(),
+                    message,
+                })?;
+            return Ok(Linear::external(inp, out, device));
+        }
         // HF [out, in] -> Burn [in, out]
         Ok::<_, Error>(Linear::from_weight(
             matrix(fetch, &name, out, inp)?.transpose(),
@@ -160,6 +201,16 @@ pub fn load_safetensors<B: Backend>(
     checkpoint: &SafetensorsCheckpoint,
     device: &B::Device,
 ) -> Result<CausalLm<B>> {
+    load_safetensors_with(config, checkpoint, device, None)
+}
+
+/// [`load_safetensors`] with a [`WeightSink`] (see [`build_model_with`]).
+pub fn load_safetensors_with<B: Backend>(
+    config: &ModelConfig,
+    checkpoint: &SafetensorsCheckpoint,
+    device: &B::Device,
+    sink: Option<&mut dyn WeightSink>,
+) -> Result<CausalLm<B>> {
     let expected = expected_tensors(config);
     let extra: Vec<&str> = checkpoint
         .names()
@@ -189,7 +240,10 @@ pub fn load_safetensors<B: Backend>(
         }
         checkpoint.dtype(name)?;
     }
-    build_model(config, device, &mut |name, shape| {
-        checkpoint.tensor_f32(name, shape)
-    })
+    build_model_with(
+        config,
+        device,
+        &mut |name, shape| checkpoint.tensor_f32(name, shape),
+        sink,
+    )
 }

@@ -22,7 +22,10 @@ pub mod serving;
 pub mod session;
 pub mod trainer;
 
-pub use config::{BaseQuant, DeviceKind, ExperimentConfig, LoraSection, ScheduleKind, Targets};
+pub use config::{
+    ActivationCheckpointing, BaseQuant, DeviceKind, ExperimentConfig, LoraSection, ScheduleKind,
+    Targets,
+};
 pub use error::{Error, Result};
 pub use lora::{Adapter, LoraConfig};
 pub use loss::cross_entropy_sum;

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use burn::prelude::Backend;
 use tb_data::{tokenize_records, Dataset, Split, TokenizedExample};
+use tb_model::weights::WeightSink;
 use tb_model::{CausalLm, LoadedModel, TextTokenizer};
 
 use crate::config::ExperimentConfig;
@@ -135,7 +136,23 @@ pub fn prepare<B: Backend>(
     resume: Option<&Path>,
     device: &B::Device,
 ) -> Result<Prepared<B>> {
-    let loaded = LoadedModel::<B>::load(&config.model.base, device)?;
+    prepare_with(config, method, resume, device, None)
+}
+
+/// [`prepare`], loading the base through `sink`: the projections it wants go to it as they are
+/// read and stay empty in the model (see [`tb_model::weights::WeightSink`]; the LoRA branches
+/// still get their widths).
+///
+/// # Errors
+/// As [`prepare`], plus what the sink reports (naming the tensor).
+pub fn prepare_with<B: Backend>(
+    config: &ExperimentConfig,
+    method: &str,
+    resume: Option<&Path>,
+    device: &B::Device,
+    sink: Option<&mut dyn WeightSink>,
+) -> Result<Prepared<B>> {
+    let loaded = LoadedModel::<B>::load_with(&config.model.base, device, sink)?;
     let (train, eval) = load_examples(config, &loaded.tokenizer)?;
     let base_name = config.model.base.to_string_lossy().into_owned();
     let lora = LoraConfig::from_experiment(&config.lora, Some(base_name));

@@ -1,6 +1,6 @@
 //! The experiment file: defaults, unknown keys, bad values, path resolution, hashing.
 
-use tb_train::{BaseQuant, ExperimentConfig, ScheduleKind, Targets};
+use tb_train::{ActivationCheckpointing, BaseQuant, ExperimentConfig, ScheduleKind, Targets};
 
 const MINIMAL: &str = r#"
 [model]
@@ -119,4 +119,40 @@ fn base_quant_defaults_to_none_and_leaves_old_configs_unchanged() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("int4") && err.contains("nf4"), "{err}");
+}
+
+#[test]
+fn activation_checkpointing_takes_a_mode_or_a_boolean() {
+    let c = ExperimentConfig::parse(MINIMAL).unwrap();
+    assert_eq!(
+        c.train.activation_checkpointing,
+        ActivationCheckpointing::Layer
+    );
+    let with = |v: &str| format!("{MINIMAL}[train]\nactivation_checkpointing = {v}\n");
+    for (v, want) in [
+        ("true", ActivationCheckpointing::Layer),
+        ("false", ActivationCheckpointing::None),
+        ("\"layer\"", ActivationCheckpointing::Layer),
+        ("\"attention\"", ActivationCheckpointing::Attention),
+        ("\"none\"", ActivationCheckpointing::None),
+    ] {
+        let parsed = ExperimentConfig::parse(&with(v)).unwrap();
+        assert_eq!(parsed.train.activation_checkpointing, want, "{v}");
+        // The resolved file writes the mode's name and reads back the same.
+        let toml = parsed.to_toml();
+        assert_eq!(ExperimentConfig::parse(&toml).unwrap(), parsed, "{toml}");
+    }
+    for bad in ["\"selective\"", "3"] {
+        let err = ExperimentConfig::parse(&with(bad)).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("activation_checkpointing"), "{bad}: {msg}");
+    }
+    let err = format!(
+        "{:#}",
+        ExperimentConfig::parse(&with("\"selective\"")).unwrap_err()
+    );
+    assert!(
+        err.contains("selective") && err.contains("attention"),
+        "{err}"
+    );
 }

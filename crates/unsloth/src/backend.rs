@@ -295,9 +295,11 @@ pub trait FusedBackend: Backend {
     /// Matmul against a packed frozen base: `y = x·Wᵀ` with `W` the packed `[d_out, d_in]`
     /// weight (the base term of a LoRA projection).
     ///
-    /// This default, for backends without a tiled kernel, dequantises the **whole** weight into
-    /// a transient dense tensor for the duration of the call (the packed weight stays the only
-    /// copy between calls). Flex overrides it with a kernel that dequantises 64 output rows at a
+    /// This default, for backends without a tiled kernel (the CubeCL backends), keeps the packed
+    /// weight on the device ([`PackedWeight::device_copy`], uploaded once) and dequantises the
+    /// **whole** weight there into a transient dense tensor for the duration of the call, as
+    /// bitsandbytes does on a GPU (the packed weight stays the only copy between calls). Flex
+    /// overrides it with a kernel that dequantises 64 output rows at a
     /// time and never holds a dense copy.
     ///
     /// # Shapes

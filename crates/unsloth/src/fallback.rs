@@ -2,7 +2,8 @@
 //! backends without their own kernels (CUDA, wgpu before CubeCL kernels replace them). They
 //! give the same results as the Flex kernels; the attention backward here materialises the
 //! `[seq, seq]` probabilities of one call (it still keeps nothing `[seq, seq]` between forward
-//! and backward), and the packed-base matmuls dequantise the whole weight for the call.
+//! and backward), and the packed-base matmuls dequantise the whole weight for the call, on the device, from
+//! a packed copy uploaded once.
 //!
 //! Shapes are those of the matching [`crate::FusedBackend`] method.
 
@@ -253,21 +254,23 @@ pub fn attention_bwd<B: Backend>(
     )
 }
 
-/// The packed weight dequantised (scalar reference) into a dense `[d_out, d_in]` tensor of
-/// `like`'s dtype on its device: a transient copy, dropped when the calling op returns.
+/// The packed weight dequantised on `like`'s device from its cached device copy
+/// ([`PackedWeight::device_copy`]: uploaded once, still 4-bit), in `like`'s dtype: a transient
+/// dense copy, dropped when the calling op returns.
 fn dense_packed<B: Backend>(w: &PackedWeight, like: &Tensor<B, 2>) -> Tensor<B, 2> {
-    let data = TensorData::new(w.dequantize(), [w.d_out(), w.d_in()]);
-    Tensor::<B, 2>::from_data(data, &like.device()).cast(like.dtype())
+    w.device_copy::<B>(&like.device())
+        .dense()
+        .cast(like.dtype())
 }
 
-/// See [`crate::FusedBackend::packed_linear_fwd`] (whole-weight dequantisation per call).
+/// See [`crate::FusedBackend::packed_linear_fwd`] (whole-weight dequantisation on the device per call).
 pub fn packed_linear_fwd<B: Backend>(x: FloatTensor<B>, w: &PackedWeight) -> FloatTensor<B> {
     let x = tensor::<B, 2>(x);
     let dense = dense_packed(w, &x);
     prim(x.matmul(dense.transpose()))
 }
 
-/// See [`crate::FusedBackend::packed_linear_bwd`] (whole-weight dequantisation per call).
+/// See [`crate::FusedBackend::packed_linear_bwd`] (whole-weight dequantisation on the device per call).
 pub fn packed_linear_bwd<B: Backend>(dy: FloatTensor<B>, w: &PackedWeight) -> FloatTensor<B> {
     let dy = tensor::<B, 2>(dy);
     let dense = dense_packed(w, &dy);

@@ -25,7 +25,7 @@ use crate::packed_base::{LayerBases, PackedBases, PackedWeight};
 pub const DEFAULT_CE_CHUNK: usize = 256;
 
 /// The LoRA weights of an adapted projection, its base packed (`packed`) or dense.
-fn lora_weights<B: Backend>(
+pub(crate) fn lora_weights<B: Backend>(
     lin: &Linear<B>,
     packed: Option<&Arc<PackedWeight>>,
 ) -> Option<LoraWeights<Tensor<B, 2>>> {

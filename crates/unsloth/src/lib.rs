@@ -2,7 +2,8 @@
 //!
 //! The trainer ([`train_unsloth`], [`UnslothTrainer`]) runs the decoder through the fused ops
 //! ([`fused_model`]) on padding-free packed micro-batches with the chunked loss and per-layer
-//! activation checkpointing, saves a PEFT-format adapter, and with `--gguf` merges it into the
+//! activation checkpointing (a whole decoder layer with a hand-written backward,
+//! [`layer_backward`], recomputing the layer or only its attention half), saves a PEFT-format adapter, and with `--gguf` merges it into the
 //! unquantised base, writes GGUFs through tb-gguf and an Ollama [`modelfile`].
 //!
 //! The ops live in one backend extension, [`FusedBackend`]. Each op has
@@ -38,6 +39,7 @@ mod error;
 pub mod fallback;
 mod flex;
 pub mod fused_model;
+pub mod layer_backward;
 pub mod modelfile;
 pub mod ops;
 pub mod packed_base;

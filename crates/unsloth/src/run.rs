@@ -22,6 +22,7 @@ use std::time::Instant;
 use burn::backend::Autodiff;
 use burn::tensor::backend::AutodiffBackend;
 use tb_gguf::{ExportOptions, QuantMix};
+use tb_model::weights::WeightSink;
 use tb_model::CpuBackend;
 use tb_train::lora::{save_adapter, Adapter, LoraConfig};
 use tb_train::{
@@ -32,7 +33,7 @@ use tb_train::{
 use crate::backend::FusedBackend;
 use crate::fused_model::DEFAULT_CE_CHUNK;
 use crate::modelfile::{modelfile, ollama_chat};
-use crate::packed_base::{pack_adapted_bases, PackedBases, QuantFormat, PROJECTIONS};
+use crate::packed_base::{PackedBases, PackingSink, QuantFormat, PROJECTIONS};
 use crate::trainer::UnslothTrainer;
 
 /// What to run.
@@ -206,21 +207,30 @@ where
     if let Some(format) = format {
         check_packable(config, format)?;
     }
-    let mut prepared =
-        tb_train::session::prepare::<B>(config, "unsloth", request.resume.as_deref(), &device)?;
-    let (bases, backend_name) = match format {
-        None => (PackedBases::dense(), backend_name.to_string()),
-        Some(format) => {
-            let bases = pack_adapted_bases(&mut prepared.model, format).map_err(quant_error)?;
+    // With a 4-bit base, the adapted projections are packed as the loader reads them: their
+    // dense weights never exist together.
+    let mut sink = format
+        .map(|format| PackingSink::new(format, LoraConfig::from_experiment(&config.lora, None)));
+    let prepared = tb_train::session::prepare_with::<B>(
+        config,
+        "unsloth",
+        request.resume.as_deref(),
+        &device,
+        sink.as_mut().map(|s| s as &mut dyn WeightSink),
+    )?;
+    let (bases, backend_name) = match (format, sink) {
+        (Some(format), Some(sink)) => {
+            let bases = sink.into_bases(&prepared.model).map_err(quant_error)?;
             tracing::info!(
                 %format,
                 projections = bases.len(),
                 packed_mib = bases.packed_bytes() as f64 / (1 << 20) as f64,
-                "frozen bases of the adapted projections packed to 4 bits"
+                "frozen bases of the adapted projections packed to 4 bits while loading"
             );
             release_freed_memory();
             (bases, format!("{backend_name}+{}", config.model.base_quant))
         }
+        _ => (PackedBases::dense(), backend_name.to_string()),
     };
     let mut trainer = UnslothTrainer::<B> {
         model: prepared.model,

@@ -7,12 +7,15 @@ use burn::tensor::backend::AutodiffBackend;
 use tb_data::{packed_batch, Batch, TokenizedExample};
 use tb_model::layer::DecoderLayer;
 use tb_model::{CausalLm, Linear};
-use tb_train::lora::{adapter_grads, adapter_tensors, projection_grads, set_adapter_tensors};
-use tb_train::{MicroStep, NamedTensor, Trainer};
+use tb_train::lora::{
+    adapter_grads, adapter_tensors, peft_key, projection_grads, set_adapter_tensors, transpose,
+};
+use tb_train::{ActivationCheckpointing, MicroStep, NamedTensor, Trainer};
 
 use crate::backend::FusedBackend;
 use crate::fused_model::{batch_tensors, decoder_layer, head_loss_mean, loss_mean, rope_angles};
-use crate::packed_base::PackedBases;
+use crate::layer_backward::{self, LayerCheckpoint, LayerInputs, LayerWeights, Recompute};
+use crate::packed_base::{PackedBases, PROJECTIONS};
 
 /// A model with LoRA branches trained through the fused ops.
 pub struct UnslothTrainer<B: AutodiffBackend + FusedBackend>
@@ -32,9 +35,11 @@ where
     pub row_len: usize,
     /// Tokens per chunk of the fused cross-entropy.
     pub ce_chunk: usize,
-    /// Per-layer activation checkpointing: the forward keeps only each layer's input; the
-    /// backward recomputes one layer at a time (about one extra forward of compute).
-    pub checkpoint_layers: bool,
+    /// Per-layer activation checkpointing: with `Layer` the forward keeps only each layer's
+    /// input and post-attention residual and the backward recomputes one layer at a time;
+    /// `Attention` also keeps the MLP's activations; `None` keeps every activation (see
+    /// [`ActivationCheckpointing`] and [`crate::layer_backward`]).
+    pub checkpoint_layers: ActivationCheckpointing,
     /// Device.
     pub device: B::Device,
     /// Backend name for reports.
@@ -43,6 +48,48 @@ where
 
 fn method_error(e: impl std::fmt::Display) -> tb_train::Error {
     tb_train::Error::Method(format!("fused ops: {e}"))
+}
+
+/// What the checkpointed forward kept of one layer.
+enum Kept<B: Backend> {
+    /// A layer with seven adapted projections: hand-written backward.
+    Manual(LayerWeights<B>, LayerCheckpoint<B>),
+    /// Any other layer: its input, recomputed under autodiff.
+    Input(Tensor<B, 3>),
+}
+
+/// Host values of a gradient primitive.
+fn host<B: Backend>(t: burn::tensor::ops::FloatTensor<B>) -> Vec<f32> {
+    crate::prim::tensor::<B, 2>(t)
+        .into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .unwrap_or_default()
+}
+
+/// The PEFT-named gradients of a layer's LoRA branches from the hand-written backward (`A`,
+/// `B` in Burn layout, transposed here to PEFT's `[r, d_in]`, `[d_out, r]`).
+fn manual_grads<B: Backend>(
+    layer: usize,
+    grads: layer_backward::LayerGrads<B>,
+) -> Vec<NamedTensor> {
+    let mut out = Vec::with_capacity(2 * PROJECTIONS.len());
+    for (suffix, (da, db)) in PROJECTIONS.iter().zip(grads) {
+        let module = format!("model.layers.{layer}.{suffix}");
+        let [d_in, r] = crate::prim::tensor::<B, 2>(da.clone()).dims();
+        let d_out = crate::prim::tensor::<B, 2>(db.clone()).dims()[1];
+        out.push(NamedTensor {
+            name: peft_key(&module, 'A'),
+            shape: vec![r, d_in],
+            data: transpose(&host::<B>(da), d_in, r),
+        });
+        out.push(NamedTensor {
+            name: peft_key(&module, 'B'),
+            shape: vec![d_out, r],
+            data: transpose(&host::<B>(db), r, d_out),
+        });
+    }
+    out
 }
 
 /// The seven projections of a layer in [`CausalLm::projections`] order.
@@ -63,51 +110,92 @@ impl<B: AutodiffBackend + FusedBackend> UnslothTrainer<B>
 where
     B::InnerBackend: FusedBackend,
 {
-    /// Forward without autodiff keeping only layer inputs, then layer-by-layer recompute and
-    /// backward (each layer's graph lives only while its gradients are taken).
-    fn checkpointed_step(&mut self, batch: &Batch, loss_scale: f32) -> tb_train::Result<MicroStep> {
+    /// Forward without autodiff keeping a checkpoint per layer, then layer by layer, last to
+    /// first: the hand-written layer backward ([`crate::layer_backward`]) where all seven
+    /// projections are adapted, else a recompute under autodiff whose graph lives only while
+    /// that layer's gradients are taken.
+    fn checkpointed_step(
+        &mut self,
+        batch: &Batch,
+        loss_scale: f32,
+        recompute: Recompute,
+    ) -> tb_train::Result<MicroStep> {
         let inner = self.model.valid();
         let (ids, pos, seg) = batch_tensors::<B::InnerBackend>(batch, &self.device);
         let (cos, sin) = rope_angles(&inner, pos);
-        let mut x = inner.embed_tokens.forward(ids);
-        let mut inputs = Vec::with_capacity(inner.layers.len());
+        let inputs = LayerInputs {
+            cos,
+            sin,
+            segments: seg,
+        };
+        let x = inner.embed_tokens.forward(ids);
+        let [rows, seq, hidden] = x.dims();
+        let mut x = x.reshape([rows * seq, hidden]);
+        let mut kept = Vec::with_capacity(inner.layers.len());
         for (l, layer) in inner.layers.iter().enumerate() {
-            inputs.push(x.clone());
-            x = decoder_layer(layer, self.bases.layer(l), x, &cos, &sin, &seg)
-                .map_err(method_error)?;
+            let bases = self.bases.layer(l);
+            match LayerWeights::of(layer, bases) {
+                Some(w) => {
+                    let (out, ckpt) = layer_backward::forward(&w, x, &inputs, recompute);
+                    kept.push(Kept::Manual(w, ckpt));
+                    x = out;
+                }
+                None => {
+                    let x3 = x.reshape([rows, seq, hidden]);
+                    kept.push(Kept::Input(x3.clone()));
+                    let out =
+                        decoder_layer(layer, bases, x3, &inputs.cos, &inputs.sin, &inputs.segments)
+                            .map_err(method_error)?;
+                    x = out.reshape([rows * seq, hidden]);
+                }
+            }
         }
-        drop(inner);
         let n = batch.loss_tokens as f32;
-        let top = Tensor::<B, 3>::from_inner(x).require_grad();
+        let top = Tensor::<B, 3>::from_inner(x.reshape([rows, seq, hidden])).require_grad();
         let mean = head_loss_mean(&self.model, top.clone(), &batch.targets, self.ce_chunk)
             .map_err(method_error)?;
         let loss_sum = f64::from(mean.clone().into_scalar().elem::<f32>()) * f64::from(n);
         let grads = mean.mul_scalar(loss_scale * n).backward();
         let mut upstream = top
             .grad(&grads)
-            .ok_or_else(|| method_error("no gradient reached the last hidden state"))?;
+            .ok_or_else(|| method_error("no gradient reached the last hidden state"))?
+            .reshape([rows * seq, hidden]);
         let (_, pos, seg) = batch_tensors::<B>(batch, &self.device);
         let (cos, sin) = rope_angles(&self.model, pos);
         let mut per_layer: Vec<Vec<NamedTensor>> = vec![Vec::new(); self.model.layers.len()];
         for l in (0..self.model.layers.len()).rev() {
-            let input = inputs
+            let layer_kept = kept
                 .pop()
-                .ok_or_else(|| method_error("missing layer input"))?;
-            let xin = Tensor::<B, 3>::from_inner(input).require_grad();
-            let layer = &self.model.layers[l];
-            let out = decoder_layer(layer, self.bases.layer(l), xin.clone(), &cos, &sin, &seg)
-                .map_err(method_error)?;
-            let grads = (out * Tensor::<B, 3>::from_inner(upstream))
-                .sum()
-                .backward();
-            upstream = xin
-                .grad(&grads)
-                .ok_or_else(|| method_error("no gradient reached a layer input"))?;
-            for (suffix, lin) in layer_projections(layer) {
-                if let Some(pair) =
-                    projection_grads(&format!("model.layers.{l}.{suffix}"), lin, &grads)
-                {
-                    per_layer[l].extend(pair);
+                .ok_or_else(|| method_error("missing layer checkpoint"))?;
+            match layer_kept {
+                Kept::Manual(w, ckpt) => {
+                    let (dx, g) = layer_backward::backward(&w, ckpt, upstream, &inputs, l > 0);
+                    per_layer[l] = manual_grads::<B::InnerBackend>(l, g);
+                    // The first layer's input is the frozen embedding: nothing flows further.
+                    upstream = match dx {
+                        Some(dx) => dx,
+                        None => break,
+                    };
+                }
+                Kept::Input(input) => {
+                    let xin = Tensor::<B, 3>::from_inner(input).require_grad();
+                    let layer = &self.model.layers[l];
+                    let out =
+                        decoder_layer(layer, self.bases.layer(l), xin.clone(), &cos, &sin, &seg)
+                            .map_err(method_error)?;
+                    let dout = Tensor::<B, 3>::from_inner(upstream.reshape([rows, seq, hidden]));
+                    let grads = (out * dout).sum().backward();
+                    upstream = xin
+                        .grad(&grads)
+                        .ok_or_else(|| method_error("no gradient reached a layer input"))?
+                        .reshape([rows * seq, hidden]);
+                    for (suffix, lin) in layer_projections(layer) {
+                        if let Some(pair) =
+                            projection_grads(&format!("model.layers.{l}.{suffix}"), lin, &grads)
+                        {
+                            per_layer[l].extend(pair);
+                        }
+                    }
                 }
             }
         }
@@ -169,8 +257,14 @@ where
         _seed: u64,
     ) -> tb_train::Result<MicroStep> {
         self.check_window(batch)?;
-        if self.checkpoint_layers {
-            return self.checkpointed_step(batch, loss_scale);
+        match self.checkpoint_layers {
+            ActivationCheckpointing::None => {}
+            ActivationCheckpointing::Layer => {
+                return self.checkpointed_step(batch, loss_scale, Recompute::Layer)
+            }
+            ActivationCheckpointing::Attention => {
+                return self.checkpointed_step(batch, loss_scale, Recompute::Attention)
+            }
         }
         let mean = loss_mean(&self.model, &self.bases, batch, self.ce_chunk, &self.device)
             .map_err(method_error)?;

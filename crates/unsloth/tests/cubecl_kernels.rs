@@ -12,7 +12,7 @@
 )]
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use burn::backend::wgpu::{Wgpu, WgpuDevice};
 use burn::backend::{Autodiff, Flex};
@@ -21,6 +21,7 @@ use burn::tensor::backend::AutodiffBackend;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tb_unsloth::ops::IGNORE_INDEX;
+use tb_unsloth::packed_base::{PackedWeight, QuantFormat};
 use tb_unsloth::{ops, reference, BaseWeight, LoraWeights};
 
 type Gpu = Autodiff<Wgpu>;
@@ -256,6 +257,55 @@ fn lora_linear_mlp_and_qkv_on_cubecl() {
     for (i, name) in ["q", "k", "v"].into_iter().enumerate() {
         grad("lora_qkv", &format!("A_{name}"), &qkv[i][1], &g);
         grad("lora_qkv", &format!("B_{name}"), &qkv[i][2], &g);
+    }
+}
+
+/// A LoRA projection whose frozen base is packed to 4 bits, on wgpu (the packed weight stays on
+/// the device and is dequantised there per call) against the reference on Flex with the
+/// dequantised base as a dense constant: output and the gradients of x, A and B.
+#[test]
+fn lora_linear_with_a_packed_base_on_cubecl() {
+    let Some(dev) = device() else { return };
+    let mut rng = StdRng::seed_from_u64(6);
+    // NF4 with a padded last block (d_in 200 = 3 blocks of 64 + 8), Q4_K with 2 super-blocks.
+    for (format, d_in, d_out) in [(QuantFormat::Nf4, 200, 37), (QuantFormat::Q4K, 512, 19)] {
+        let (tokens, r) = (11, 4);
+        let what = format!("packed {format} lora_linear");
+        let w = Arc::new(
+            PackedWeight::pack(
+                "t.weight",
+                format,
+                &values(&mut rng, d_out * d_in),
+                d_out,
+                d_in,
+            )
+            .unwrap(),
+        );
+        let x = pair(&mut rng, [tokens, d_in], &dev);
+        let a = pair(&mut rng, [d_in, r], &dev);
+        let b = pair(&mut rng, [r, d_out], &dev);
+        let gpu = LoraWeights {
+            w: BaseWeight::Packed(w.clone()),
+            a: a.gpu.clone(),
+            b: b.gpu.clone(),
+            scale: 0.5,
+        };
+        let cpu = LoraWeights {
+            w: BaseWeight::Dense(
+                reference::dequantized::<Cpu>(&w, &Default::default()).transpose(),
+            ),
+            a: a.cpu.clone(),
+            b: b.cpu.clone(),
+            scale: 0.5,
+        };
+        let y = ops::lora_linear(x.gpu.clone(), gpu).unwrap();
+        let want = reference::lora_linear(x.cpu.clone(), &cpu);
+        let g = check(&what, &mut rng, (y, want));
+        for (name, p) in [("x", &x), ("A", &a), ("B", &b)] {
+            grad(&what, name, p, &g);
+        }
+        // One upload to the wgpu device, reused by the forward and the backward.
+        assert_eq!(w.device_copies(), 1, "{what}: device copies");
     }
 }
 

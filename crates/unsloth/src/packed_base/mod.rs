@@ -15,18 +15,24 @@
 //! [`pack_adapted_bases`] packs a model's adapted projections and leaves their weights empty in
 //! the module; [`PackedBases`] carries the packed copies to [`crate::fused_model`].
 
+mod device;
 mod model;
 pub mod nf4;
 
+use std::any::Any;
 use std::fmt;
 use std::ops::Range;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use burn::prelude::Backend;
 
 use rayon::prelude::*;
 use tb_gguf::codec::{BlockCodec, BlockQ4K};
 use tb_gguf::QK_K;
 
 use crate::error::{FusedError, Result};
-pub use model::{pack_adapted_bases, LayerBases, PackedBases, PROJECTIONS};
+pub use device::DevicePacked;
+pub use model::{pack_adapted_bases, LayerBases, PackedBases, PackingSink, PROJECTIONS};
 pub use nf4::{BlockNf4, NF4_BLOCK, NF4_CODEBOOK, NF4_MIDPOINTS};
 
 /// The 4-bit format of a packed base.
@@ -96,6 +102,17 @@ enum Blocks {
     Q4K(Vec<BlockQ4K>),
 }
 
+/// Copies of a weight on backend devices ([`DevicePacked`] of any backend), made on first use.
+#[derive(Default)]
+struct DeviceCopies(Mutex<Vec<Arc<dyn Any + Send + Sync>>>);
+
+impl Clone for DeviceCopies {
+    /// A clone starts without device copies (they are a cache).
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
 /// One frozen projection weight packed to 4 bits, HF layout `[d_out, d_in]`: row `o` is the
 /// `blocks_per_row` blocks starting at block `o · blocks_per_row`.
 #[derive(Clone)]
@@ -105,6 +122,7 @@ pub struct PackedWeight {
     d_in: usize,
     blocks_per_row: usize,
     blocks: Blocks,
+    device_copies: DeviceCopies,
 }
 
 impl fmt::Debug for PackedWeight {
@@ -174,7 +192,39 @@ impl PackedWeight {
             d_in,
             blocks_per_row: d_in.div_ceil(bs),
             blocks,
+            device_copies: DeviceCopies::default(),
         })
+    }
+
+    /// This weight on `device` of backend `B`, still packed: uploaded on the first call, then
+    /// the same copy for every later call on that device (see [`DevicePacked`]). The default
+    /// [`crate::FusedBackend::packed_linear_fwd`]/[`crate::FusedBackend::packed_linear_bwd`]
+    /// dequantise it there.
+    pub fn device_copy<B: Backend>(&self, device: &B::Device) -> Arc<DevicePacked<B>> {
+        let mut copies = self
+            .device_copies
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for copy in copies.iter() {
+            if let Ok(copy) = Arc::clone(copy).downcast::<DevicePacked<B>>() {
+                if copy.device() == device {
+                    return copy;
+                }
+            }
+        }
+        let copy = Arc::new(DevicePacked::<B>::upload(self, device));
+        copies.push(copy.clone());
+        copy
+    }
+
+    /// How many device copies [`Self::device_copy`] has made.
+    pub fn device_copies(&self) -> usize {
+        self.device_copies
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// The tensor's name.

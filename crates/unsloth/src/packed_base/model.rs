@@ -4,15 +4,20 @@
 //!
 //! Like bitsandbytes' `load_in_4bit`, only the decoder projections are packed; embeddings,
 //! norms and the LM head stay dense. Unlike it, only the projections that carry a LoRA branch
-//! are packed (the others stay dense and run through the plain matmul), and the model is
-//! loaded dense first and packed afterwards, so the load itself still peaks at the dense size.
+//! are packed (the others stay dense and run through the plain matmul).
+//!
+//! Two ways in: [`PackingSink`] packs each adapted weight as the loader reads it (the trainer's
+//! path: the dense weights never exist together, so loading peaks near the packed size), and
+//! [`pack_adapted_bases`] packs a model already in memory.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use burn::module::{Param, ParamId};
 use burn::prelude::*;
+use tb_model::weights::WeightSink;
 use tb_model::CausalLm;
-use tb_train::lora::transpose;
+use tb_train::lora::{transpose, LoraConfig};
 
 use super::{PackedWeight, QuantFormat};
 use crate::error::{FusedError, Result};
@@ -134,4 +139,97 @@ pub fn pack_adapted_bases<B: Backend>(
         }
     }
     Ok(PackedBases { layers })
+}
+
+/// Packs the weights of the projections a LoRA config targets while the loader reads them
+/// ([`WeightSink`]); the model gets empty projections with their widths, so LoRA attaches as
+/// usual, and [`Self::into_bases`] hands the packed weights over in model order.
+pub struct PackingSink {
+    format: QuantFormat,
+    lora: LoraConfig,
+    /// By HF weight name.
+    packed: HashMap<String, Arc<PackedWeight>>,
+}
+
+impl PackingSink {
+    /// A sink packing to `format` every decoder projection `lora` targets.
+    pub fn new(format: QuantFormat, lora: LoraConfig) -> Self {
+        Self {
+            format,
+            lora,
+            packed: HashMap::new(),
+        }
+    }
+
+    /// The packed bases in model order, checked against `model` (the loaded model with its
+    /// LoRA branches): every adapted projection was packed, and nothing else was.
+    ///
+    /// # Errors
+    /// [`FusedError::Pack`] naming a projection that is adapted but was not packed, or was
+    /// packed but carries no adapter.
+    pub fn into_bases<B: Backend>(mut self, model: &CausalLm<B>) -> Result<PackedBases> {
+        let mut layers = vec![LayerBases::default(); model.layers.len()];
+        let fail = |tensor: String, reason: &str| FusedError::Pack {
+            tensor,
+            format: self.format.name(),
+            reason: reason.to_string(),
+        };
+        for (k, (name, lin)) in model.projections().into_iter().enumerate() {
+            let tensor = format!("{name}.weight");
+            match (lin.lora.is_some(), self.packed.remove(&tensor)) {
+                (true, Some(w)) => {
+                    layers[k / PROJECTIONS.len()].slots[k % PROJECTIONS.len()] = Some(w);
+                }
+                (true, None) => {
+                    return Err(fail(
+                        tensor,
+                        "carries a LoRA branch but was not packed while loading",
+                    ));
+                }
+                (false, Some(_)) => {
+                    return Err(fail(
+                        tensor,
+                        "was packed while loading but carries no LoRA branch",
+                    ));
+                }
+                (false, None) => {}
+            }
+        }
+        if let Some(tensor) = self.packed.into_keys().next() {
+            return Err(FusedError::Pack {
+                tensor,
+                format: self.format.name(),
+                reason: "was packed while loading but is not a projection of the model".into(),
+            });
+        }
+        Ok(PackedBases { layers })
+    }
+}
+
+impl WeightSink for PackingSink {
+    fn wants(&self, name: &str) -> bool {
+        name.strip_prefix("model.layers.")
+            .and_then(|_| name.strip_suffix(".weight"))
+            .is_some_and(|module| self.lora.targets(module))
+    }
+
+    fn take(
+        &mut self,
+        name: &str,
+        values: Vec<f32>,
+        d_out: usize,
+        d_in: usize,
+    ) -> std::result::Result<(), String> {
+        let w =
+            PackedWeight::pack(name, self.format, &values, d_out, d_in).map_err(|e| match e {
+                // The loader names the tensor.
+                FusedError::Pack { format, reason, .. } => {
+                    format!("cannot pack as {format} (model.base_quant): {reason}")
+                }
+                other => other.to_string(),
+            })?;
+        drop(values);
+        self.packed.insert(name.to_string(), Arc::new(w));
+        Ok(())
+    }
 }

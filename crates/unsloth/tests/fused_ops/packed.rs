@@ -36,6 +36,38 @@ fn shapes(format: QuantFormat) -> [(usize, usize); 2] {
     }
 }
 
+/// The device layout (codes eight to a word, per-group scale and offset) dequantised with tensor
+/// ops gives the scalar reference's values bit for bit, and is uploaded once per device.
+#[test]
+fn device_copy_dequantises_to_the_reference_values() {
+    let mut rng = rng(199);
+    for format in [QuantFormat::Nf4, QuantFormat::Q4K] {
+        for (d_out, d_in) in shapes(format) {
+            let w = packed(&mut rng, format, d_out, d_in);
+            let dev = Default::default();
+            let got = w.device_copy::<Flex>(&dev).dense();
+            assert_eq!(got.dims(), [d_out, d_in]);
+            let got = got.into_data().into_vec::<f32>().unwrap();
+            let want = w.dequantize();
+            for (i, (g, r)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(
+                    g.to_bits(),
+                    r.to_bits(),
+                    "{format} [{d_out}, {d_in}] value [{}, {}]: {g} vs {r}",
+                    i / d_in,
+                    i % d_in
+                );
+            }
+            let _again = w.device_copy::<Flex>(&dev);
+            assert_eq!(
+                w.device_copies(),
+                1,
+                "{format}: a second call reuses the copy"
+            );
+        }
+    }
+}
+
 #[test]
 fn packed_matmuls_match_a_dense_matmul_on_the_dequantised_weight() {
     let mut rng = rng(200);

@@ -6,17 +6,27 @@
 use burn::backend::Autodiff;
 use burn::module::{Module, Param, ParamId};
 use tb_data::TokenizedExample;
-use tb_model::weights::build_model;
+use tb_model::weights::{build_model_with, WeightSink};
 use tb_model::{CausalLm, CpuBackend, ModelConfig};
 use tb_train::lora::{attach_lora, InitLoraWeights, LoraConfig, TargetModules};
-use tb_train::Trainer;
-use tb_unsloth::packed_base::{pack_adapted_bases, PackedBases, QuantFormat, PROJECTIONS};
+use tb_train::{ActivationCheckpointing, Trainer};
+use tb_unsloth::packed_base::{
+    pack_adapted_bases, PackedBases, PackingSink, QuantFormat, PROJECTIONS,
+};
 use tb_unsloth::{reference, UnslothTrainer};
 
 type B = Autodiff<CpuBackend>;
 
 /// A random two-layer Llama whose widths Q4_K can pack (hidden 256, intermediate 512).
 fn random_model() -> CausalLm<B> {
+    random_model_with(None, "").unwrap()
+}
+
+/// [`random_model`] loaded through `sink`, with an infinite value in tensor `poisoned`.
+fn random_model_with(
+    sink: Option<&mut dyn WeightSink>,
+    poisoned: &str,
+) -> tb_model::Result<CausalLm<B>> {
     let config = ModelConfig::from_hf_json(
         &serde_json::json!({
             "architectures": ["LlamaForCausalLM"], "model_type": "llama",
@@ -29,24 +39,30 @@ fn random_model() -> CausalLm<B> {
     )
     .unwrap();
     let mut k = 7u32;
-    build_model::<B>(&config, &Default::default(), &mut |name, shape| {
+    let mut fetch = |name: &str, shape: &[usize]| {
         let n: usize = shape.iter().product();
         if name.ends_with("norm.weight") {
             return Ok(vec![1.0; n]);
         }
-        Ok((0..n)
+        let mut v: Vec<f32> = (0..n)
             .map(|_| {
                 k = k.wrapping_mul(1_103_515_245).wrapping_add(12_345);
                 ((k >> 16) as f32 / 65_536.0 - 0.5) * 0.12
             })
-            .collect())
-    })
-    .unwrap()
+            .collect();
+        if name == poisoned {
+            v[n / 2] = f32::INFINITY;
+        }
+        Ok(v)
+    };
+    build_model_with::<B>(&config, &Default::default(), &mut fetch, sink)
 }
 
-/// LoRA on every projection but `o_proj`, which stays dense (and unpacked).
-fn lora() -> LoraConfig {
-    let targets = [
+/// LoRA on every projection but `o_proj`, which stays dense (and unpacked), so checkpointed
+/// layers recompute under autodiff; with `all_seven` on all of them too, so checkpointed layers
+/// take the hand-written layer backward.
+fn lora_on(all_seven: bool) -> LoraConfig {
+    let mut targets = vec![
         "q_proj",
         "k_proj",
         "v_proj",
@@ -54,6 +70,9 @@ fn lora() -> LoraConfig {
         "up_proj",
         "down_proj",
     ];
+    if all_seven {
+        targets.push("o_proj");
+    }
     LoraConfig {
         r: 4,
         lora_alpha: 8.0,
@@ -63,6 +82,10 @@ fn lora() -> LoraConfig {
         init_lora_weights: InitLoraWeights::Random,
         ..Default::default()
     }
+}
+
+fn lora() -> LoraConfig {
+    lora_on(false)
 }
 
 fn examples() -> Vec<TokenizedExample> {
@@ -85,7 +108,7 @@ fn trainer(model: CausalLm<B>, bases: PackedBases) -> UnslothTrainer<B> {
         pad_id: 0,
         row_len: 64,
         ce_chunk: 7,
-        checkpoint_layers: false,
+        checkpoint_layers: ActivationCheckpointing::None,
         device: Default::default(),
         backend_name: "test".into(),
     }
@@ -100,9 +123,15 @@ fn rel_err(a: &[f32], b: &[f32]) -> f32 {
 #[test]
 fn packed_trainer_holds_no_dense_copy_and_matches_the_dequantised_dense_trainer() {
     let device = Default::default();
-    for format in [QuantFormat::Nf4, QuantFormat::Q4K] {
-        let (model, names) = attach_lora(random_model(), &lora(), 5, &device).unwrap();
-        assert_eq!(names.len(), 12);
+    for (format, all_seven) in [
+        (QuantFormat::Nf4, false),
+        (QuantFormat::Q4K, false),
+        (QuantFormat::Nf4, true),
+        (QuantFormat::Q4K, true),
+    ] {
+        let adapted_count = if all_seven { 14 } else { 12 };
+        let (model, names) = attach_lora(random_model(), &lora_on(all_seven), 5, &device).unwrap();
+        assert_eq!(names.len(), adapted_count);
         let before = model.num_params();
         let adapted: Vec<(usize, usize)> = model
             .projections()
@@ -116,7 +145,7 @@ fn packed_trainer_holds_no_dense_copy_and_matches_the_dequantised_dense_trainer(
         let bases = pack_adapted_bases(&mut packed, format).unwrap();
 
         // No dense copy left: every adapted weight is empty, the rest is untouched.
-        assert_eq!(bases.len(), 12);
+        assert_eq!(bases.len(), adapted_count);
         assert_eq!(packed.num_params(), before - adapted_elems);
         for (name, lin) in packed.projections() {
             let n = lin.weight.shape().num_elements();
@@ -157,25 +186,47 @@ fn packed_trainer_holds_no_dense_copy_and_matches_the_dequantised_dense_trainer(
         let refs: Vec<_> = data.iter().collect();
         let batch = p.batches(&refs, 4).remove(0);
         let scale = 1.0 / batch.loss_tokens as f32;
-        for checkpoint in [false, true] {
+        let mut uncheckpointed: Option<(f64, Vec<tb_train::NamedTensor>)> = None;
+        for checkpoint in [
+            ActivationCheckpointing::None,
+            ActivationCheckpointing::Layer,
+            ActivationCheckpointing::Attention,
+        ] {
             p.checkpoint_layers = checkpoint;
             d.checkpoint_layers = checkpoint;
             let a = p.micro_step(&batch, scale, 1).unwrap();
             let b = d.micro_step(&batch, scale, 1).unwrap();
             let loss_gap = (a.loss_sum - b.loss_sum).abs() / b.loss_sum.abs();
             assert!(a.loss_sum.is_finite());
-            assert_eq!(a.grads.len(), 24);
+            assert_eq!(a.grads.len(), 2 * adapted_count);
             let mut worst = 0f32;
             for (ga, gb) in a.grads.iter().zip(&b.grads) {
                 assert_eq!(ga.name, gb.name);
                 worst = worst.max(rel_err(&ga.data, &gb.data));
             }
             eprintln!(
-                "{format} checkpoint={checkpoint}: loss {:.6} vs {:.6} (gap {loss_gap:.1e}), LoRA grads max rel err {worst:.1e}",
+                "{format} all_seven={all_seven} checkpoint={checkpoint:?}: loss {:.6} vs {:.6} (gap {loss_gap:.1e}), LoRA grads max rel err {worst:.1e}",
                 a.loss_sum, b.loss_sum
             );
             assert!(loss_gap < 1e-5, "{format}: loss gap {loss_gap}");
             assert!(worst < 1e-4, "{format}: gradient error {worst}");
+            // The checkpointed paths (hand-written layer backward when all seven projections
+            // are adapted, autodiff recompute otherwise) against the un-checkpointed one.
+            let (ref_loss, ref_grads) =
+                uncheckpointed.get_or_insert_with(|| (a.loss_sum, a.grads.clone()));
+            let mut gap = 0f32;
+            for (gr, ga) in ref_grads.iter().zip(&a.grads) {
+                assert_eq!(gr.name, ga.name);
+                gap = gap.max(rel_err(&ga.data, &gr.data));
+            }
+            let loss_gap = (a.loss_sum - *ref_loss).abs() / ref_loss.abs();
+            eprintln!(
+                "  vs no checkpointing: loss gap {loss_gap:.1e}, LoRA grads max rel err {gap:.1e}"
+            );
+            assert!(
+                loss_gap < 1e-5 && gap < 1e-4,
+                "{format} {checkpoint:?}: {loss_gap} {gap}"
+            );
         }
         let (ea, eb) = (
             p.eval_loss_sum(&batch).unwrap(),
@@ -210,5 +261,77 @@ fn a_failed_pack_leaves_the_model_dense() {
         narrow.num_params(),
         before,
         "a failed pack changed the model"
+    );
+}
+
+/// Packing while loading ([`PackingSink`], the trainer's path) gives the bases that packing the
+/// loaded model gives, leaves the sunk projections empty with their widths, and trains the same.
+#[test]
+fn packing_while_loading_matches_packing_afterwards() {
+    let device = Default::default();
+    for (format, all_seven) in [(QuantFormat::Nf4, true), (QuantFormat::Q4K, false)] {
+        let lora = lora_on(all_seven);
+        let mut sink = PackingSink::new(format, lora.clone());
+        let streamed = random_model_with(Some(&mut sink), "").unwrap();
+        for (name, lin) in streamed.projections() {
+            let wanted = sink.wants(&format!("{name}.weight"));
+            let n = lin.weight.shape().num_elements();
+            assert_eq!(n == 0, wanted, "{name}: {n} weight values in the module");
+            assert!(
+                lin.d_input() > 0 && lin.d_output() > 0,
+                "{name} lost its widths"
+            );
+        }
+        let (streamed, _) = attach_lora(streamed, &lora, 5, &device).unwrap();
+        let bases = sink.into_bases(&streamed).unwrap();
+        let (mut after, _) = attach_lora(random_model(), &lora, 5, &device).unwrap();
+        let after_bases = pack_adapted_bases(&mut after, format).unwrap();
+        assert_eq!(bases.len(), after_bases.len());
+        for (a, b) in bases.weights().zip(after_bases.weights()) {
+            assert_eq!(a.name(), b.name());
+            assert_eq!(a.dequantize(), b.dequantize(), "{}", a.name());
+        }
+        let mut s = trainer(streamed, bases);
+        let mut p = trainer(after, after_bases);
+        s.checkpoint_layers = ActivationCheckpointing::Attention;
+        p.checkpoint_layers = ActivationCheckpointing::Attention;
+        let data = examples();
+        let refs: Vec<_> = data.iter().collect();
+        let batch = s.batches(&refs, 4).remove(0);
+        let scale = 1.0 / batch.loss_tokens as f32;
+        let (a, b) = (
+            s.micro_step(&batch, scale, 1).unwrap(),
+            p.micro_step(&batch, scale, 1).unwrap(),
+        );
+        assert_eq!(a.loss_sum, b.loss_sum, "{format}");
+        for (ga, gb) in a.grads.iter().zip(&b.grads) {
+            assert_eq!((&ga.name, &ga.data), (&gb.name, &gb.data));
+        }
+    }
+}
+
+#[test]
+fn packing_while_loading_reports_bad_weights_and_mismatched_adapters() {
+    let device = Default::default();
+    // A value that cannot be packed: the load fails naming the tensor.
+    let bad = "model.layers.1.mlp.up_proj.weight";
+    let mut sink = PackingSink::new(QuantFormat::Nf4, lora_on(false));
+    let err = random_model_with(Some(&mut sink), bad)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(bad) && err.contains("not finite") && err.contains("NF4"),
+        "{err}"
+    );
+    // Adapters on a projection the sink did not pack (o_proj): an error naming it.
+    let mut sink = PackingSink::new(QuantFormat::Nf4, lora_on(false));
+    let model = random_model_with(Some(&mut sink), "").unwrap();
+    let (model, _) = attach_lora(model, &lora_on(true), 5, &device).unwrap_or_else(|e| {
+        panic!("o_proj is still dense, so LoRA attaches: {e}");
+    });
+    let err = sink.into_bases(&model).unwrap_err().to_string();
+    assert!(
+        err.contains("model.layers.0.self_attn.o_proj.weight") && err.contains("not packed"),
+        "{err}"
     );
 }
