@@ -8,7 +8,8 @@ use tb_data::{packed_batch, Batch, TokenizedExample};
 use tb_model::layer::DecoderLayer;
 use tb_model::{CausalLm, Linear};
 use tb_train::lora::{
-    adapter_grads, adapter_tensors, peft_key, projection_grads, set_adapter_tensors, transpose,
+    adapter_grads, adapter_tensors, host_values, peft_grad_pair, projection_grads,
+    set_adapter_tensors,
 };
 use tb_train::{ActivationCheckpointing, MicroStep, NamedTensor, Trainer};
 
@@ -58,36 +59,25 @@ enum Kept<B: Backend> {
     Input(Tensor<B, 3>),
 }
 
-/// Host values of a gradient primitive.
-fn host<B: Backend>(t: burn::tensor::ops::FloatTensor<B>) -> Vec<f32> {
-    crate::prim::tensor::<B, 2>(t)
-        .into_data()
-        .convert::<f32>()
-        .into_vec::<f32>()
-        .unwrap_or_default()
-}
-
-/// The PEFT-named gradients of a layer's LoRA branches from the hand-written backward (`A`,
-/// `B` in Burn layout, transposed here to PEFT's `[r, d_in]`, `[d_out, r]`).
+/// The PEFT-named gradients of a layer's LoRA branches from the hand-written backward.
 fn manual_grads<B: Backend>(
     layer: usize,
     grads: layer_backward::LayerGrads<B>,
 ) -> Vec<NamedTensor> {
     let mut out = Vec::with_capacity(2 * PROJECTIONS.len());
     for (suffix, (da, db)) in PROJECTIONS.iter().zip(grads) {
+        let (da, db) = (
+            crate::prim::tensor::<B, 2>(da),
+            crate::prim::tensor::<B, 2>(db),
+        );
+        let ([d_in, r], d_out) = (da.dims(), db.dims()[1]);
         let module = format!("model.layers.{layer}.{suffix}");
-        let [d_in, r] = crate::prim::tensor::<B, 2>(da.clone()).dims();
-        let d_out = crate::prim::tensor::<B, 2>(db.clone()).dims()[1];
-        out.push(NamedTensor {
-            name: peft_key(&module, 'A'),
-            shape: vec![r, d_in],
-            data: transpose(&host::<B>(da), d_in, r),
-        });
-        out.push(NamedTensor {
-            name: peft_key(&module, 'B'),
-            shape: vec![d_out, r],
-            data: transpose(&host::<B>(db), r, d_out),
-        });
+        out.extend(peft_grad_pair(
+            &module,
+            &host_values(da),
+            &host_values(db),
+            [d_in, d_out, r],
+        ));
     }
     out
 }

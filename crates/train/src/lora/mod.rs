@@ -12,4 +12,6 @@ pub use adapter::{
 };
 pub use init::{attach_lora, branch_from_peft, transpose, BranchShape};
 pub use peft_config::{InitLoraWeights, LoraConfig, TargetModules, ALL_LINEAR};
-pub use trainable::{adapter_grads, projection_grads, set_adapter_tensors};
+pub use trainable::{
+    adapter_grads, host_values, peft_grad_pair, projection_grads, set_adapter_tensors,
+};

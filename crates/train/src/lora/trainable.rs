@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::optimizer::NamedTensor;
 
 /// Host f32 values of a tensor.
-pub(super) fn host_values<B: Backend>(t: Tensor<B, 2>) -> Vec<f32> {
+pub fn host_values<B: Backend>(t: Tensor<B, 2>) -> Vec<f32> {
     t.into_data()
         .convert::<f32>()
         .to_vec::<f32>()
@@ -103,18 +103,29 @@ pub fn projection_grads<B: AutodiffBackend>(
         .grad(grads)
         .map(host_values)
         .unwrap_or_else(|| vec![0.0; r * d_out]);
-    Some([
+    Some(peft_grad_pair(name, &ga, &gb, [d_in, d_out, r]))
+}
+
+/// The gradients of projection `name`'s `A` (`[d_in, r]`) and `B` (`[r, d_out]`), given in
+/// Burn layout, as PEFT-named tensors in PEFT layout (`[r, d_in]`, `[d_out, r]`).
+pub fn peft_grad_pair(
+    name: &str,
+    ga: &[f32],
+    gb: &[f32],
+    [d_in, d_out, r]: [usize; 3],
+) -> [NamedTensor; 2] {
+    [
         NamedTensor {
             name: peft_key(name, 'A'),
             shape: vec![r, d_in],
-            data: transpose(&ga, d_in, r),
+            data: transpose(ga, d_in, r),
         },
         NamedTensor {
             name: peft_key(name, 'B'),
             shape: vec![d_out, r],
-            data: transpose(&gb, r, d_out),
+            data: transpose(gb, r, d_out),
         },
-    ])
+    ]
 }
 
 /// The LoRA gradients of every adapted projection of `model`, in [`super::adapter_tensors`]
