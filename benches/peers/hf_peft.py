@@ -73,7 +73,13 @@ def main():
     torch.manual_seed(seed)
 
     tok = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    # `[model] dtype = "bf16"`: the frozen base in bf16, the adapters in f32 (PEFT's
+    # autocast_adapter_dtype), the step under CPU bf16 autocast; as our trainers do.
+    dtype = cfg["model"].get("dtype", "f32")
+    if dtype not in ("f32", "bf16"):
+        raise SystemExit(f"{args.config}: [model] dtype {dtype!r} is not one of f32, bf16")
+    bf16 = dtype == "bf16"
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16 if bf16 else torch.float32)
     targets = lora.get("targets", "all-linear")
     peft_cfg = LoraConfig(r=lora.get("r", 16), lora_alpha=lora.get("alpha", 32), lora_dropout=lora.get("dropout", 0.0),
                           target_modules=targets, use_rslora=lora.get("rslora", False), task_type="CAUSAL_LM")
@@ -130,7 +136,8 @@ def main():
 
     def step(k):
         ids, lab, att, real, lt = batch(k)
-        out = model(input_ids=ids, attention_mask=att, labels=lab)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model(input_ids=ids, attention_mask=att, labels=lab)
         out.loss.backward()
         if clip > 0:
             torch.nn.utils.clip_grad_norm_(params, clip)
@@ -150,7 +157,7 @@ def main():
     dt = time.time() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({
-        "method": "hf-peft", "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "method": "hf-peft", "torch": torch.__version__, "threads": torch.get_num_threads(), "dtype": dtype,
         "steps": args.steps, "micro_batch": micro, "max_seq_len": max_len, "seconds": round(dt, 3),
         "tokens": tokens, "loss_tokens": loss_tokens, "tokens_per_s": round(tokens / dt, 2),
         "loss_tokens_per_s": round(loss_tokens / dt, 2), "peak_rss_mib": round(peak, 1),

@@ -78,6 +78,15 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
+    // The frozen-base GEMM's micro-kernel: checked here so a bad `TB_GEMM_ISA` is an error
+    // naming the variable, not a failure deep inside a matmul.
+    match tb_kernels::Isa::active() {
+        Ok(isa) => tracing::debug!(gemm = isa.name(), "CPU GEMM micro-kernel"),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    }
     let result = match cli.command {
         Command::Demo(a) => commands::demo::run_demo(a),
         Command::MakeModel(a) => commands::make_model::run_make_model(a),

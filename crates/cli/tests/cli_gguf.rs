@@ -86,3 +86,28 @@ fn errors_exit_non_zero_with_the_cause_and_no_file() {
     let (ok, _, err) = tunebench(&["inspect", dir.join("config.json").to_str().unwrap()]);
     assert!(!ok && err.contains("GGUF"), "{err}");
 }
+
+#[test]
+fn a_bad_gemm_isa_is_an_error_naming_the_variable() {
+    let run = |value: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tunebench"))
+            .args(["inspect", "missing.gguf"])
+            .env("TB_GEMM_ISA", value)
+            .output()
+            .expect("run tunebench");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run("sse9");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("TB_GEMM_ISA") && err.contains("sse9"), "{err}");
+    // The portable kernel exists on every CPU: the command then fails only on its own input.
+    let (code, err) = run("scalar");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        !err.contains("TB_GEMM_ISA") && err.contains("missing.gguf"),
+        "{err}"
+    );
+}

@@ -4,6 +4,7 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
 use crate::cache::KvCache;
+use crate::frozen_linear::FrozenLinearBackend;
 use crate::linear::Linear;
 use crate::rope::RotaryEmbedding;
 
@@ -36,7 +37,7 @@ pub struct AttentionInputs<B: Backend> {
     pub mask: Tensor<B, 4, Bool>,
 }
 
-impl<B: Backend> Attention<B> {
+impl<B: FrozenLinearBackend> Attention<B> {
     /// # Shapes
     /// - x: `[batch, seq, hidden]`
     /// - output: `[batch, seq, hidden]`

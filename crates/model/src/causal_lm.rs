@@ -5,6 +5,7 @@ use burn::prelude::*;
 
 use crate::attention::AttentionInputs;
 use crate::cache::KvCache;
+use crate::frozen_linear::{frozen_linear, FrozenLinearBackend};
 use crate::layer::DecoderLayer;
 use crate::linear::Linear;
 use crate::mask::MaskBuilder;
@@ -19,16 +20,22 @@ pub struct Embedding<B: Backend> {
 }
 
 impl<B: Backend> Embedding<B> {
+    /// The rows of `ids`, as f32 (the table may be held in bf16).
+    ///
     /// # Shapes
     /// - ids: `[batch, seq]`
     /// - output: `[batch, seq, hidden]`
     pub fn forward(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         let [b, s] = ids.dims();
         let hidden = self.weight.shape().dims::<2>()[1];
-        self.weight
-            .val()
-            .select(0, ids.reshape([b * s]))
-            .reshape([b, s, hidden])
+        let rows = self.weight.val().select(0, ids.reshape([b * s]));
+        // Activations are f32 whatever dtype the frozen table is held in.
+        let rows = if rows.dtype() == burn::tensor::DType::F32 {
+            rows
+        } else {
+            rows.cast(burn::tensor::FloatDType::F32)
+        };
+        rows.reshape([b, s, hidden])
     }
 }
 
@@ -57,7 +64,7 @@ pub struct ForwardOptions<B: Backend> {
     pub mask: Tensor<B, 4, Bool>,
 }
 
-impl<B: Backend> CausalLm<B> {
+impl<B: FrozenLinearBackend> CausalLm<B> {
     /// Plain causal forward from position 0 (no cache).
     ///
     /// # Shapes
@@ -126,10 +133,7 @@ impl<B: Backend> CausalLm<B> {
                 let [b, s, h] = hidden.dims();
                 let w = self.embed_tokens.weight.val();
                 let vocab = w.dims()[0];
-                hidden
-                    .reshape([b * s, h])
-                    .matmul(w.transpose())
-                    .reshape([b, s, vocab])
+                frozen_linear(hidden.reshape([b * s, h]), w.transpose()).reshape([b, s, vocab])
             }
         }
     }
@@ -147,7 +151,9 @@ impl<B: Backend> CausalLm<B> {
     ) -> Tensor<B, 3> {
         self.lm_logits(self.hidden_states(ids, options, cache))
     }
+}
 
+impl<B: Backend> CausalLm<B> {
     /// Number of decoder layers.
     pub fn n_layers(&self) -> usize {
         self.layers.len()

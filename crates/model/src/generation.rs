@@ -7,6 +7,7 @@ use rand::{Rng, SeedableRng};
 use crate::cache::KvCache;
 use crate::causal_lm::CausalLm;
 use crate::error::{Error, Result};
+use crate::frozen_linear::FrozenLinearBackend;
 
 /// How to pick the next token.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -102,7 +103,7 @@ fn argmax(logits: &[f32]) -> u32 {
 }
 
 /// Generates after `prompt` with a KV cache (batch 1).
-pub fn generate<B: Backend>(
+pub fn generate<B: FrozenLinearBackend>(
     model: &CausalLm<B>,
     prompt: &[u32],
     config: &GenerationConfig,

@@ -9,7 +9,7 @@ use tb_gguf::{hf_to_gguf_name, unpermute_qk, GgufFile};
 use crate::causal_lm::CausalLm;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-use crate::weights::{build_model_with, expected_tensors, WeightSink};
+use crate::weights::{build_model_with, expected_tensors, LoadOptions};
 
 /// An opened GGUF with its model config.
 pub struct GgufModel {
@@ -66,14 +66,14 @@ impl GgufModel {
 
     /// Builds the Burn model.
     pub fn load<B: Backend>(&self, device: &B::Device) -> Result<CausalLm<B>> {
-        self.load_with(device, None)
+        self.load_with(device, LoadOptions::default())
     }
 
-    /// [`Self::load`], handing the projections `sink` wants to it (see [`WeightSink`]).
+    /// [`Self::load`] with [`LoadOptions`] (weight dtype, [`WeightSink`](crate::weights::WeightSink)).
     pub fn load_with<B: Backend>(
         &self,
         device: &B::Device,
-        sink: Option<&mut dyn WeightSink>,
+        options: LoadOptions<'_>,
     ) -> Result<CausalLm<B>> {
         // Check every name and shape before converting any data, so a bad file fails fast.
         for (hf, shape) in expected_tensors(&self.config) {
@@ -83,7 +83,7 @@ impl GgufModel {
             &self.config,
             device,
             &mut |hf, shape| self.tensor_hf(hf, shape),
-            sink,
+            options,
         )
     }
 }

@@ -2,6 +2,8 @@
 
 use burn::prelude::*;
 
+use crate::frozen_linear::FrozenLinearBackend;
+
 use crate::attention::{Attention, AttentionInputs};
 use crate::cache::KvCache;
 use crate::mlp::Mlp;
@@ -20,7 +22,7 @@ pub struct DecoderLayer<B: Backend> {
     pub mlp: Mlp<B>,
 }
 
-impl<B: Backend> DecoderLayer<B> {
+impl<B: FrozenLinearBackend> DecoderLayer<B> {
     /// # Shapes
     /// - x: `[batch, seq, hidden]`
     /// - output: `[batch, seq, hidden]`

@@ -5,9 +5,11 @@
 //! `lora_A` as `[r, in]` and `lora_B` as `[out, r]`; here they are kept transposed as well
 //! (`[in, r]`, `[r, out]`) so the forward is two plain matmuls.
 
-use burn::module::Param;
+use burn::module::{Param, ParamId};
 use burn::nn::Dropout;
 use burn::prelude::*;
+
+use crate::frozen_linear::{frozen_linear, FrozenLinearBackend};
 
 /// A LoRA branch `scale · dropout(x) · A · B` added to a frozen projection.
 ///
@@ -68,11 +70,12 @@ pub struct Linear<B: Backend> {
 }
 
 impl<B: Backend> Linear<B> {
-    /// Wraps a weight given in Burn layout `[d_input, d_output]`.
+    /// Wraps a weight given in Burn layout `[d_input, d_output]`, frozen (as PEFT freezes the
+    /// base: no `dW` is ever computed for it; [`Param::from_tensor`] would track it).
     pub fn from_weight(weight: Tensor<B, 2>) -> Self {
         let [d_in, d_out] = weight.dims();
         Self {
-            weight: Param::from_tensor(weight),
+            weight: frozen(weight),
             lora: None,
             d_in,
             d_out,
@@ -84,7 +87,7 @@ impl<B: Backend> Linear<B> {
     /// [`Self::forward`] cannot run; the widths stay known for attaching adapters.
     pub fn external(d_in: usize, d_out: usize, device: &B::Device) -> Self {
         Self {
-            weight: Param::from_tensor(Tensor::zeros([0, 0], device)),
+            weight: frozen(Tensor::zeros([0, 0], device)),
             lora: None,
             d_in,
             d_out,
@@ -101,7 +104,23 @@ impl<B: Backend> Linear<B> {
         self.d_out
     }
 
-    /// Applies the projection (and the adapter branch, if any) to the last dimension.
+    /// The weight with the adapter folded in (`W + scale · A · B`), `[d_input, d_output]`, in
+    /// f32 whatever dtype the base is held in (the sum is taken in f32; rounding it back to the
+    /// base's dtype, once, is the caller's choice).
+    pub fn merged_weight(&self) -> Tensor<B, 2> {
+        let w = self.weight.val().cast(burn::tensor::FloatDType::F32);
+        match &self.lora {
+            Some(lora) => w + lora.delta(),
+            None => w,
+        }
+    }
+}
+
+impl<B: FrozenLinearBackend> Linear<B> {
+    /// Applies the projection (and the adapter branch, if any) to the last dimension. The base
+    /// goes through the backend's frozen-linear op ([`FrozenLinearBackend`]: tb-kernels' GEMM
+    /// on the CPU, the weight read in place in f32 or bf16); the adapter branch through
+    /// ordinary tensor ops.
     ///
     /// # Shapes
     /// - input: `[batch, seq, d_input]`
@@ -109,19 +128,16 @@ impl<B: Backend> Linear<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [b, s, d] = x.dims();
         let rows = x.reshape([b * s, d]);
-        let mut y = rows.clone().matmul(self.weight.val());
+        let mut y = frozen_linear(rows.clone(), self.weight.val());
         if let Some(lora) = &self.lora {
             y = y + lora.forward(rows);
         }
         let d_out = y.dims()[1];
         y.reshape([b, s, d_out])
     }
+}
 
-    /// The weight with the adapter folded in (`W + scale · A · B`), `[d_input, d_output]`.
-    pub fn merged_weight(&self) -> Tensor<B, 2> {
-        match &self.lora {
-            Some(lora) => self.weight.val() + lora.delta(),
-            None => self.weight.val(),
-        }
-    }
+/// A parameter that requires no gradient: the frozen base weights of the model.
+pub fn frozen<B: Backend, const D: usize>(value: Tensor<B, D>) -> Param<Tensor<B, D>> {
+    Param::initialized(ParamId::new(), value.set_require_grad(false))
 }

@@ -3,6 +3,7 @@
 use burn::prelude::*;
 use burn::tensor::activation::silu;
 
+use crate::frozen_linear::FrozenLinearBackend;
 use crate::linear::Linear;
 
 /// The MLP of a Llama/Mistral layer (HF `mlp`).
@@ -16,7 +17,7 @@ pub struct Mlp<B: Backend> {
     pub down_proj: Linear<B>,
 }
 
-impl<B: Backend> Mlp<B> {
+impl<B: FrozenLinearBackend> Mlp<B> {
     /// # Shapes
     /// - input: `[batch, seq, hidden]`
     /// - output: `[batch, seq, hidden]`

@@ -9,7 +9,7 @@ use crate::checkpoint::SafetensorsCheckpoint;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::tokenizer::TextTokenizer;
-use crate::weights::{load_safetensors, load_safetensors_with, WeightSink};
+use crate::weights::{load_safetensors, load_safetensors_with, LoadOptions};
 
 /// An opened (not yet loaded) HF model directory.
 pub struct ModelDir {
@@ -59,13 +59,13 @@ impl ModelDir {
         load_safetensors(&self.config, &self.checkpoint, device)
     }
 
-    /// [`Self::load`], handing the projections `sink` wants to it (see [`WeightSink`]).
+    /// [`Self::load`] with [`LoadOptions`] (weight dtype, [`WeightSink`](crate::weights::WeightSink)).
     pub fn load_with<B: Backend>(
         &self,
         device: &B::Device,
-        sink: Option<&mut dyn WeightSink>,
+        options: LoadOptions<'_>,
     ) -> Result<CausalLm<B>> {
-        load_safetensors_with(&self.config, &self.checkpoint, device, sink)
+        load_safetensors_with(&self.config, &self.checkpoint, device, options)
     }
 }
 
@@ -82,21 +82,21 @@ pub struct LoadedModel<B: Backend> {
 impl<B: Backend> LoadedModel<B> {
     /// Loads an HF directory, or a `.gguf` file (tokenizer rebuilt from its metadata).
     pub fn load(path: impl AsRef<Path>, device: &B::Device) -> Result<Self> {
-        Self::load_with(path, device, None)
+        Self::load_with(path, device, LoadOptions::default())
     }
 
-    /// [`Self::load`], handing the projections `sink` wants to it instead of the model (see
-    /// [`WeightSink`]).
+    /// [`Self::load`] with [`LoadOptions`]: the frozen matrices in a chosen dtype, and the
+    /// projections a [`WeightSink`](crate::weights::WeightSink) wants handed to it instead of the model.
     pub fn load_with(
         path: impl AsRef<Path>,
         device: &B::Device,
-        sink: Option<&mut dyn WeightSink>,
+        options: LoadOptions<'_>,
     ) -> Result<Self> {
         let path = path.as_ref();
         if path.is_file() {
             let gguf = crate::gguf_import::GgufModel::open(path)?;
             let tokenizer = crate::gguf_tokenizer::GgufVocab::from_gguf(&gguf.file)?.build()?;
-            let model = gguf.load_with(device, sink)?;
+            let model = gguf.load_with(device, options)?;
             return Ok(Self {
                 config: gguf.config,
                 model,
@@ -105,7 +105,7 @@ impl<B: Backend> LoadedModel<B> {
         }
         let dir = ModelDir::open(path)?;
         let tokenizer = dir.tokenizer()?;
-        let model = dir.load_with(device, sink)?;
+        let model = dir.load_with(device, options)?;
         Ok(Self {
             config: dir.config,
             model,

@@ -16,7 +16,7 @@ impl<B: Backend> RmsNorm<B> {
     /// Builds the norm from its scale vector.
     pub fn new(weight: Tensor<B, 1>, eps: f64) -> Self {
         Self {
-            weight: Param::from_tensor(weight),
+            weight: crate::linear::frozen(weight),
             eps,
         }
     }

@@ -4,7 +4,6 @@
 //! linear weights are transposed once into Burn's `[in, out]` layout here. The source decides
 //! where the data comes from (safetensors, GGUF) and reports missing or mis-shaped tensors.
 
-use burn::module::Param;
 use burn::prelude::*;
 
 use crate::attention::Attention;
@@ -79,27 +78,91 @@ pub trait WeightSink {
     ) -> std::result::Result<(), String>;
 }
 
+/// The dtype a model's frozen matrices are held in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightDtype {
+    /// f32 (what the loaders decode every stored dtype to).
+    #[default]
+    F32,
+    /// bf16: half the memory; the frozen-linear op multiplies it in bf16 with f32 accumulation
+    /// where the CPU has bf16 dot products, and widens it exactly elsewhere.
+    Bf16,
+}
+
+impl WeightDtype {
+    /// Parses an experiment file's `[model] dtype` value (`f32` or `bf16`).
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "f32" => Some(Self::F32),
+            "bf16" => Some(Self::Bf16),
+            _ => None,
+        }
+    }
+
+    /// Burn's name for it.
+    pub fn float_dtype(self) -> burn::tensor::FloatDType {
+        match self {
+            Self::F32 => burn::tensor::FloatDType::F32,
+            Self::Bf16 => burn::tensor::FloatDType::BF16,
+        }
+    }
+
+    /// `values` as tensor data of this dtype: each tensor is converted on its own while the
+    /// model is built, so an f32 copy of the whole model never exists.
+    fn data(self, values: Vec<f32>, shape: [usize; 2]) -> TensorData {
+        match self {
+            Self::F32 => TensorData::new(values, shape),
+            Self::Bf16 => {
+                let v: Vec<half::bf16> = values.iter().map(|&x| half::bf16::from_f32(x)).collect();
+                drop(values);
+                TensorData::new(v, shape)
+            }
+        }
+    }
+}
+
+/// How a model is built from its tensors.
+#[derive(Default)]
+pub struct LoadOptions<'a> {
+    /// The dtype of the frozen matrices: the decoder projections, the embeddings and the LM head
+    /// (the norms stay f32; activations are f32 whatever this is).
+    pub dtype: WeightDtype,
+    /// Takes chosen decoder projections instead of the model (see [`WeightSink`]).
+    pub sink: Option<&'a mut dyn WeightSink>,
+}
+
+impl std::fmt::Debug for LoadOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadOptions")
+            .field("dtype", &self.dtype)
+            .field("sink", &self.sink.is_some())
+            .finish()
+    }
+}
+
 /// Builds the model, asking `fetch` for every tensor of [`expected_tensors`].
 pub fn build_model<B: Backend>(
     config: &ModelConfig,
     device: &B::Device,
     fetch: &mut FetchTensor<'_>,
 ) -> Result<CausalLm<B>> {
-    build_model_with(config, device, fetch, None)
+    build_model_with(config, device, fetch, LoadOptions::default())
 }
 
-/// [`build_model`], handing the decoder projections `sink` wants to it instead of the model.
+/// [`build_model`] with [`LoadOptions`]: the frozen matrices in `options.dtype`, and the
+/// decoder projections `options.sink` wants handed to it instead of the model.
 pub fn build_model_with<B: Backend>(
     config: &ModelConfig,
     device: &B::Device,
     fetch: &mut FetchTensor<'_>,
-    mut sink: Option<&mut dyn WeightSink>,
+    options: LoadOptions<'_>,
 ) -> Result<CausalLm<B>> {
+    let LoadOptions { dtype, mut sink } = options;
     let matrix = |fetch: &mut FetchTensor<'_>, name: &str, rows: usize, cols: usize| {
         let data = fetch(name, &[rows, cols])?;
         Ok::<_, Error>(Tensor::<B, 2>::from_data(
-            TensorData::new(data, [rows, cols]),
-            device,
+            dtype.data(data, [rows, cols]),
+            (device, dtype.float_dtype().into()),
         ))
     };
     let h = config.hidden_size;
@@ -123,13 +186,7 @@ pub fn build_model_with<B: Backend>(
             matrix(fetch, &name, out, inp)?.transpose(),
         ))
     };
-    let embed = Tensor::<B, 2>::from_data(
-        TensorData::new(
-            fetch("model.embed_tokens.weight", &[config.vocab_size, h])?,
-            [config.vocab_size, h],
-        ),
-        device,
-    );
+    let embed = matrix(fetch, "model.embed_tokens.weight", config.vocab_size, h)?;
     let mut layers = Vec::with_capacity(config.num_hidden_layers);
     for i in 0..config.num_hidden_layers {
         let p = format!("model.layers.{i}");
@@ -175,7 +232,7 @@ pub fn build_model_with<B: Backend>(
     };
     Ok(CausalLm {
         embed_tokens: Embedding {
-            weight: Param::from_tensor(embed),
+            weight: crate::linear::frozen(embed),
         },
         layers,
         norm: RmsNorm::new(Tensor::from_data(TensorData::new(norm, [h]), device), eps),
@@ -201,15 +258,15 @@ pub fn load_safetensors<B: Backend>(
     checkpoint: &SafetensorsCheckpoint,
     device: &B::Device,
 ) -> Result<CausalLm<B>> {
-    load_safetensors_with(config, checkpoint, device, None)
+    load_safetensors_with(config, checkpoint, device, LoadOptions::default())
 }
 
-/// [`load_safetensors`] with a [`WeightSink`] (see [`build_model_with`]).
+/// [`load_safetensors`] with [`LoadOptions`] (see [`build_model_with`]).
 pub fn load_safetensors_with<B: Backend>(
     config: &ModelConfig,
     checkpoint: &SafetensorsCheckpoint,
     device: &B::Device,
-    sink: Option<&mut dyn WeightSink>,
+    options: LoadOptions<'_>,
 ) -> Result<CausalLm<B>> {
     let expected = expected_tensors(config);
     let extra: Vec<&str> = checkpoint
@@ -244,6 +301,6 @@ pub fn load_safetensors_with<B: Backend>(
         config,
         device,
         &mut |name, shape| checkpoint.tensor_f32(name, shape),
-        sink,
+        options,
     )
 }

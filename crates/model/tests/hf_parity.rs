@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
+use burn::tensor::DType;
 use tb_model::checkpoint::SafetensorsCheckpoint;
+use tb_model::weights::{LoadOptions, WeightDtype};
 use tb_model::{
     generate, CpuBackend, GenerationConfig, ModelDir, Sampling, StoredDtype, TextTokenizer,
 };
@@ -123,6 +125,35 @@ fn bf16_checkpoint_loads_close_to_f32() {
     let diff = max_abs_diff(&logits_of(&dir, &r), &r.logits);
     // bf16 keeps 8 bits of mantissa: the logits move, but only a little.
     assert!(diff > 0.0 && diff < 0.25, "max |Δlogit| = {diff}");
+}
+
+#[test]
+fn base_held_in_bf16_matches_the_f32_held_model() {
+    // The bf16 checkpoint's values are exactly representable in bf16, so holding the frozen
+    // matrices in bf16 loses nothing; only the products may run in bf16 (activations rounded,
+    // f32 sums) where the CPU has bf16 dot products.
+    let dir = fixture("tiny-mistral-bf16");
+    let r = reference(&fixture("tiny-mistral"));
+    let device = Default::default();
+    let opened = ModelDir::open(&dir).unwrap();
+    let options = LoadOptions {
+        dtype: WeightDtype::Bf16,
+        sink: None,
+    };
+    let model = opened.load_with::<B>(&device, options).unwrap();
+    for (name, lin) in model.projections() {
+        assert_eq!(lin.weight.val().dtype(), DType::BF16, "{name}");
+    }
+    assert_eq!(model.embed_tokens.weight.val().dtype(), DType::BF16);
+    let ids =
+        Tensor::<B, 1, Int>::from_data(TensorData::new(r.ids.clone(), [r.ids.len()]), &device)
+            .reshape([r.shape[0], r.shape[1]]);
+    let logits = model.forward(ids);
+    assert_eq!(logits.dtype(), DType::F32, "activations stay f32");
+    let held_bf16 = logits.into_data().to_vec::<f32>().unwrap();
+    let held_f32 = logits_of(&dir, &r);
+    let diff = max_abs_diff(&held_bf16, &held_f32);
+    assert!(diff < 0.05, "max |Δlogit| bf16-held vs f32-held = {diff}");
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use burn::backend::Autodiff;
 use burn::tensor::backend::AutodiffBackend;
-use tb_model::CpuBackend;
+use tb_model::{CpuBackend, FrozenLinearBackend};
 use tb_train::{run_training, DeviceKind, ExperimentConfig, LoopOptions, RunSummary, Trainer};
 
 use tb_train::lora::save_adapter;
@@ -59,11 +59,15 @@ pub fn train_peft(request: &TrainRequest) -> Result<(PathBuf, RunSummary)> {
     }
 }
 
-fn train_on<B: AutodiffBackend>(
+fn train_on<B>(
     request: &TrainRequest,
     device: B::Device,
     backend_name: &str,
-) -> Result<(PathBuf, RunSummary)> {
+) -> Result<(PathBuf, RunSummary)>
+where
+    B: AutodiffBackend + FrozenLinearBackend,
+    B::InnerBackend: FrozenLinearBackend,
+{
     let started = Instant::now();
     let config = &request.config;
     if config.train.device != DeviceKind::Cpu {

@@ -6,7 +6,7 @@ use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use tb_data::{padded_batch, Batch, TokenizedExample};
-use tb_model::{CausalLm, ForwardOptions, MaskBuilder};
+use tb_model::{CausalLm, ForwardOptions, FrozenLinearBackend, MaskBuilder};
 use tb_train::{cross_entropy_sum, MicroStep, NamedTensor, Trainer};
 
 use tb_train::lora::{adapter_grads, adapter_tensors, set_adapter_tensors};
@@ -40,7 +40,11 @@ pub fn batch_options<B: Backend>(
     (ids, ForwardOptions { positions, mask })
 }
 
-impl<B: AutodiffBackend> PeftTrainer<B> {
+impl<B> PeftTrainer<B>
+where
+    B: AutodiffBackend + FrozenLinearBackend,
+    B::InnerBackend: FrozenLinearBackend,
+{
     /// The adapted modules in model order.
     pub fn modules(&self) -> Vec<String> {
         self.model
@@ -62,7 +66,11 @@ impl<B: AutodiffBackend> PeftTrainer<B> {
     }
 }
 
-impl<B: AutodiffBackend> Trainer for PeftTrainer<B> {
+impl<B> Trainer for PeftTrainer<B>
+where
+    B: AutodiffBackend + FrozenLinearBackend,
+    B::InnerBackend: FrozenLinearBackend,
+{
     fn method(&self) -> &'static str {
         "peft"
     }

@@ -3,7 +3,6 @@
 //! `chromium-browser`, `google-chrome`, or the path in `$CHROME`); without one the test fails
 //! with instructions. It never skips. As root on Debian it installs `chromium` with apt-get
 //! first, as the other oracles provision themselves.
-#![expect(clippy::print_stderr, reason = "says when it installs Chromium")]
 
 mod common;
 
@@ -18,27 +17,8 @@ fn find_chromium() -> PathBuf {
     if let Some(p) = on_path() {
         return p;
     }
-    // Provision it like the other oracles: Debian's package, when we may install packages.
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
-    if root && Path::new("/usr/bin/apt-get").exists() {
-        eprintln!("installing Debian's chromium for the report test (apt-get, first use only)");
-        let quiet = |args: &[&str]| {
-            Command::new("apt-get")
-                .args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .stdout(Stdio::null())
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false)
-        };
-        if !quiet(&["install", "-y", "-q", "chromium"]) {
-            quiet(&["update", "-q"]);
-            quiet(&["install", "-y", "-q", "chromium"]);
-        }
+    // Provisioned like the other oracles: Debian's package, when we may install packages.
+    if tb_testkit::debian_package("chromium", || on_path().is_some()) {
         if let Some(p) = on_path() {
             return p;
         }

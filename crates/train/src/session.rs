@@ -7,11 +7,11 @@ use std::time::Instant;
 
 use burn::prelude::Backend;
 use tb_data::{tokenize_records, Dataset, Split, TokenizedExample};
-use tb_model::weights::WeightSink;
+use tb_model::weights::{LoadOptions, WeightDtype, WeightSink};
 use tb_model::{CausalLm, LoadedModel, TextTokenizer};
 
 use crate::config::ExperimentConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::lora::{attach_lora, LoraConfig};
 use crate::probe::Machine;
 use crate::run_dir::{RunDir, RunSummary};
@@ -152,7 +152,12 @@ pub fn prepare_with<B: Backend>(
     device: &B::Device,
     sink: Option<&mut dyn WeightSink>,
 ) -> Result<Prepared<B>> {
-    let loaded = LoadedModel::<B>::load_with(&config.model.base, device, sink)?;
+    let dtype = WeightDtype::parse(&config.model.dtype).ok_or_else(|| Error::ConfigValue {
+        field: "model.dtype".into(),
+        message: format!("`{}` is not one of f32, bf16", config.model.dtype),
+    })?;
+    let options = LoadOptions { dtype, sink };
+    let loaded = LoadedModel::<B>::load_with(&config.model.base, device, options)?;
     let (train, eval) = load_examples(config, &loaded.tokenizer)?;
     let base_name = config.model.base.to_string_lossy().into_owned();
     let lora = LoraConfig::from_experiment(&config.lora, Some(base_name));

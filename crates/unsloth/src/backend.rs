@@ -5,6 +5,8 @@ use std::sync::Arc;
 use burn::prelude::*;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 
+use tb_model::FrozenLinearBackend;
+
 use crate::fallback;
 use crate::ops::{cross_entropy, lora_linear, lora_mlp, lora_qkv};
 use crate::packed_base::PackedWeight;
@@ -171,7 +173,7 @@ pub enum CeGradients {
 ///
 /// Call the ops through [`crate::ops`], which checks shapes and reshapes for you. The leaf
 /// kernels expect validated shapes and, on Flex, compute in f32.
-pub trait FusedBackend: Backend {
+pub trait FusedBackend: FrozenLinearBackend {
     /// RMSNorm forward: `y = x · inv_rms · weight`, `inv_rms = 1/sqrt(mean(x²) + eps)`.
     ///
     /// # Shapes

@@ -2,9 +2,10 @@
 //! references differentiated by Burn's autodiff on Flex: values and every gradient, on odd
 //! shapes, within 1e-5 relative (error over the reference's max |value|).
 //!
-//! CI runs them on Mesa's software Vulkan (lavapipe, `WgpuDevice::Cpu`). Without any Vulkan
-//! adapter the tests say so and pass, unless `TB_REQUIRE_WGPU=1` (set by `.ci/run`) makes
-//! that a failure.
+//! They run on Mesa's software Vulkan (lavapipe, `WgpuDevice::Cpu`), which tb-testkit installs
+//! (Debian's `mesa-vulkan-drivers`) when it is missing and the tests run as root on Debian.
+//! Without any Vulkan adapter the tests say so and pass, unless `TB_REQUIRE_WGPU=1` (set by
+//! `.ci/run`) makes that a failure.
 
 #![allow(
     clippy::print_stderr,
@@ -33,6 +34,8 @@ const TOL: f32 = 1e-5;
 fn device() -> Option<WgpuDevice> {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     let ok = *AVAILABLE.get_or_init(|| {
+        // Installs Mesa's lavapipe when missing (as root on Debian) before wgpu looks for it.
+        tb_testkit::vulkan_cpu_driver();
         let probe = catch_unwind(AssertUnwindSafe(|| {
             let t = Tensor::<Wgpu, 1>::from_floats([1.0, 2.0], &WgpuDevice::Cpu);
             t.sum().into_scalar()

@@ -80,7 +80,7 @@ fn loss_rows<B: Backend>(targets: &Tensor<B, 1, Int>) -> Vec<i64> {
         .collect()
 }
 
-/// Forward over the backend's matmul and the cross-entropy leaf kernels: only the loss-bearing
+/// Forward over the frozen-linear op and the cross-entropy leaf kernels: only the loss-bearing
 /// rows go through the head; with `grads` each chunk's logits also become
 /// `dlogits = (softmax − onehot)/count` and then `dh = dlogits·Wᵀ` (and `dW += hᵀ·dlogits`)
 /// before the chunk is dropped.
@@ -108,17 +108,19 @@ pub(crate) fn forward_kernel<B: FusedBackend>(
         (Some(idx), h, t)
     };
     let scale = Tensor::<B, 1>::from_floats([1.0 / count.max(1) as f32], &device);
-    let w_t = (grads != CeGradients::None).then(|| w.clone().transpose());
+    let backward = grads != CeGradients::None;
     let mut nll = Vec::new();
     let mut dh = Vec::new();
     let mut dw: Option<Tensor<B, 2>> = None;
     for (start, len) in chunks(count, chunk) {
         let h = hidden.clone().narrow(0, start, len);
-        let logits = h.clone().matmul(w.clone());
+        let logits = tensor::<B, 2>(B::frozen_linear_fwd(prim(h.clone()), prim(w.clone())));
         let t = targets.clone().narrow(0, start, len);
         let (lse, n) = B::cross_entropy_fwd(prim(logits.clone()), t.clone().into_primitive());
         nll.push(tensor::<B, 1>(n));
-        let Some(w_t) = &w_t else { continue };
+        if !backward {
+            continue;
+        }
         let dlogits = tensor::<B, 2>(B::cross_entropy_bwd(
             prim(logits),
             lse,
@@ -132,7 +134,10 @@ pub(crate) fn forward_kernel<B: FusedBackend>(
                 None => part,
             });
         }
-        dh.push(dlogits.matmul(w_t.clone()));
+        dh.push(tensor::<B, 2>(B::frozen_linear_bwd(
+            prim(dlogits),
+            prim(w.clone()),
+        )));
     }
     let loss = if nll.is_empty() {
         Tensor::<B, 1>::zeros([1], &device)

@@ -1,5 +1,7 @@
 //! LoRA linear `y = x·W + s·(x·A)·B` with a hand-written backward that computes `dx`, `dA` and
 //! `dB` from the kept `x·A` and never forms a dense `dW` (unless the base weight is trainable).
+//! A dense base multiplies through tb-model's frozen-linear op (the GEMM the PEFT-style trainer
+//! uses too).
 //! The base may be a packed 4-bit weight ([`BaseWeight::Packed`]): its terms go through
 //! [`FusedBackend::packed_linear_fwd`]/[`FusedBackend::packed_linear_bwd`], and it never gets a
 //! `dW`.
@@ -60,7 +62,7 @@ pub(crate) fn forward_kernel<B: FusedBackend>(
     let x = tensor::<B, 2>(x);
     let xa = x.clone().matmul(tensor(lora.a.clone()));
     let base = match &lora.w {
-        BaseWeight::Dense(w) => x.matmul(tensor(w.clone())),
+        BaseWeight::Dense(w) => tensor::<B, 2>(B::frozen_linear_fwd(prim(x), w.clone())),
         BaseWeight::Packed(p) => tensor::<B, 2>(B::packed_linear_fwd(prim(x), p)),
     };
     let y = base
@@ -95,7 +97,7 @@ pub(crate) fn backward_kernel<B: FusedBackend>(
     let (dw, dx_base) = match &lora.w {
         BaseWeight::Dense(w) => (
             want_dw.then(|| prim(x.transpose().matmul(dy.clone()))),
-            dy.matmul(tensor::<B, 2>(w.clone()).transpose()),
+            tensor::<B, 2>(B::frozen_linear_bwd(prim(dy), w.clone())),
         ),
         BaseWeight::Packed(p) => (None, tensor::<B, 2>(B::packed_linear_bwd(prim(dy), p))),
     };

@@ -6,7 +6,7 @@
 use burn::backend::Autodiff;
 use burn::module::{Module, Param, ParamId};
 use tb_data::TokenizedExample;
-use tb_model::weights::{build_model_with, WeightSink};
+use tb_model::weights::{build_model_with, LoadOptions, WeightSink};
 use tb_model::{CausalLm, CpuBackend, ModelConfig};
 use tb_train::lora::{attach_lora, InitLoraWeights, LoraConfig, TargetModules};
 use tb_train::{ActivationCheckpointing, Trainer};
@@ -55,7 +55,11 @@ fn random_model_with(
         }
         Ok(v)
     };
-    build_model_with::<B>(&config, &Default::default(), &mut fetch, sink)
+    let options = LoadOptions {
+        sink,
+        ..LoadOptions::default()
+    };
+    build_model_with::<B>(&config, &Default::default(), &mut fetch, options)
 }
 
 /// LoRA on every projection but `o_proj`, which stays dense (and unpacked), so checkpointed

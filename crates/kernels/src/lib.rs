@@ -1,0 +1,226 @@
+//! tunebench's own CPU GEMM for the frozen-base matmuls of LoRA training:
+//! `C (m×n) = alpha·A (m×k)·B (k×n) (+ C)`, f32 accumulation.
+//!
+//! # Why
+//! A LoRA step multiplies activations by the same frozen weights over and over (`y = x·Wᵀ`
+//! forward, `dx = dy·W` backward). Packing W into the micro-kernel's layout once ([`PackedB`])
+//! removes the per-call repacking a general GEMM pays, and the bf16 precision keeps the packed
+//! weights at half the memory.
+//!
+//! # Operands
+//! A ([`MatRef<f32>`]) and B ([`MatRef<f32>`] or [`MatRef<half::bf16>`]) are strided views:
+//! element `(i, j)` at `data[i·row_stride + j·col_stride]`, so `Wᵀ` of a row-major `[out, in]`
+//! weight is `MatRef::row_major(w, out, in)?.t()` and `W` itself is the plain view — both
+//! products are expressible without copies. C ([`MatMut`]) is row-major with a row stride.
+//! Every entry point checks shapes, strides and lengths and returns [`Error`] instead of
+//! panicking.
+//!
+//! # Precision
+//! [`Precision::F32`]: f32 products (a bf16 B is widened exactly). [`Precision::Bf16`]: A and B
+//! rounded to bf16 (nearest-even) and multiplied exactly, summed in f32 — PyTorch's bf16
+//! autocast numerics. B is then packed as bf16 pairs along k; the [`Isa::Avx512Bf16`] kernel
+//! feeds them to `vdpbf16ps`, every other ISA widens each B micro-panel to f32 (exact) once per
+//! A block and runs its f32 kernel on the same bf16-rounded values, so the two differ only in
+//! summation order (and `vdpbf16ps`'s flushing of subnormals).
+//!
+//! # Packing and blocking (BLIS-style)
+//! B is packed into `KC × NR` micro-panels (k blocks one after another, panels contiguous,
+//! zero-padded). A is packed per call, per `MC × KC` block, into `MR × KC` micro-panels that
+//! are row-major (a contiguous, vectorised copy of A's rows, rounded to bf16 for the bf16
+//! precision; the kernels read the `MR` rows at compile-time offsets). Loop nest (in `driver`):
+//! `NC` columns › `KC` depth › `MC` rows (pack A) › `NR` panels › `MR` panels › micro-kernel,
+//! which prefetches its C tile and overwrites it on the first k block (unless accumulating).
+//! Threads: rayon over disjoint blocks of C — over m when every thread gets a few micro-panels,
+//! else over n (short, wide outputs) — each task owning its rows' `&mut` slices. The unpacked
+//! entry points ([`gemm`], [`gemm_with_isa`]) pack B per call into a reused thread-local
+//! buffer; no allocation happens per micro-kernel call.
+//!
+//! # Micro-kernels and dispatch
+//! | [`Isa`] | f32 precision | bf16 precision | MR×NR, KC, MC, NC |
+//! |---|---|---|---|
+//! | `Avx512Bf16` | AVX-512F FMA | `vdpbf16ps` on bf16 pairs | 14×32, 256 (512 bf16), 336, 4096 |
+//! | `Avx512` | AVX-512F FMA | f32 FMA on widened bf16 | 14×32, 256, 336, 4096 |
+//! | `Avx2` | AVX2 + FMA | f32 FMA on widened bf16 | 6×16, 256, 120, 4096 |
+//! | `Scalar` | portable Rust | f32 on widened bf16 | 4×16, 256, 128, 4096 |
+//!
+//! 14×32 keeps 28 of the 32 zmm registers as accumulators (2 B loads and 14 broadcasts per 28
+//! FMAs); `KC = 256` keeps a 32 KiB B micro-panel in a 48 KiB L1d; an `MC × KC` A block
+//! (336 KiB) sits in a 2 MiB L2; `NC` is large because B is pre-packed and streams well, and
+//! each NC block re-packs A. [`Isa::detected`] picks the ISA once: the most specialised one the
+//! CPU has (CPUID), except that `Avx512Bf16` is chosen only where the `vdpbf16ps` kernel
+//! measures clearly faster than the f32 one (Zen 4/5: yes; Sapphire Rapids without AMX: no —
+//! `vdpbf16ps` issues at a quarter of the FMA rate there, so bf16 runs as widened f32).
+//! `TB_GEMM_ISA=scalar|avx2|avx512|avx512bf16` forces a path ([`Isa::active`]; an ISA the CPU
+//! lacks is an [`Error::IsaUnavailable`], not a silent fallback), and the `*_with_isa` entry
+//! points take one explicitly so tests and benches can run every path.
+//!
+//! `unsafe` is confined to the x86 kernel files (`kernels/avx*.rs`, and a C prefetch in
+//! `kernels/mod.rs`), behind safe wrappers that check their panels and tile.
+
+mod driver;
+mod error;
+mod isa;
+mod kernels;
+mod mat;
+mod naive;
+mod pack;
+
+pub use error::{Error, Result};
+pub use isa::{Isa, Precision, ISA_ENV};
+pub use mat::{round_bf16, Element, MatMut, MatRef};
+pub use naive::gemm_naive;
+pub use pack::PackedB;
+
+use driver::{BSource, Plan};
+use kernels::Kernel;
+use pack::{layout_for, pack_b, BLayout, PackElem, PackedData};
+
+/// `C = alpha·A·B` (or `C += alpha·A·B` when `accumulate`), on [`Isa::active`], packing B for
+/// this call only (into a reused thread-local buffer). Use [`PackedB`] + [`gemm_packed`] when B
+/// is reused.
+pub fn gemm<T: Element>(
+    a: MatRef<'_, f32>,
+    b: MatRef<'_, T>,
+    c: MatMut<'_>,
+    alpha: f32,
+    accumulate: bool,
+    precision: Precision,
+) -> Result<()> {
+    gemm_with_isa(Isa::active()?, a, b, c, alpha, accumulate, precision)
+}
+
+/// [`gemm`] on an explicit ISA (an error if this CPU lacks it).
+pub fn gemm_with_isa<T: Element>(
+    isa: Isa,
+    a: MatRef<'_, f32>,
+    b: MatRef<'_, T>,
+    c: MatMut<'_>,
+    alpha: f32,
+    accumulate: bool,
+    precision: Precision,
+) -> Result<()> {
+    let isa = isa.require()?;
+    check_shapes(&a, b.rows(), b.cols(), &c)?;
+    let kernel = Kernel::select(isa, precision);
+    let layout = layout_for(kernel, precision, b.rows(), b.cols());
+    match precision {
+        Precision::Bf16 => u16::with_scratch(true, |buf| {
+            let packed = buf.ensure(layout.len());
+            pack_b(&b, &layout, true, packed);
+            run_with(
+                kernel,
+                layout,
+                BData::Bf16(packed),
+                &a,
+                c,
+                alpha,
+                accumulate,
+            );
+        }),
+        Precision::F32 => f32::with_scratch(true, |buf| {
+            let packed = buf.ensure(layout.len());
+            pack_b(&b, &layout, false, packed);
+            run_with(kernel, layout, BData::F32(packed), &a, c, alpha, accumulate);
+        }),
+    }
+    Ok(())
+}
+
+/// `C = alpha·A·B (+ C)` with a B packed once by [`PackedB::new`]/[`PackedB::with_isa`], on the
+/// ISA and precision it was packed for.
+pub fn gemm_packed(
+    a: MatRef<'_, f32>,
+    b: &PackedB,
+    c: MatMut<'_>,
+    alpha: f32,
+    accumulate: bool,
+) -> Result<()> {
+    check_shapes(&a, b.k(), b.n(), &c)?;
+    let data = match &b.data {
+        PackedData::F32(buf) => BData::F32(buf.as_slice()),
+        PackedData::Bf16(buf) => BData::Bf16(buf.as_slice()),
+    };
+    run_with(b.kernel, b.layout, data, &a, c, alpha, accumulate);
+    Ok(())
+}
+
+/// Packed B as the driver receives it.
+enum BData<'a> {
+    /// f32 panels ([`Precision::F32`]).
+    F32(&'a [f32]),
+    /// bf16 pair panels ([`Precision::Bf16`]; A is rounded to bf16 while packed).
+    Bf16(&'a [u16]),
+}
+
+/// Runs the loop nest of `kernel` on packed B: f32 panels through an f32 kernel, bf16 pairs
+/// through the `vdpbf16ps` kernel or widened per micro-panel for an f32 kernel.
+fn run_with(
+    kernel: Kernel,
+    layout: BLayout,
+    data: BData<'_>,
+    a: &MatRef<'_, f32>,
+    c: MatMut<'_>,
+    alpha: f32,
+    accumulate: bool,
+) {
+    match (data, kernel.f32_kernel(), kernel.bf16_kernel()) {
+        (BData::F32(b), Some(f), _) => {
+            let b = BSource::Packed(b);
+            let plan = Plan {
+                kind: kernel,
+                kernel: f,
+                round_a: false,
+                b,
+                layout,
+            };
+            driver::run(&plan, a, c, alpha, accumulate);
+        }
+        (BData::Bf16(b), _, Some(f)) => {
+            let b = BSource::Packed(b);
+            let plan = Plan {
+                kind: kernel,
+                kernel: f,
+                round_a: true,
+                b,
+                layout,
+            };
+            driver::run(&plan, a, c, alpha, accumulate);
+        }
+        (BData::Bf16(b), Some(f), _) => {
+            let b = BSource::Bf16Pairs(b, kernel.widen_fn());
+            let plan = Plan {
+                kind: kernel,
+                kernel: f,
+                round_a: true,
+                b,
+                layout,
+            };
+            driver::run(&plan, a, c, alpha, accumulate);
+        }
+        (_, None, _) => unreachable!("invariant: every kernel but the bf16-dot one is f32"),
+    }
+}
+
+/// Checks `a` (`m × k`), B (`k × n`) and `c` (`m × n`) agree.
+pub(crate) fn check_shapes(
+    a: &MatRef<'_, f32>,
+    bk: usize,
+    bn: usize,
+    c: &MatMut<'_>,
+) -> Result<()> {
+    if a.cols() != bk {
+        return Err(Error::ShapeMismatch {
+            what: "A's columns vs B's rows",
+            expected: (a.cols(), a.cols()),
+            got: (bk, bk),
+        });
+    }
+    if (c.rows(), c.cols()) != (a.rows(), bn) {
+        return Err(Error::ShapeMismatch {
+            what: "C vs A's rows × B's columns",
+            expected: (a.rows(), bn),
+            got: (c.rows(), c.cols()),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,136 @@
+//! [`FrozenLinearBackend`] for Flex: tb-kernels' GEMM on the tensors' storage. The weight is
+//! read in place (any non-negative strides, f32 or bf16); the activations are f32.
+
+use burn::backend::flex::FlexTensor;
+use burn::backend::Flex;
+use burn::tensor::ops::FloatTensorOps;
+use burn::tensor::{DType, FloatDType, TensorData, TensorMetadata};
+use half::bf16;
+use tb_kernels::{Isa, MatMut, MatRef, Precision};
+
+use super::{default_bwd, default_fwd, FrozenLinearBackend};
+
+impl FrozenLinearBackend for Flex {
+    fn frozen_linear_fwd(x: FlexTensor, w: FlexTensor) -> FlexTensor {
+        match WeightView::of(&w) {
+            Some(view) => multiply(x, view),
+            None => default_fwd::<Self>(x, w),
+        }
+    }
+
+    fn frozen_linear_bwd(dy: FlexTensor, w: FlexTensor) -> FlexTensor {
+        match WeightView::of(&w) {
+            Some(view) => multiply(dy, view.t()),
+            None => default_bwd::<Self>(dy, w),
+        }
+    }
+}
+
+/// Where a 2-D weight's elements lie in its storage: `(i, j)` at
+/// `offset + i·row_stride + j·col_stride`, read as f32 or bf16.
+#[derive(Clone, Copy)]
+struct WeightView<'a> {
+    data: Storage<'a>,
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+/// A weight's storage from its view's first element on.
+#[derive(Clone, Copy)]
+enum Storage<'a> {
+    F32(&'a [f32]),
+    Bf16(&'a [bf16]),
+}
+
+impl<'a> WeightView<'a> {
+    /// The view of an f32 or bf16 matrix with non-negative strides; `None` for anything else
+    /// (those go through Burn's matmul).
+    fn of(w: &'a FlexTensor) -> Option<Self> {
+        let layout = w.layout();
+        let (rows, cols, rs, cs) = layout.as_2d_strides()?;
+        let (row_stride, col_stride) = (usize::try_from(rs).ok()?, usize::try_from(cs).ok()?);
+        let offset = layout.start_offset();
+        let data = match w.dtype() {
+            DType::F32 => Storage::F32(w.storage::<f32>().get(offset..)?),
+            DType::BF16 => Storage::Bf16(w.storage::<bf16>().get(offset..)?),
+            _ => return None,
+        };
+        Some(Self {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        })
+    }
+
+    /// The transpose (same storage).
+    fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+}
+
+/// `lhs·W` with lhs `[rows, W.rows]`, returned in lhs's dtype.
+///
+/// A bf16 weight multiplies in bf16 (f32 accumulation) where the CPU has `vdpbf16ps`, and is
+/// widened to f32 elsewhere, where bf16 products would cost precision and gain no speed.
+fn multiply(lhs: FlexTensor, w: WeightView<'_>) -> FlexTensor {
+    let dtype = lhs.dtype();
+    let lhs = if dtype == DType::F32 {
+        lhs
+    } else {
+        Flex::float_cast(lhs, FloatDType::F32)
+    }
+    .to_contiguous();
+    let [rows, inner] = lhs.shape().dims::<2>();
+    assert_eq!(
+        inner, w.rows,
+        "invariant: frozen_linear input width {inner} matches the weight's {}",
+        w.rows
+    );
+    let a_values = lhs
+        .as_slice::<f32>()
+        .expect("invariant: a contiguous f32 tensor");
+    let mut out = vec![0.0f32; rows * w.cols];
+    let a = MatRef::row_major(a_values, rows, inner);
+    let c = MatMut::row_major(&mut out, rows, w.cols);
+    let done = a.and_then(|a| {
+        let c = c?;
+        match w.data {
+            Storage::F32(data) => {
+                let b = MatRef::new(data, w.rows, w.cols, w.row_stride, w.col_stride)?;
+                tb_kernels::gemm(a, b, c, 1.0, false, Precision::F32)
+            }
+            Storage::Bf16(data) => {
+                let b = MatRef::new(data, w.rows, w.cols, w.row_stride, w.col_stride)?;
+                tb_kernels::gemm(a, b, c, 1.0, false, bf16_precision()?)
+            }
+        }
+    });
+    if let Err(e) = done {
+        panic!("frozen_linear on Flex: {e}");
+    }
+    let y = FlexTensor::from_data(TensorData::new(out, [rows, w.cols]));
+    if dtype == DType::F32 {
+        y
+    } else {
+        Flex::float_cast(y, FloatDType::from(dtype))
+    }
+}
+
+/// The precision of a bf16 weight's products on this CPU.
+fn bf16_precision() -> tb_kernels::Result<Precision> {
+    Ok(if Isa::active()? == Isa::Avx512Bf16 {
+        Precision::Bf16
+    } else {
+        Precision::F32
+    })
+}
