@@ -84,8 +84,7 @@ pub enum WeightDtype {
     /// f32 (what the loaders decode every stored dtype to).
     #[default]
     F32,
-    /// bf16: half the memory; the frozen-linear op multiplies it in bf16 with f32 accumulation
-    /// where the CPU has bf16 dot products, and widens it exactly elsewhere.
+    /// bf16: half the memory; the frozen-linear op widens it exactly as it packs it.
     Bf16,
 }
 

@@ -66,8 +66,8 @@ pub struct ModelSection {
     /// Relative paths are resolved against the experiment file's folder.
     pub base: PathBuf,
     /// Dtype the frozen base (projections, embeddings, LM head) is held in: `f32` or `bf16`
-    /// (half the memory; multiplied in bf16 with f32 accumulation where the CPU has bf16 dot
-    /// products). LoRA weights, optimizer state and activations stay f32.
+    /// (half the memory; widened exactly inside the GEMM). LoRA weights, optimizer state and
+    /// activations stay f32.
     #[serde(default = "default_dtype")]
     pub dtype: String,
     /// Storage of the frozen base of every LoRA-adapted projection, like Unsloth/QLoRA's

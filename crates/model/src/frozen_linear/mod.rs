@@ -5,8 +5,8 @@
 //! does best while the model code stays one: on Flex (the CPU) the op runs tb-kernels' GEMM,
 //! which chooses its micro-kernel for the CPU at run time (AVX-512 BF16, AVX-512F, AVX2+FMA or
 //! a scalar reference) and reads the weight in place, f32 or bf16, in any stride (the loaders
-//! keep HF's `[out, in]` storage and view it transposed); a bf16 weight multiplies in bf16 with
-//! f32 accumulation, as PyTorch's bf16 autocast does. Under [`Autodiff`] a frozen weight
+//! keep HF's `[out, in]` storage and view it transposed); a bf16 weight is widened exactly as
+//! it is packed. Under [`Autodiff`] a frozen weight
 //! records one backward node with the input as its only parent; a weight that requires a
 //! gradient falls back to Burn's own matmul, so `dW` is still there for whoever asks. Other
 //! backends (CubeCL) use Burn's matmul in the input's dtype.
