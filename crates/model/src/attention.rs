@@ -29,11 +29,14 @@ pub struct Attention<B: Backend> {
 
 /// Per-forward inputs shared by all layers.
 pub struct AttentionInputs<B: Backend> {
-    /// RoPE cos table for the new tokens, `[batch, 1, seq, head_dim]`.
+    /// RoPE cos table for the new tokens, `[batch, seq, 1, head_dim]` (token-major, as the
+    /// projections' outputs).
     pub cos: Tensor<B, 4>,
-    /// RoPE sin table for the new tokens, `[batch, 1, seq, head_dim]`.
+    /// RoPE sin table for the new tokens, `[batch, seq, 1, head_dim]`.
     pub sin: Tensor<B, 4>,
-    /// `true` where attention is not allowed, `[batch, 1, seq, past + seq]`.
+    /// `true` where attention is not allowed, `[batch, heads, seq, past + seq]`: one copy per
+    /// query head made once per forward, so no layer's masking (forward and backward)
+    /// broadcasts it again.
     pub mask: Tensor<B, 4, Bool>,
 }
 
@@ -49,13 +52,12 @@ impl<B: FrozenLinearBackend> Attention<B> {
     ) -> Tensor<B, 3> {
         let [b, s, _] = x.dims();
         let (h, kvh, d) = (self.n_heads, self.n_kv_heads, self.head_dim);
-        let split = |t: Tensor<B, 3>, heads: usize| t.reshape([b, s, heads, d]).swap_dims(1, 2);
-        let q = split(self.q_proj.forward(x.clone()), h);
-        let k = split(self.k_proj.forward(x.clone()), kvh);
-        let v = split(self.v_proj.forward(x), kvh);
-
-        let q = RotaryEmbedding::apply(q, &inputs.cos, &inputs.sin);
-        let k = RotaryEmbedding::apply(k, &inputs.cos, &inputs.sin);
+        let split = |t: Tensor<B, 3>, heads: usize| t.reshape([b, s, heads, d]);
+        let rope = |t: Tensor<B, 4>| RotaryEmbedding::apply(t, &inputs.cos, &inputs.sin);
+        // RoPE on the token-major layout (contiguous), then heads first for the products.
+        let q = rope(split(self.q_proj.forward(x.clone()), h)).swap_dims(1, 2);
+        let k = rope(split(self.k_proj.forward(x.clone()), kvh)).swap_dims(1, 2);
+        let v = split(self.v_proj.forward(x), kvh).swap_dims(1, 2);
         let (k, v) = match cache {
             Some((cache, layer)) => cache.append(layer, k, v),
             None => (k, v),

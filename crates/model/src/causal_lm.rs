@@ -105,10 +105,11 @@ impl<B: FrozenLinearBackend> CausalLm<B> {
     ) -> Tensor<B, 3> {
         let seq = ids.dims()[1];
         let (cos, sin) = self.rope.tables(options.positions.clone());
+        let heads = self.layers.first().map_or(1, |l| l.self_attn.n_heads);
         let inputs = AttentionInputs {
-            cos,
-            sin,
-            mask: options.mask.clone(),
+            cos: cos.swap_dims(1, 2),
+            sin: sin.swap_dims(1, 2),
+            mask: options.mask.clone().repeat_dim(1, heads),
         };
         let mut x = self.embed_tokens.forward(ids);
         for (i, layer) in self.layers.iter().enumerate() {

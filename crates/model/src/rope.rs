@@ -64,12 +64,16 @@ impl<B: Backend> RotaryEmbedding<B> {
         (cos, sin)
     }
 
-    /// Rotates `x` by the angles in `cos`/`sin` (from [`Self::tables`]).
+    /// Rotates `x` by the angles in `cos`/`sin` (from [`Self::tables`], broadcast over heads).
+    ///
+    /// Attention calls it on the projections' own row-major `[batch, seq, heads, head_dim]`
+    /// layout with the tables as `[batch, seq, 1, head_dim]`, so every product reads contiguous
+    /// memory (on a head-major view Flex's element-wise ops fall back to strided iteration).
     ///
     /// # Shapes
-    /// - x: `[batch, heads, seq, head_dim]`
-    /// - cos, sin: `[batch, 1, seq, head_dim]`
-    /// - output: `[batch, heads, seq, head_dim]`
+    /// - x: `[batch, heads, seq, head_dim]` or `[batch, seq, heads, head_dim]`
+    /// - cos, sin: `[batch, 1, seq, head_dim]` or `[batch, seq, 1, head_dim]` (matching x)
+    /// - output: x's shape
     pub fn apply(x: Tensor<B, 4>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4>) -> Tensor<B, 4> {
         let d = x.dims()[3];
         let x1 = x.clone().narrow(3, 0, d / 2);
