@@ -111,3 +111,65 @@ fn a_bad_gemm_isa_is_an_error_naming_the_variable() {
         "{err}"
     );
 }
+
+/// `tunebench generate` with the printed text only (stdout), which must succeed.
+fn generate(model: &std::path::Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "Merhaba dünya",
+        "--max-tokens",
+        "8",
+    ];
+    args.extend_from_slice(extra);
+    let (ok, text, err) = tunebench(&args);
+    assert!(ok, "generate on {} failed: {err}", model.display());
+    text
+}
+
+#[test]
+fn generate_on_a_gguf_runs_the_quantized_engine_and_matches_the_hf_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tiny_hf_dir("tiny-mistral", &tmp.path().join("m"), true);
+    let f32 = tmp.path().join("m-f32.gguf");
+    let q4 = tmp.path().join("m-q4km.gguf");
+    export(&dir, "f32", &f32);
+    export(&dir, "q4_k_m", &q4);
+    // Greedy: the embedded engine on the F32 file says what the Burn model says on the folder.
+    let hf = generate(&dir, &[]);
+    assert!(!hf.trim().is_empty(), "no text from the HF folder");
+    assert_eq!(
+        generate(&f32, &[]),
+        hf,
+        "greedy text: F32 GGUF vs HF folder"
+    );
+    // Sampling is seeded: the same seed gives the same text, on the 4-bit file too.
+    let sampled = ["--seed", "7", "--temperature", "1.5", "--top-p", "1.0"];
+    let a = generate(&q4, &sampled);
+    assert_eq!(
+        generate(&q4, &sampled),
+        a,
+        "the same seed gives the same text"
+    );
+    let others: Vec<String> = (8..12)
+        .map(|s| generate(&q4, &["--seed", &s.to_string(), "--temperature", "1.5"]))
+        .collect();
+    assert!(
+        others.iter().any(|o| *o != a),
+        "five seeds at temperature 1.5 gave one text: {a:?}"
+    );
+    // A file that is not a GGUF: non-zero exit naming the file.
+    let bad = tmp.path().join("bad.gguf");
+    std::fs::write(&bad, b"GGUF but not really").unwrap();
+    let (ok, _, err) = tunebench(&[
+        "generate",
+        "--model",
+        bad.to_str().unwrap(),
+        "--prompt",
+        "x",
+    ]);
+    assert!(!ok, "a truncated GGUF must fail");
+    assert!(err.contains("bad.gguf"), "{err}");
+}

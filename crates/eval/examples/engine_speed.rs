@@ -8,16 +8,7 @@
 use std::time::Instant;
 
 use tb_eval::engine::{EngineModel, Kernel};
-
-fn argmax(row: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > row[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
+use tb_model::generation::argmax;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();

@@ -334,6 +334,7 @@ pub fn score_file(
     let gen = GenerateSettings {
         max_tokens: settings.max_tokens,
         kernel: settings.kernel,
+        ..GenerateSettings::default()
     };
     let (mut hyps, mut refs) = (Vec::new(), Vec::new());
     let (mut tokens, mut secs) = (0usize, 0f64);

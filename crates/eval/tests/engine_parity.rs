@@ -137,6 +137,7 @@ fn compare_with_llama_cpp(path: &Path) -> Agreement {
     let settings = GenerateSettings {
         max_tokens,
         kernel: Kernel::Auto,
+        ..GenerateSettings::default()
     };
     let mut a = Agreement {
         exact: 0,
@@ -390,6 +391,7 @@ fn smollm2_agreement_with_llama_cpp() {
         let settings = GenerateSettings {
             max_tokens: 32,
             kernel: Kernel::Auto,
+            ..GenerateSettings::default()
         };
         let (mut exact, mut top1, mut positions) = (0, 0, 0);
         for (prompt, want) in prompts

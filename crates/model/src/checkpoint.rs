@@ -272,12 +272,18 @@ impl SafetensorsCheckpoint {
             });
         }
         let dtype = self.dtype(name)?;
+        Ok(decode_f32(&self.read_raw(name)?, dtype))
+    }
+
+    /// A tensor's little-endian bytes, copied out of the file.
+    ///
+    /// A positioned read instead of touching the map: mapped pages would otherwise stay
+    /// resident (and count in the process's RSS) for as long as the checkpoint is open, so a
+    /// pass over a 15 GB checkpoint would appear to take 15 GB.
+    pub fn read_raw(&self, name: &str) -> Result<Vec<u8>> {
         let raw = self.raw(name)?;
         #[cfg(unix)]
         {
-            // A positioned read instead of touching the map: the mapped pages would otherwise
-            // stay resident (and count in the process's RSS) for as long as the checkpoint is
-            // open, doubling the memory a load appears to take.
             use std::os::unix::fs::FileExt;
             let (shard, info) = self.info(name)?;
             let offset = (8 + shard.header_len + info.data_offsets.0) as u64;
@@ -286,10 +292,10 @@ impl SafetensorsCheckpoint {
                 .file
                 .read_exact_at(&mut bytes, offset)
                 .map_err(|e| Error::io(&shard.path, e))?;
-            Ok(decode_f32(&bytes, dtype))
+            Ok(bytes)
         }
         #[cfg(not(unix))]
-        Ok(decode_f32(raw, dtype))
+        Ok(raw.to_vec())
     }
 
     /// Dtype shared by the floating-point weights (the most common one).

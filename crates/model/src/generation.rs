@@ -92,7 +92,8 @@ pub fn pick(logits: &[f32], sampling: Sampling, rng: &mut StdRng) -> u32 {
     }
 }
 
-fn argmax(logits: &[f32]) -> u32 {
+/// Index of the largest logit; ties go to the lowest index (llama.cpp's greedy sampler).
+pub fn argmax(logits: &[f32]) -> u32 {
     let mut best = 0;
     for (i, &l) in logits.iter().enumerate() {
         if l > logits[best] {

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 use tb_model::checkpoint::{decode_f32, encode_f32};
-use tb_model::checkpoint_writer::{write_safetensors, OwnedTensor};
+use tb_model::checkpoint_writer::{write_safetensors_streamed, TensorHeader};
 use tb_model::{ModelConfig, SafetensorsCheckpoint};
 
 use crate::error::{io, Error, Result};
@@ -150,42 +150,21 @@ pub fn merge_adapter(base_dir: &Path, adapter: &Adapter, out: &Path) -> Result<M
         seconds: 0.0,
     };
     for (file, names) in &shards {
-        let mut tensors = Vec::with_capacity(names.len());
-        for name in names {
-            let stored = checkpoint.dtype(name)?;
-            let shape = checkpoint.shape(name)?;
-            let module = name.strip_suffix(".weight").unwrap_or(name);
-            let bytes = match adapter.modules.get(module) {
-                Some(m) => {
-                    let scale = adapter.config.scale_for(module) as f32;
-                    let delta = delta_weight(m, scale);
-                    let mut w = decode_f32(checkpoint.raw(name)?, stored);
-                    for (x, d) in w.iter_mut().zip(&delta) {
-                        *x += d;
-                        report.max_abs_delta = report.max_abs_delta.max(d.abs());
-                    }
-                    if let Some(i) = w.iter().position(|x| !x.is_finite()) {
-                        return Err(Error::Merge(format!(
-                            "merged `{name}` is not finite at index {i}; nothing was written to {}",
-                            out.display()
-                        )));
-                    }
-                    report.merged_tensors += 1;
-                    encode_f32(&w, stored)
-                }
-                None => {
-                    report.copied_tensors += 1;
-                    checkpoint.raw(name)?.to_vec()
-                }
-            };
-            tensors.push(OwnedTensor {
-                name: name.clone(),
-                dtype: stored,
-                shape,
-                bytes,
-            });
-        }
-        write_safetensors(&tmp.path().join(file), &tensors)?;
+        // Headers first, then one tensor at a time: a 7B base is merged in the memory of its
+        // largest tensor, not of its largest shard.
+        let headers = names
+            .iter()
+            .map(|name| {
+                Ok(TensorHeader {
+                    name: name.clone(),
+                    dtype: checkpoint.dtype(name)?,
+                    shape: checkpoint.shape(name)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        write_safetensors_streamed(&tmp.path().join(file), &headers, |_, header| {
+            merge_one(&checkpoint, adapter, header, out, &mut report)
+        })?;
     }
     copy_side_files(base_dir, tmp.path())?;
     let kept = tmp.keep();
@@ -195,6 +174,38 @@ pub fn merge_adapter(base_dir: &Path, adapter: &Adapter, out: &Path) -> Result<M
     std::fs::rename(&kept, out).map_err(io(out))?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The bytes to write for one base tensor: merged with its adapter module (accumulated in f32,
+/// rounded once to the stored dtype) or copied unchanged.
+fn merge_one(
+    checkpoint: &SafetensorsCheckpoint,
+    adapter: &Adapter,
+    header: &TensorHeader,
+    out: &Path,
+    report: &mut MergeReport,
+) -> Result<Vec<u8>> {
+    let name = header.name.as_str();
+    let module = name.strip_suffix(".weight").unwrap_or(name);
+    let Some(m) = adapter.modules.get(module) else {
+        report.copied_tensors += 1;
+        return Ok(checkpoint.read_raw(name)?);
+    };
+    let scale = adapter.config.scale_for(module) as f32;
+    let delta = delta_weight(m, scale);
+    let mut w = decode_f32(&checkpoint.read_raw(name)?, header.dtype);
+    for (x, d) in w.iter_mut().zip(&delta) {
+        *x += d;
+        report.max_abs_delta = report.max_abs_delta.max(d.abs());
+    }
+    if let Some(i) = w.iter().position(|x| !x.is_finite()) {
+        return Err(Error::Merge(format!(
+            "merged `{name}` is not finite at index {i}; nothing was written to {}",
+            out.display()
+        )));
+    }
+    report.merged_tensors += 1;
+    Ok(encode_f32(&w, header.dtype))
 }
 
 /// Copies everything but the weights (config, generation config, tokenizer files, chat

@@ -253,6 +253,11 @@ where
     let outcome = run_training(&mut trainer, config, &train, &eval, &run, &options)?;
     let adapter_dir = run.path.join("adapter");
     save_adapter(&adapter_dir, &lora, &outcome.params)?;
+    let (method, backend) = (trainer.method(), trainer.backend());
+    // The model and its packed bases are done with: merge and export stream the checkpoint
+    // tensor by tensor, so the command's peak stays the training phase's.
+    drop(trainer);
+    release_freed_memory();
     let export_started = Instant::now();
     let mut ggufs = Vec::new();
     let mut modelfile_path = None;
@@ -328,15 +333,8 @@ where
         artifacts.push("Modelfile".into());
     }
     let refs: Vec<&str> = artifacts.iter().map(String::as_str).collect();
-    let summary = tb_train::session::summarize(
-        trainer.method(),
-        &trainer.backend(),
-        config,
-        &run,
-        &outcome,
-        started,
-        &refs,
-    )?;
+    let summary =
+        tb_train::session::summarize(method, &backend, config, &run, &outcome, started, &refs)?;
     run.write_summary(&summary)?;
     Ok(UnslothOutcome {
         run: run.path.clone(),
@@ -347,7 +345,7 @@ where
     })
 }
 
-/// Hands the heap pages freed by dropping the dense bases back to the OS. glibc keeps freed
+/// Hands the heap pages freed by dropping the dense bases (or the whole model) back to the OS. glibc keeps freed
 /// chunks of that size in its arenas (its mmap threshold grows as large blocks are freed), so
 /// without this the process's resident memory would keep the dense weights' footprint and the
 /// 4-bit base would not show in RSS; later activations would just reuse those pages.
@@ -357,6 +355,6 @@ fn release_freed_memory() {
         // SAFETY: `malloc_trim` only returns unused heap memory to the kernel; it takes no
         // pointers and is safe to call at any time from any thread.
         let released = unsafe { libc::malloc_trim(0) };
-        tracing::debug!(released, "malloc_trim after packing");
+        tracing::debug!(released, "malloc_trim");
     }
 }

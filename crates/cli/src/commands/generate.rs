@@ -6,7 +6,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use tb_model::{generate, ChatMessage, CpuBackend, GenerationConfig, LoadedModel, Sampling};
+use tb_eval::engine::{GenerateSettings, Session};
+use tb_model::{
+    generate, ChatMessage, CpuBackend, GenerationConfig, LoadedModel, Sampling, TextTokenizer,
+};
 
 /// Arguments of `generate`.
 #[derive(Args)]
@@ -60,21 +63,10 @@ pub fn run_generate(args: GenerateArgs) -> Result<()> {
 }
 
 /// Loads the model and generates; `stream` prints tokens as they come.
+///
+/// A GGUF file runs on the embedded engine, which keeps its weights in the file's types
+/// (a 7B Q4_K_M stays ~4 GB); an HF folder runs on the Burn model.
 pub fn generate_text(args: &GenerateArgs, stream: bool) -> Result<GeneratedText> {
-    let device = Default::default();
-    let loaded = LoadedModel::<CpuBackend>::load(&args.model, &device)
-        .with_context(|| format!("loading {}", args.model.display()))?;
-    let tok = &loaded.tokenizer;
-    let prompt = if args.chat {
-        let mut messages = Vec::new();
-        if let Some(s) = &args.system {
-            messages.push(ChatMessage::new("system", s.clone()));
-        }
-        messages.push(ChatMessage::new("user", args.prompt.clone()));
-        tok.encode_chat(&messages, true)?
-    } else {
-        tok.encode(&args.prompt, true)?
-    };
     let sampling = match args.seed {
         None => Sampling::Greedy,
         Some(seed) => Sampling::TopP {
@@ -83,40 +75,113 @@ pub fn generate_text(args: &GenerateArgs, stream: bool) -> Result<GeneratedText>
             seed,
         },
     };
+    let is_gguf = args.model.is_file()
+        && args
+            .model
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+    if is_gguf {
+        let session = Session::open(&args.model)
+            .with_context(|| format!("loading {}", args.model.display()))?;
+        let tok = session.tokenizer();
+        let prompt = prompt_ids(args, tok)?;
+        let settings = GenerateSettings {
+            max_tokens: args.max_tokens,
+            sampling,
+            ..GenerateSettings::default()
+        };
+        let mut printer = Printer::new(tok, stream);
+        let start = Instant::now();
+        let completion = session.generate_streaming(&prompt, &settings, |t| printer.push(t))?;
+        let secs = start.elapsed().as_secs_f64();
+        printer.finish(&completion.text);
+        return Ok(GeneratedText {
+            tokens: completion.tokens.len(),
+            tokens_per_second: completion.tokens.len() as f64 / secs.max(1e-9),
+            text: completion.text,
+        });
+    }
+    let device = Default::default();
+    let loaded = LoadedModel::<CpuBackend>::load(&args.model, &device)
+        .with_context(|| format!("loading {}", args.model.display()))?;
+    let tok = &loaded.tokenizer;
+    let prompt = prompt_ids(args, tok)?;
     let config = GenerationConfig {
         max_new_tokens: args.max_tokens,
         sampling,
         stop_ids: tok.stop_ids().to_vec(),
     };
+    let mut printer = Printer::new(tok, stream);
     let start = Instant::now();
-    let mut so_far: Vec<u32> = Vec::new();
-    let mut printed = 0usize;
-    let mut stdout = std::io::stdout().lock();
     let generation = generate(&loaded.model, &prompt, &config, &device, |t| {
-        if !stream {
-            return;
-        }
-        so_far.push(t);
-        if let Ok(text) = tok.decode(&so_far, true) {
-            // Print only complete UTF-8 text (a multi-byte letter may span tokens).
-            if !text.ends_with('\u{FFFD}') && text.len() >= printed {
-                let _ = write!(stdout, "{}", &text[printed..]);
-                let _ = stdout.flush();
-                printed = text.len();
-            }
-        }
+        printer.push(t)
     })?;
     let secs = start.elapsed().as_secs_f64();
     let text = tok.decode(&generation.tokens, true)?;
-    if stream {
-        if text.len() > printed {
-            let _ = write!(stdout, "{}", &text[printed.min(text.len())..]);
-        }
-        let _ = writeln!(stdout);
-    }
+    printer.finish(&text);
     Ok(GeneratedText {
         tokens: generation.tokens.len(),
         tokens_per_second: generation.tokens.len() as f64 / secs.max(1e-9),
         text,
     })
+}
+
+/// The prompt's token ids: plain text, or a user turn (and system message) in the chat template.
+fn prompt_ids(args: &GenerateArgs, tok: &TextTokenizer) -> Result<Vec<u32>> {
+    Ok(if args.chat {
+        let mut messages = Vec::new();
+        if let Some(s) = &args.system {
+            messages.push(ChatMessage::new("system", s.clone()));
+        }
+        messages.push(ChatMessage::new("user", args.prompt.clone()));
+        tok.encode_chat(&messages, true)?
+    } else {
+        tok.encode(&args.prompt, true)?
+    })
+}
+
+/// Prints generated text to stdout as tokens arrive (when streaming).
+struct Printer<'a> {
+    tok: &'a TextTokenizer,
+    stream: bool,
+    so_far: Vec<u32>,
+    printed: usize,
+}
+
+impl<'a> Printer<'a> {
+    fn new(tok: &'a TextTokenizer, stream: bool) -> Self {
+        Self {
+            tok,
+            stream,
+            so_far: Vec::new(),
+            printed: 0,
+        }
+    }
+
+    fn push(&mut self, token: u32) {
+        if !self.stream {
+            return;
+        }
+        self.so_far.push(token);
+        if let Ok(text) = self.tok.decode(&self.so_far, true) {
+            // Print only complete UTF-8 text (a multi-byte letter may span tokens).
+            if !text.ends_with('\u{FFFD}') && text.len() >= self.printed {
+                let mut stdout = std::io::stdout().lock();
+                let _ = write!(stdout, "{}", &text[self.printed..]);
+                let _ = stdout.flush();
+                self.printed = text.len();
+            }
+        }
+    }
+
+    fn finish(&self, text: &str) {
+        if !self.stream {
+            return;
+        }
+        let mut stdout = std::io::stdout().lock();
+        if text.len() > self.printed {
+            let _ = write!(stdout, "{}", &text[self.printed..]);
+        }
+        let _ = writeln!(stdout);
+    }
 }

@@ -9,8 +9,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use safetensors::tensor::{Dtype, TensorView};
 use serde_json::json;
+use tb_model::checkpoint_writer::{write_safetensors_streamed, TensorHeader};
+use tb_model::StoredDtype;
 
 /// Shapes to start from.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -214,38 +215,31 @@ fn write_model(s: &Shape, args: &MakeModelArgs, dir: &Path) -> Result<()> {
     // Uniform in ±a has the standard deviation 0.02 of HF's initializer.
     let a = 0.02f32 * 3f32.sqrt();
     let mut rng = StdRng::seed_from_u64(args.seed);
-    let mut blobs = Vec::new();
-    for (name, shape) in tensors(s) {
-        let n: usize = shape.iter().product();
-        let norm = name.ends_with("norm.weight");
-        let bytes: Vec<u8> = if bf16 {
-            let mut b = Vec::with_capacity(n * 2);
-            for _ in 0..n {
-                let v = if norm { 1.0 } else { rng.random_range(-a..a) };
+    let dtype = if bf16 {
+        StoredDtype::BF16
+    } else {
+        StoredDtype::F32
+    };
+    let headers: Vec<TensorHeader> = tensors(s)
+        .into_iter()
+        .map(|(name, shape)| TensorHeader { name, dtype, shape })
+        .collect();
+    let path = dir.join("model.safetensors");
+    // One tensor in memory at a time: a 7B model is written in the memory of its embedding.
+    write_safetensors_streamed(&path, &headers, |_, t| {
+        let n: usize = t.shape.iter().product();
+        let norm = t.name.ends_with("norm.weight");
+        let mut b = Vec::with_capacity(t.byte_len());
+        for _ in 0..n {
+            let v: f32 = if norm { 1.0 } else { rng.random_range(-a..a) };
+            if bf16 {
                 b.extend_from_slice(&half::bf16::from_f32(v).to_le_bytes());
-            }
-            b
-        } else {
-            let mut b = Vec::with_capacity(n * 4);
-            for _ in 0..n {
-                let v: f32 = if norm { 1.0 } else { rng.random_range(-a..a) };
+            } else {
                 b.extend_from_slice(&v.to_le_bytes());
             }
-            b
-        };
-        blobs.push((name, shape, bytes));
-    }
-    let dtype = if bf16 { Dtype::BF16 } else { Dtype::F32 };
-    let views = blobs
-        .iter()
-        .map(|(name, shape, bytes)| {
-            TensorView::new(dtype, shape.clone(), bytes)
-                .map(|v| (name.clone(), v))
-                .with_context(|| format!("tensor {name}"))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let path = dir.join("model.safetensors");
-    safetensors::serialize_to_file(views, None, &path)
-        .with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok::<_, anyhow::Error>(b)
+    })
+    .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

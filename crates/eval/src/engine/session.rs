@@ -3,8 +3,11 @@
 use std::path::Path;
 use std::time::Instant;
 
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 use serde::Serialize;
 use tb_data::record::Record;
+use tb_model::generation::{argmax, pick, Sampling};
 use tb_model::gguf_tokenizer::GgufVocab;
 use tb_model::{ChatMessage, TextTokenizer};
 
@@ -30,6 +33,8 @@ pub struct GenerateSettings {
     pub max_tokens: usize,
     /// Dot-product path.
     pub kernel: Kernel,
+    /// Token selection (greedy, or seeded temperature + top-p as `tb_model` samples).
+    pub sampling: Sampling,
 }
 
 impl Default for GenerateSettings {
@@ -37,6 +42,7 @@ impl Default for GenerateSettings {
         Self {
             max_tokens: 256,
             kernel: Kernel::Auto,
+            sampling: Sampling::Greedy,
         }
     }
 }
@@ -128,17 +134,6 @@ impl PerplexityTotals {
     }
 }
 
-/// Index of the largest value; ties go to the lowest index (llama.cpp's greedy sampler).
-pub fn argmax(row: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > row[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
-
 fn log_softmax_at(row: &[f32], target: usize) -> f64 {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
     let sum: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
@@ -216,11 +211,26 @@ impl Session {
             .map_err(|e| self.model_err(e))
     }
 
-    /// Greedy continuation of `prompt` until a stop token or `max_tokens`.
+    /// Continuation of `prompt` until a stop token or `max_tokens`.
     pub fn generate(&self, prompt: &[u32], settings: &GenerateSettings) -> Result<Completion> {
+        self.generate_streaming(prompt, settings, |_| {})
+    }
+
+    /// [`Session::generate`], calling `on_token` with each new token id as it is produced.
+    pub fn generate_streaming(
+        &self,
+        prompt: &[u32],
+        settings: &GenerateSettings,
+        mut on_token: impl FnMut(u32),
+    ) -> Result<Completion> {
         if prompt.is_empty() {
             return Err(Error::InvalidInput("the prompt has no tokens".into()));
         }
+        let seed = match settings.sampling {
+            Sampling::TopP { seed, .. } => seed,
+            Sampling::Greedy => 0,
+        };
+        let mut rng = StdRng::seed_from_u64(seed);
         let mut cache = self.model.new_cache();
         let t0 = Instant::now();
         let mut logits =
@@ -232,12 +242,13 @@ impl Session {
         let mut done_reason = "length";
         let limit = self.model.hyper().n_ctx;
         while tokens.len() < settings.max_tokens {
-            let next = argmax(&logits);
+            let next = pick(&logits, settings.sampling, &mut rng);
             if self.stop_ids.contains(&next) {
                 done_reason = "stop";
                 break;
             }
             tokens.push(next);
+            on_token(next);
             if tokens.len() == settings.max_tokens || cache.len() >= limit {
                 break;
             }

@@ -156,6 +156,7 @@ fn answer(
             let gen = GenerateSettings {
                 max_tokens: settings.max_tokens,
                 kernel: settings.kernel,
+                ..GenerateSettings::default()
             };
             let c = session.chat(&messages, &gen).map_err(|e| e.to_string())?;
             let prompt_tps =

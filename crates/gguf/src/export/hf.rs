@@ -332,11 +332,13 @@ pub struct StoredTensor {
     pub dtype: Dtype,
     /// Shape (PyTorch order).
     pub shape: Vec<usize>,
+    /// Byte range of the data from the start of the file.
+    pub bytes: std::ops::Range<u64>,
 }
 
-/// The safetensors files of a directory, memory-mapped; tensors are decoded one at a time.
+/// The safetensors files of a directory; tensors are read and decoded one at a time.
 pub struct SafetensorsDir {
-    files: Vec<(PathBuf, memmap2::Mmap)>,
+    files: Vec<(PathBuf, std::fs::File)>,
     tensors: BTreeMap<String, StoredTensor>,
 }
 
@@ -372,15 +374,20 @@ impl SafetensorsDir {
         for (i, path) in paths.iter().enumerate() {
             let f = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
             // SAFETY: the file is opened read-only and not modified while mapped (the usual
-            // caveat of memory-mapping files that another process could truncate)
+            // caveat of memory-mapping files that another process could truncate). Only the
+            // header is read through the map; tensor data is read with positioned reads so a
+            // pass over a large checkpoint does not leave its pages resident in this process.
             let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| Error::io("mmap", path, e))?;
-            let st = SafeTensors::deserialize(&map)
+            let (header_len, metadata) = SafeTensors::read_metadata(&map)
                 .map_err(|e| Error::convert(path, format!("invalid safetensors: {e}")))?;
-            for (name, view) in st.tensors() {
+            let data_start = 8 + header_len as u64;
+            for (name, info) in metadata.tensors() {
+                let (start, end) = info.data_offsets;
                 let t = StoredTensor {
                     file: i,
-                    dtype: view.dtype(),
-                    shape: view.shape().to_vec(),
+                    dtype: info.dtype,
+                    shape: info.shape.clone(),
+                    bytes: data_start + start as u64..data_start + end as u64,
                 };
                 if tensors.insert(name.clone(), t).is_some() {
                     return Err(Error::convert(
@@ -389,7 +396,7 @@ impl SafetensorsDir {
                     ));
                 }
             }
-            files.push((path.clone(), map));
+            files.push((path.clone(), f));
         }
         Ok(SafetensorsDir { files, tensors })
     }
@@ -410,14 +417,10 @@ impl SafetensorsDir {
             .tensors
             .get(name)
             .ok_or_else(|| Error::TensorNotFound(name.to_owned()))?;
-        let (path, map) = &self.files[t.file];
-        let st = SafeTensors::deserialize(map)
-            .map_err(|e| Error::convert(path, format!("invalid safetensors: {e}")))?;
-        let view = st
-            .tensor(name)
-            .map_err(|e| Error::convert(path, format!("tensor `{name}`: {e}")))?;
-        let b = view.data();
-        let out = match view.dtype() {
+        let (path, file) = &self.files[t.file];
+        let mut b = vec![0u8; (t.bytes.end - t.bytes.start) as usize];
+        read_at(file, &mut b, t.bytes.start).map_err(|e| Error::io("read", path, e))?;
+        let out = match t.dtype {
             Dtype::F32 => b
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -438,5 +441,21 @@ impl SafetensorsDir {
             }
         };
         Ok(out)
+    }
+}
+
+/// Fills `buf` from `file` at `offset` without moving a shared cursor.
+fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        file.read_exact_at(buf, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = file;
+        f.seek(SeekFrom::Start(offset))?;
+        f.read_exact(buf)
     }
 }
