@@ -30,8 +30,13 @@ conformance:
     cargo test -p tb-model --test hf_parity --test llama_cpp_parity --test gguf_spm_parity
     cargo test -p tb-peft --test peft_parity
     cargo test -p tunebench --test trainers_agree --test train_unsloth
+    just peft-loads-ours
+
+# real HF PEFT loads an adapter `tunebench train peft` saved and gives `tunebench logits`'
+# logits (provisions torch + transformers + peft in target/pyenv-hf-peer on first use)
+peft-loads-ours:
     cargo build -p tunebench
-    target/pyenv-hf/bin/python crates/peft/tests/conformance/peft_loads_ours.py target/debug/tunebench
+    python3 crates/peft/tests/conformance/peft_loads_ours.py target/debug/tunebench
 
 # training speed and memory: PEFT-style, Unsloth-style and HF+PEFT on the default experiment,
 # each in its own process (never beside a build or another benchmark)

@@ -3,7 +3,8 @@
 # both trainers on CUDA, on the tiny shape and on TURKCELL-LLM-7b-v1's full width with LAYERS
 # decoder layers (seeded random weights from `tunebench make-model`), SEQ tokens per example,
 # 4 examples per step, LoRA r 16 on all 7 projections; prints trained tokens/s and peak device
-# memory per run. RUNS picks the runs per shape: `peft`, `unsloth`, and `unsloth-nf4` (the
+# memory per run; the tiny shape is run again on the CPU and each final loss must agree with
+# the CPU's within 1e-3 (relative, f32). Exits non-zero if any run fails. RUNS picks the runs per shape: `peft`, `unsloth`, and `unsloth-nf4` (the
 # Unsloth-style trainer on a 4-bit NF4 frozen base, kept packed on the device). Everything lands
 # in $OUT (default target/gpu-check).
 #
@@ -33,6 +34,7 @@ esac
 nvsmi() { command -v nvidia-smi >/dev/null && nvidia-smi "$@"; }
 nvsmi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"
 rows=()
+failed=0
 for shape in $SHAPES; do
   for variant in $RUNS; do
     method=${variant%%-*}
@@ -78,15 +80,36 @@ TOML
     "$BIN" train "$method" --config "$cfg" --no-progress > "$log" 2>&1 || status="failed (see $log)"
     [ -n "$sampler" ] && kill "$sampler" 2>/dev/null || true
     secs=$(( $(date +%s) - start ))
-    run=$(ls -td "$OUT"/runs/*-"$method" 2>/dev/null | head -1)
+    run=$(ls -td "$OUT"/runs/*-"$method" 2>/dev/null | head -1 || true)
+    loss=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['final_train_loss'])" "$run/summary.json" 2>/dev/null || echo "-")
+    # The tiny shape again on the CPU: the device's losses must agree (f32, 1e-3 relative).
+    cpu_loss="-"
+    if [ "$shape" = tiny ] && [ "$DEVICE" != cpu ] && [ "$status" = ok ]; then
+      sed -e 's/^device = .*/device = "cpu"/' -e "s#^runs_dir = .*#runs_dir = \"$OUT/runs-cpu\"#" \
+        "$cfg" > "$OUT/$shape-$variant-cpu.toml"
+      if "$BIN" train "$method" --config "$OUT/$shape-$variant-cpu.toml" --no-progress > "$log.cpu" 2>&1; then
+        cpu_run=$(ls -td "$OUT"/runs-cpu/*-"$method" 2>/dev/null | head -1 || true)
+        cpu_loss=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['final_train_loss'])" "$cpu_run/summary.json" 2>/dev/null || echo "-")
+        if ! python3 -c "import sys;a,b=float(sys.argv[1]),float(sys.argv[2]);sys.exit(0 if abs(a-b)<=1e-3*abs(b) else 1)" "$loss" "$cpu_loss" 2>/dev/null; then
+          status="loss $loss differs from the CPU's $cpu_loss by more than 1e-3 relative"
+        fi
+      else
+        status="CPU reference failed (see $log.cpu)"
+      fi
+    fi
+    [ "$status" = ok ] || failed=$((failed + 1))
     tps=$(python3 -c "import json,sys;print(round(json.load(open(sys.argv[1]))['tokens_per_s'],1))" "$run/summary.json" 2>/dev/null || echo "-")
     rss=$(python3 -c "import json,sys;print(round(json.load(open(sys.argv[1]))['peak_rss_mib']))" "$run/summary.json" 2>/dev/null || echo "-")
     vram=$(sort -n "$mem" | tail -1)
-    rows+=("| $shape | $variant | $status | ${secs}s | $tps | ${vram:--} | $rss |")
+    rows+=("| $shape | $variant | $status | ${secs}s | $tps | ${vram:--} | $rss | $loss | $cpu_loss |")
     tail -3 "$log"
   done
 done
 echo
-echo "| shape | run | status | wall | tokens/s | peak VRAM MiB (nvidia-smi) | peak RSS MiB |"
-echo "|---|---|---|---:|---:|---:|---:|"
+echo "| shape | run | status | wall | tokens/s | peak VRAM MiB (nvidia-smi) | peak RSS MiB | final loss | CPU's final loss |"
+echo "|---|---|---|---:|---:|---:|---:|---:|---:|"
 printf '%s\n' "${rows[@]}"
+if [ "$failed" -gt 0 ]; then
+  echo "$failed run(s) failed" >&2
+  exit 1
+fi

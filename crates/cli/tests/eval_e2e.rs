@@ -333,5 +333,18 @@ fn damage_study_on_a_tiny_f16_gguf() {
         assert!(Path::new(r["file"].as_str().unwrap()).exists());
     }
     assert!(rows[2]["weight_types"].as_str().unwrap().contains("q4_K"));
+    // Rows come in the table's order (F16, Q8_0, Q4_K_M, Q4_0): rounding to 4 bits must not
+    // make the model better, and 8 bits must stay within 1% of F16.
+    let ppl = |i: usize| rows[i]["perplexity"].as_f64().unwrap();
+    assert!(
+        ppl(3) >= ppl(0) && ppl(2) >= ppl(0),
+        "perplexity improved by quantization: {rows:?}"
+    );
+    assert!(
+        (ppl(1) / ppl(0) - 1.0).abs() < 0.01,
+        "Q8_0 perplexity {} vs F16 {}",
+        ppl(1),
+        ppl(0)
+    );
     assert!(out.join("damage.md").exists());
 }

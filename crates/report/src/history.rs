@@ -157,8 +157,36 @@ pub struct Appended {
     pub total: usize,
 }
 
-/// Appends `rows` to `reports_dir/history.parquet` and rewrites `history.csv`.
+/// An exclusive advisory lock on `reports_dir/.history.lock`, held until dropped: appenders in
+/// other processes (two `bench` runs, `report --history` beside a `bench`) and other threads
+/// wait for it, so none reads the history while another is rewriting it and no row is lost.
+struct HistoryLock(std::fs::File);
+
+impl HistoryLock {
+    fn acquire(reports_dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(reports_dir).map_err(io(reports_dir))?;
+        let path = reports_dir.join(".history.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        file.lock().map_err(io(&path))?;
+        Ok(Self(file))
+    }
+}
+
+impl Drop for HistoryLock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
+/// Appends `rows` to `reports_dir/history.parquet` and rewrites `history.csv`, under a lock
+/// that serialises concurrent appenders.
 pub fn append_history(reports_dir: &Path, rows: &[HistoryRow]) -> Result<Appended> {
+    let _lock = HistoryLock::acquire(reports_dir)?;
     let path = parquet_path(reports_dir);
     let mut all = read_history(&path)?;
     let known: HashSet<String> = all

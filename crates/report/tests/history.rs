@@ -67,3 +67,31 @@ fn corrupt_or_truncated_parquet_is_an_error_naming_the_file() {
         assert!(read_history(&path).is_err());
     }
 }
+
+#[test]
+fn concurrent_appenders_lose_no_row() {
+    // Two appenders at once (as two `bench` runs would be): every row of both must be there.
+    let dir = tempfile::tempdir().unwrap();
+    let per = 12;
+    std::thread::scope(|s| {
+        for who in ["a", "b"] {
+            let path = dir.path();
+            s.spawn(move || {
+                for i in 0..per {
+                    append_history(path, &[row(&format!("{who}{i}"), i as f64)]).unwrap();
+                }
+            });
+        }
+    });
+    let rows = read_history(&dir.path().join("history.parquet")).unwrap();
+    let mut ids: Vec<String> = rows.into_iter().map(|r| r.run_id).collect();
+    ids.sort();
+    let mut want: Vec<String> = ["a", "b"]
+        .iter()
+        .flat_map(|w| (0..per).map(move |i| format!("{w}{i}")))
+        .collect();
+    want.sort();
+    assert_eq!(ids, want, "rows lost or duplicated by concurrent appends");
+    let csv = std::fs::read_to_string(dir.path().join("history.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 2 * per + 1, "{csv}");
+}

@@ -107,6 +107,20 @@ pub fn bf16_to_f32(h: u16) -> f32 {
     f32::from_bits((h as u32) << 16)
 }
 
+/// C's conversion of a float to an integer as llama.cpp's x86-64 builds perform it
+/// (`cvttss2si`): truncation toward zero, and `INT32_MIN` for NaN and values outside the `i32`
+/// range. The reference quantizers convert `x · (1/d)` this way; when `d` is subnormal, `1/d`
+/// is infinite and every code becomes the low bits of `INT32_MIN`, i.e. 0. Rust's saturating
+/// `as` would give `i32::MAX` (low byte `0xFF`) instead.
+#[inline]
+pub fn c_float_to_int(v: f32) -> i32 {
+    if v.is_nan() || !(-2_147_483_648.0..2_147_483_648.0).contains(&v) {
+        i32::MIN
+    } else {
+        v as i32
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,5 +158,17 @@ mod tests {
         assert_eq!(f32_to_bf16(f32::from_bits(0x3f81_8000)), 0x3f82);
         assert_eq!(f32_to_bf16(f32::NAN) & 0x7fc0, 0x7fc0);
         assert_eq!(bf16_to_f32(0x3f80), 1.0);
+    }
+
+    #[test]
+    fn c_float_to_int_truncates_and_gives_int_min_outside_the_range() {
+        assert_eq!(c_float_to_int(1.9), 1);
+        assert_eq!(c_float_to_int(-1.9), -1);
+        assert_eq!(c_float_to_int(200.0) as i8, -56);
+        for v in [f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 3e9, -3e9] {
+            assert_eq!(c_float_to_int(v), i32::MIN, "{v}");
+            assert_eq!(c_float_to_int(v) as i8, 0, "{v}");
+        }
+        assert_eq!(c_float_to_int(-2_147_483_648.0), i32::MIN);
     }
 }

@@ -4,7 +4,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::fp::F16Bits;
+use super::fp::{c_float_to_int, F16Bits};
 use super::BlockCodec;
 use crate::types::GgmlType;
 
@@ -45,8 +45,8 @@ impl BlockCodec for BlockQ4_0 {
             let x0 = x[j] * id;
             let x1 = x[QK4_0 / 2 + j] * id;
             // C: MIN(15, (int8_t)(x + 8.5f)): truncation toward zero, then the low byte
-            let xi0 = (((x0 + 8.5) as i32) as i8).min(15) as u8;
-            let xi1 = (((x1 + 8.5) as i32) as i8).min(15) as u8;
+            let xi0 = (c_float_to_int(x0 + 8.5) as i8).min(15) as u8;
+            let xi1 = (c_float_to_int(x1 + 8.5) as i8).min(15) as u8;
             *q = xi0 | (xi1 << 4);
         }
         BlockQ4_0 {

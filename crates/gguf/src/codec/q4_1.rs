@@ -4,7 +4,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::fp::F16Bits;
+use super::fp::{c_float_to_int, F16Bits};
 use super::BlockCodec;
 use crate::types::GgmlType;
 
@@ -45,8 +45,8 @@ impl BlockCodec for BlockQ4_1 {
         for (j, q) in qs.iter_mut().enumerate() {
             let x0 = (x[j] - min) * id;
             let x1 = (x[QK4_1 / 2 + j] - min) * id;
-            let xi0 = (((x0 + 0.5) as i32) as i8).min(15) as u8;
-            let xi1 = (((x1 + 0.5) as i32) as i8).min(15) as u8;
+            let xi0 = (c_float_to_int(x0 + 0.5) as i8).min(15) as u8;
+            let xi1 = (c_float_to_int(x1 + 0.5) as i8).min(15) as u8;
             *q = xi0 | (xi1 << 4);
         }
         BlockQ4_1 {

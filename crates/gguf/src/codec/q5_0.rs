@@ -7,7 +7,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::fp::F16Bits;
+use super::fp::{c_float_to_int, F16Bits};
 use super::BlockCodec;
 use crate::types::GgmlType;
 
@@ -47,8 +47,8 @@ impl BlockCodec for BlockQ5_0 {
         for (j, q) in qs.iter_mut().enumerate() {
             let x0 = x[j] * id;
             let x1 = x[QK5_0 / 2 + j] * id;
-            let xi0 = (((x0 + 16.5) as i32) as i8).min(31) as u8;
-            let xi1 = (((x1 + 16.5) as i32) as i8).min(31) as u8;
+            let xi0 = (c_float_to_int(x0 + 16.5) as i8).min(31) as u8;
+            let xi1 = (c_float_to_int(x1 + 16.5) as i8).min(31) as u8;
             *q = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4);
             qh |= (((xi0 & 0x10) as u32) >> 4) << j;
             qh |= (((xi1 & 0x10) as u32) >> 4) << (j + QK5_0 / 2);

@@ -5,7 +5,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::fp::F16Bits;
+use super::fp::{c_float_to_int, F16Bits};
 use super::BlockCodec;
 use crate::types::GgmlType;
 
@@ -50,8 +50,8 @@ impl BlockCodec for BlockQ5_1 {
             let x0 = (x[j] - min) * id;
             let x1 = (x[QK5_1 / 2 + j] - min) * id;
             // C: (uint8_t)(x + 0.5f)
-            let xi0 = ((x0 + 0.5) as i32) as u8;
-            let xi1 = ((x1 + 0.5) as i32) as u8;
+            let xi0 = c_float_to_int(x0 + 0.5) as u8;
+            let xi1 = c_float_to_int(x1 + 0.5) as u8;
             *q = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4);
             qh |= (((xi0 & 0x10) as u32) >> 4) << j;
             qh |= (((xi1 & 0x10) as u32) >> 4) << (j + QK5_1 / 2);

@@ -4,7 +4,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::fp::F16Bits;
+use super::fp::{c_float_to_int, F16Bits};
 use super::BlockCodec;
 use crate::types::GgmlType;
 
@@ -38,7 +38,7 @@ impl BlockCodec for BlockQ8_0 {
         let mut qs = [0i8; QK8_0];
         for (q, &v) in qs.iter_mut().zip(&x[..QK8_0]) {
             // roundf: half away from zero
-            *q = ((v * id).round() as i32) as i8;
+            *q = c_float_to_int((v * id).round()) as i8;
         }
         BlockQ8_0 {
             d: F16Bits::from_f32(d),

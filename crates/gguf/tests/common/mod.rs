@@ -351,9 +351,13 @@ impl TinyLlama {
 
     /// Writes the model to `path` with our writer.
     pub fn write(&self, path: &Path) {
-        let tensors = self.tensors();
+        self.write_tensors(path, &self.tensors());
+    }
+
+    /// Writes the model's metadata with `tensors` (from [`TinyLlama::tensors`], possibly edited).
+    pub fn write_tensors(&self, path: &Path, tensors: &[(String, GgmlType, Vec<u64>, Vec<f32>)]) {
         let mut w = tb_gguf::GgufWriter::new(self.metadata()).expect("writer");
-        for (name, ty, ne, _) in &tensors {
+        for (name, ty, ne, _) in tensors {
             w.add_tensor(tb_gguf::TensorSpec::new(name.clone(), *ty, ne.clone()))
                 .expect("add tensor");
         }

@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Conformance: an adapter trained and saved by `tunebench train peft` loads in HF PEFT and gives
-the logits `tunebench logits --adapter` gives. Run by hand or by `just conformance`:
+the logits `tunebench logits --adapter` gives. Run by `just peft-loads-ours` (or `just
+conformance`), or by hand with any Python 3:
 
-    target/pyenv-hf/bin/python crates/peft/tests/conformance/peft_loads_ours.py target/debug/tunebench
+    python3 crates/peft/tests/conformance/peft_loads_ours.py target/debug/tunebench
 
-Needs torch, transformers, peft, safetensors in the interpreter. Exits non-zero on any mismatch.
+It provisions its interpreter as the HF+PEFT peer bench does (`benches/peers/hf_peft.py`): a
+virtual environment at target/pyenv-hf-peer (or $TB_PEER_VENV) with torch, transformers, peft and
+safetensors from PyPI, created on first use. Exits non-zero on any mismatch.
 """
 import json
 import os
@@ -13,12 +16,17 @@ import subprocess
 import sys
 import tempfile
 
-import torch
-from peft import PeftConfig, PeftModel
-from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM
-
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "../../../../benches/peers"))
+from hf_peft import ensure_venv  # noqa: E402  (the peer bench owns the venv)
+
+ensure_venv()
+
+import torch  # noqa: E402
+from peft import PeftConfig, PeftModel  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+from transformers import AutoModelForCausalLM  # noqa: E402
+
 FIX = os.path.join(HERE, "../../../model/tests/fixtures")
 IDS = [5, 17, 250, 3, 99, 42, 7, 300, 12, 64]
 
