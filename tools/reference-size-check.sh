@@ -4,6 +4,7 @@
 # tokenizer with a 49 152-row vocabulary), then three runs, each measured as its peak RSS
 # (VmHWM, mapped pages included) by /usr/bin/time:
 #
+#   make-model  writing the 14.5 GB model itself, one tensor at a time (target <= 1 GiB)
 #   peft     `train peft`, base held in bf16, one optimizer step at 64 tokens, micro-batch 1
 #            (target <= 18 GiB)
 #   unsloth  `train unsloth --gguf q4_k_m`, NF4 base, the same step, then merge into the bf16
@@ -33,11 +34,6 @@ models=$(pwd)/models
 tok="$models/smollm2-135m"
 [ -f "$tok/tokenizer.json" ] || "$BIN" fetch-model smollm2-135m --models-dir "$models"
 base="$OUT/turkcell7b"
-if [ ! -d "$base" ]; then
-  echo "== make-model --preset turkcell7b (bf16, ~14.5 GB)"
-  /usr/bin/time -f "%M" -o "$OUT/make-model.rss" \
-    "$BIN" make-model --preset turkcell7b --dtype bf16 --vocab 49152 --tokenizer "$tok" --out "$base"
-fi
 data=$(pwd)/datasets/turkish-support/train.jsonl
 config() { # name method base_quant
   cat > "$OUT/$1.toml" <<TOML
@@ -94,6 +90,11 @@ measured() { # name command...
   echo "$status|$secs|$kib" > "$OUT/$name.result"
   tail -2 "$log"
 }
+if [ ! -d "$base" ]; then
+  echo "== make-model --preset turkcell7b (bf16, ~14.5 GB)"
+  measured make-model "$BIN" make-model --preset turkcell7b --dtype bf16 --vocab 49152 \
+    --tokenizer "$tok" --out "$base"
+fi
 for run in $RUNS; do
   case $run in
     peft)
@@ -113,13 +114,13 @@ for run in $RUNS; do
   esac
 done
 [ -z "$cgroup" ] || rmdir "$cgroup" 2>/dev/null || true
-target() { case $1 in peft) echo 18 ;; *) echo 8 ;; esac; }
+target() { case $1 in peft) echo 18 ;; make-model) echo 1 ;; *) echo 8 ;; esac; }
 echo
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores"
 echo
 echo "| run | status | wall | peak RSS (VmHWM) | target |"
 echo "|---|---|---:|---:|---:|"
-for name in peft unsloth generate; do
+for name in make-model peft unsloth generate; do
   [ -f "$OUT/$name.result" ] || continue
   IFS='|' read -r status secs kib < "$OUT/$name.result"
   gib=$(python3 -c "print(f'{$kib / 1048576:.2f}')")
@@ -133,7 +134,7 @@ out, commit = sys.argv[1], sys.argv[2]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown")
 flags = next((l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")), [])
 runs = {}
-for name, target in (("peft", 18), ("unsloth", 8), ("generate", 8)):
+for name, target in (("make-model", 1), ("peft", 18), ("unsloth", 8), ("generate", 8)):
     path = os.path.join(out, f"{name}.result")
     if os.path.exists(path):
         status, secs, kib = open(path).read().strip().split("|")
