@@ -160,6 +160,22 @@ fn generate_on_a_gguf_runs_the_quantized_engine_and_matches_the_hf_folder() {
         others.iter().any(|o| *o != a),
         "five seeds at temperature 1.5 gave one text: {a:?}"
     );
+    // Sampling settings are checked as on the HF folder: non-zero exit naming the setting.
+    for model in [&dir, &q4] {
+        let (ok, _, err) = tunebench(&[
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--prompt",
+            "x",
+            "--seed",
+            "1",
+            "--temperature",
+            "0",
+        ]);
+        assert!(!ok, "temperature 0 must be refused");
+        assert!(err.contains("temperature must be > 0"), "{err}");
+    }
     // A file that is not a GGUF: non-zero exit naming the file.
     let bad = tmp.path().join("bad.gguf");
     std::fs::write(&bad, b"GGUF but not really").unwrap();

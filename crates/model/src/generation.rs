@@ -25,6 +25,35 @@ pub enum Sampling {
     },
 }
 
+impl Sampling {
+    /// The random generator [`pick`] draws from: seeded by `seed` for top-p (the same seed gives
+    /// the same text), unused by greedy decoding. An error names a temperature that is not a
+    /// finite value > 0 or a `top_p` outside (0, 1].
+    pub fn rng(self) -> Result<StdRng> {
+        let seed = match self {
+            Sampling::Greedy => 0,
+            Sampling::TopP {
+                temperature,
+                top_p,
+                seed,
+            } => {
+                if !(temperature > 0.0 && temperature.is_finite()) {
+                    return Err(Error::InvalidInput(format!(
+                        "temperature must be > 0, got {temperature}"
+                    )));
+                }
+                if !(top_p > 0.0 && top_p <= 1.0) {
+                    return Err(Error::InvalidInput(format!(
+                        "top_p must be in (0, 1], got {top_p}"
+                    )));
+                }
+                seed
+            }
+        };
+        Ok(StdRng::seed_from_u64(seed))
+    }
+}
+
 /// Generation settings.
 #[derive(Debug, Clone)]
 pub struct GenerationConfig {
@@ -114,21 +143,7 @@ pub fn generate<B: FrozenLinearBackend>(
     if prompt.is_empty() {
         return Err(Error::InvalidInput("the prompt has no tokens".into()));
     }
-    if let Sampling::TopP {
-        temperature, top_p, ..
-    } = config.sampling
-    {
-        if !(temperature > 0.0 && temperature.is_finite()) {
-            return Err(Error::InvalidInput(format!(
-                "temperature must be > 0, got {temperature}"
-            )));
-        }
-        if !(top_p > 0.0 && top_p <= 1.0) {
-            return Err(Error::InvalidInput(format!(
-                "top_p must be in (0, 1], got {top_p}"
-            )));
-        }
-    }
+    let mut rng = config.sampling.rng()?;
     let limit = model.rope.max_positions();
     if prompt.len() + config.max_new_tokens > limit {
         return Err(Error::InvalidInput(format!(
@@ -137,11 +152,6 @@ pub fn generate<B: FrozenLinearBackend>(
             config.max_new_tokens
         )));
     }
-    let seed = match config.sampling {
-        Sampling::TopP { seed, .. } => seed,
-        Sampling::Greedy => 0,
-    };
-    let mut rng = StdRng::seed_from_u64(seed);
     let mut cache = KvCache::new(model.n_layers());
     let mut tokens = Vec::new();
     let mut input: Vec<u32> = prompt.to_vec();

@@ -93,13 +93,7 @@ pub fn generate_text(args: &GenerateArgs, stream: bool) -> Result<GeneratedText>
         let mut printer = Printer::new(tok, stream);
         let start = Instant::now();
         let completion = session.generate_streaming(&prompt, &settings, |t| printer.push(t))?;
-        let secs = start.elapsed().as_secs_f64();
-        printer.finish(&completion.text);
-        return Ok(GeneratedText {
-            tokens: completion.tokens.len(),
-            tokens_per_second: completion.tokens.len() as f64 / secs.max(1e-9),
-            text: completion.text,
-        });
+        return Ok(printer.finish(completion.tokens.len(), completion.text, start));
     }
     let device = Default::default();
     let loaded = LoadedModel::<CpuBackend>::load(&args.model, &device)
@@ -116,14 +110,8 @@ pub fn generate_text(args: &GenerateArgs, stream: bool) -> Result<GeneratedText>
     let generation = generate(&loaded.model, &prompt, &config, &device, |t| {
         printer.push(t)
     })?;
-    let secs = start.elapsed().as_secs_f64();
     let text = tok.decode(&generation.tokens, true)?;
-    printer.finish(&text);
-    Ok(GeneratedText {
-        tokens: generation.tokens.len(),
-        tokens_per_second: generation.tokens.len() as f64 / secs.max(1e-9),
-        text,
-    })
+    Ok(printer.finish(generation.tokens.len(), text, start))
 }
 
 /// The prompt's token ids: plain text, or a user turn (and system message) in the chat template.
@@ -174,14 +162,21 @@ impl<'a> Printer<'a> {
         }
     }
 
-    fn finish(&self, text: &str) {
-        if !self.stream {
-            return;
+    /// Prints what is left of `text` (when streaming) and measures the generation that began
+    /// at `start` and produced `tokens` tokens.
+    fn finish(&self, tokens: usize, text: String, start: Instant) -> GeneratedText {
+        let secs = start.elapsed().as_secs_f64();
+        if self.stream {
+            let mut stdout = std::io::stdout().lock();
+            if text.len() > self.printed {
+                let _ = write!(stdout, "{}", &text[self.printed..]);
+            }
+            let _ = writeln!(stdout);
         }
-        let mut stdout = std::io::stdout().lock();
-        if text.len() > self.printed {
-            let _ = write!(stdout, "{}", &text[self.printed..]);
+        GeneratedText {
+            tokens,
+            tokens_per_second: tokens as f64 / secs.max(1e-9),
+            text,
         }
-        let _ = writeln!(stdout);
     }
 }

@@ -3,8 +3,6 @@
 use std::path::Path;
 use std::time::Instant;
 
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 use serde::Serialize;
 use tb_data::record::Record;
 use tb_model::generation::{argmax, pick, Sampling};
@@ -226,11 +224,7 @@ impl Session {
         if prompt.is_empty() {
             return Err(Error::InvalidInput("the prompt has no tokens".into()));
         }
-        let seed = match settings.sampling {
-            Sampling::TopP { seed, .. } => seed,
-            Sampling::Greedy => 0,
-        };
-        let mut rng = StdRng::seed_from_u64(seed);
+        let mut rng = settings.sampling.rng().map_err(|e| self.model_err(e))?;
         let mut cache = self.model.new_cache();
         let t0 = Instant::now();
         let mut logits =
