@@ -69,16 +69,19 @@ fn only_run(runs: &Path) -> PathBuf {
     dirs.pop().unwrap()
 }
 
-/// `tunebench train peft --config CFG --no-progress`, which must succeed.
-fn train_peft(cfg: &Path) {
-    let (ok, _, err) = tunebench(&[
+/// `tunebench train peft --config CFG --no-progress --json`, which must succeed; its outcome.
+fn train_peft(cfg: &Path) -> tb_train::TrainOutcome {
+    let (ok, out, err) = tunebench(&[
         "train",
         "peft",
         "--config",
         cfg.to_str().unwrap(),
         "--no-progress",
+        "--json",
     ]);
     assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 1, "--json prints one line: {out}");
+    tb_train::TrainOutcome::from_child_stdout(&out).unwrap()
 }
 
 #[test]
@@ -137,6 +140,13 @@ fn killed_run_resumes_to_the_same_adapter() {
         !run.join("summary.json").exists(),
         "killed too late to test resuming"
     );
+    // Timings make each run's metrics lines unique: a resumed run keeps those of the steps its
+    // checkpoint covers, a restarted one rewrites them.
+    let first_five = |run: &Path| -> Vec<String> {
+        let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+        text.lines().take(5).map(str::to_string).collect()
+    };
+    let before = first_five(&run);
     let (ok, out, err) = tunebench(&[
         "train",
         "peft",
@@ -166,6 +176,11 @@ fn killed_run_resumes_to_the_same_adapter() {
         steps_logged,
         (1..=steps).collect::<Vec<_>>(),
         "metrics must have each step once"
+    );
+    assert_eq!(
+        first_five(&run),
+        before,
+        "the run restarted instead of resuming"
     );
 }
 
@@ -244,8 +259,12 @@ fn merge_and_export_of_a_run_record_the_serving_path() {
     let model = tiny_hf_dir("tiny-mistral", &tmp.path().join("model"), false);
     let runs = tmp.path().join("runs");
     let cfg = write_config(tmp.path(), &model, &runs, 2, 0);
-    train_peft(&cfg);
+    let outcome = train_peft(&cfg);
     let run = only_run(&runs);
+    assert_eq!(outcome.run, run);
+    assert_eq!(outcome.adapter, run.join("adapter"));
+    assert_eq!(outcome.summary.steps, 2);
+    assert!(outcome.ggufs.is_empty() && outcome.modelfile.is_none() && outcome.export_s.is_none());
     assert!(!run.join("serving.json").exists());
     let merged = run.join("merged");
     let (ok, _, err) = tunebench(&[

@@ -133,13 +133,15 @@ fn fifty_step_loss_curves_overlap() {
         tmp.path().join("runs").display()
     );
     let config = ExperimentConfig::parse(&text).unwrap();
-    let (peft_dir, _) = tb_peft::train_peft(&tb_peft::TrainRequest {
+    let peft_dir = tb_peft::train_peft(&tb_peft::TrainRequest {
         config: config.clone(),
         resume: None,
         progress: false,
+        gguf: vec![],
     })
-    .unwrap();
-    let fused = tb_unsloth::train_unsloth(&tb_unsloth::UnslothRequest {
+    .unwrap()
+    .run;
+    let fused = tb_unsloth::train_unsloth(&tb_unsloth::TrainRequest {
         config,
         resume: None,
         progress: false,
@@ -195,15 +197,16 @@ fn both_trainers_on_wgpu_match_the_cpu_runs() {
         for device in ["cpu", "wgpu"] {
             let config = config(device);
             let (run, backend) = if method == "peft" {
-                let (run, s) = tb_peft::train_peft(&tb_peft::TrainRequest {
+                let o = tb_peft::train_peft(&tb_peft::TrainRequest {
                     config,
                     resume: None,
                     progress: false,
+                    gguf: vec![],
                 })
                 .unwrap();
-                (run, s.backend)
+                (o.run, o.summary.backend)
             } else {
-                let o = tb_unsloth::train_unsloth(&tb_unsloth::UnslothRequest {
+                let o = tb_unsloth::train_unsloth(&tb_unsloth::TrainRequest {
                     config,
                     resume: None,
                     progress: false,

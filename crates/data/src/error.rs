@@ -26,6 +26,19 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A line is not UTF-8 text or holds a NUL byte; names the file, the 1-based line and the
+    /// 1-based byte column.
+    #[error("{path}:{line}:{column}: {message}")]
+    Text {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// 1-based byte column of the first offending byte.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
     /// The dataset holds no records.
     #[error("{path}: the dataset is empty")]
     Empty {

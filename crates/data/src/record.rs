@@ -131,6 +131,24 @@ const FIELDS: &[&str] = &[
 struct LineCtx<'a> {
     path: &'a Path,
     line: usize,
+    /// Bytes of the line before `text` (a byte order mark), so columns count from the file.
+    column_base: usize,
+}
+
+/// Longest piece of a value quoted in a message: a 10 MB field must not become a 10 MB error.
+const QUOTE_LIMIT: usize = 60;
+
+/// `text`, cut to [`QUOTE_LIMIT`] characters with an ellipsis.
+fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(QUOTE_LIMIT) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+/// A JSON value for a message, shortened like [`excerpt`].
+fn excerpt_json(value: &Value) -> String {
+    excerpt(&value.to_string())
 }
 
 impl LineCtx<'_> {
@@ -159,21 +177,48 @@ impl LineCtx<'_> {
                     Ok(Some(s.clone()))
                 }
             }
-            Some(other) => Err(self.err(field, format!("expected a string, found {other}"))),
+            Some(other) => Err(self.err(
+                field,
+                format!("expected a string, found {}", excerpt_json(other)),
+            )),
         }
     }
 }
 
 /// Parses one JSONL line (1-based `line`) of `path`.
 pub fn parse_record(path: &Path, line: usize, text: &str) -> Result<Record> {
-    let ctx = LineCtx { path, line };
+    parse_line(
+        &LineCtx {
+            path,
+            line,
+            column_base: 0,
+        },
+        text,
+    )
+}
+
+/// The message of a JSON syntax error with its byte column in the file's line (serde_json
+/// counts lines and columns inside the text it was given: always line 1 here).
+fn json_syntax_message(ctx: &LineCtx<'_>, e: &serde_json::Error) -> String {
+    let full = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    let what = full.strip_suffix(&suffix).unwrap_or(&full);
+    format!(
+        "invalid JSON at byte column {}: {what}",
+        ctx.column_base + e.column()
+    )
+}
+
+/// Parses the text of one line (without its line end).
+fn parse_line(ctx: &LineCtx<'_>, text: &str) -> Result<Record> {
+    let line = ctx.line;
     let value: Value =
-        serde_json::from_str(text).map_err(|e| ctx.err("<json>", format!("invalid JSON: {e}")))?;
+        serde_json::from_str(text).map_err(|e| ctx.err("<json>", json_syntax_message(ctx, &e)))?;
     let obj = value
         .as_object()
         .ok_or_else(|| ctx.err("<json>", "expected a JSON object"))?;
     if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(ctx.err(unknown, "unknown field"));
+        return Err(ctx.err(&excerpt(unknown), "unknown field"));
     }
     let id = ctx.text(obj, "id", true)?.unwrap_or_default();
     let category = ctx.text(obj, "category", true)?.unwrap_or_default();
@@ -190,7 +235,7 @@ pub fn parse_record(path: &Path, line: usize, text: &str) -> Result<Record> {
                     return Err(ctx.err(f, "not allowed together with `messages`"));
                 }
             }
-            Body::Messages(parse_messages(&ctx, m)?)
+            Body::Messages(parse_messages(ctx, m)?)
         }
         (None, _) => Body::Instruction {
             instruction: ctx.text(obj, "instruction", true)?.unwrap_or_default(),
@@ -205,7 +250,7 @@ pub fn parse_record(path: &Path, line: usize, text: &str) -> Result<Record> {
         Some(other) => {
             return Err(ctx.err(
                 "split",
-                format!("`{other}` is not one of heldout, paraphrase"),
+                format!("`{}` is not one of heldout, paraphrase", excerpt(other)),
             ))
         }
     };
@@ -244,7 +289,7 @@ fn parse_messages(ctx: &LineCtx<'_>, value: &Value) -> Result<Vec<ChatMessage>> 
             .as_object()
             .ok_or_else(|| ctx.err(&field, "expected an object with role and content"))?;
         if let Some(k) = obj.keys().find(|k| *k != "role" && *k != "content") {
-            return Err(ctx.err(&format!("{field}.{k}"), "unknown field"));
+            return Err(ctx.err(&format!("{field}.{}", excerpt(k)), "unknown field"));
         }
         let role = ctx
             .text(obj, "role", true)
@@ -264,7 +309,10 @@ fn parse_messages(ctx: &LineCtx<'_>, value: &Value) -> Result<Vec<ChatMessage>> 
         if role != expected {
             return Err(ctx.err(
                 &format!("{field}.role"),
-                format!("expected `{expected}` here (system?, then user/assistant alternating), found `{role}`"),
+                format!(
+                    "expected `{expected}` here (system?, then user/assistant alternating), found `{}`",
+                    excerpt(&role)
+                ),
             ));
         }
         out.push(ChatMessage::new(role, content));
@@ -273,6 +321,26 @@ fn parse_messages(ctx: &LineCtx<'_>, value: &Value) -> Result<Vec<ChatMessage>> 
         Some(m) if m.role == "assistant" => Ok(out),
         Some(_) => Err(ctx.err("messages", "must end with an assistant message")),
         None => Err(ctx.err("messages", "is empty")),
+    }
+}
+
+/// The text of one line (without its line end): UTF-8 without NUL bytes.
+fn line_text<'a>(ctx: &LineCtx<'_>, raw: &'a [u8]) -> Result<&'a str> {
+    let bad = |at: usize, message: &str| Error::Text {
+        path: ctx.path.to_path_buf(),
+        line: ctx.line,
+        column: ctx.column_base + at + 1,
+        message: message.to_owned(),
+    };
+    const NUL: &str = "NUL byte (a binary or UTF-16 file?)";
+    const NOT_UTF8: &str = "invalid UTF-8 (the file must be UTF-8 encoded JSON Lines)";
+    // Whichever problem comes first on the line is reported.
+    let nul = raw.iter().position(|&b| b == 0);
+    match (std::str::from_utf8(raw), nul) {
+        (Ok(text), None) => Ok(text),
+        (Ok(_), Some(at)) => Err(bad(at, NUL)),
+        (Err(e), Some(at)) if at < e.valid_up_to() => Err(bad(at, NUL)),
+        (Err(e), _) => Err(bad(e.valid_up_to(), NOT_UTF8)),
     }
 }
 
@@ -287,32 +355,47 @@ pub struct Dataset {
 
 impl Dataset {
     /// Reads and validates a JSONL file: every line parses, ids are unique, nothing is empty.
-    /// Blank lines are allowed.
+    /// Blank lines are allowed. A leading UTF-8 byte order mark (Windows editors write one) is
+    /// skipped, as Python's `utf-8-sig` codec does, and CRLF line ends are accepted, as Python's
+    /// universal newlines do; invalid UTF-8 and NUL bytes are errors naming the line and byte
+    /// column.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
             path: path.to_path_buf(),
             source,
         })?;
+        let (body, bom) = match bytes.strip_prefix(b"\xEF\xBB\xBF") {
+            Some(rest) => (rest, 3),
+            None => (&bytes[..], 0),
+        };
         let mut records = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
-        for (i, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
+        for (i, raw) in body.split(|&b| b == b'\n').enumerate() {
+            let ctx = LineCtx {
+                path,
+                line: i + 1,
+                column_base: if i == 0 { bom } else { 0 },
+            };
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            let text = line_text(&ctx, raw)?;
+            if text.trim().is_empty() {
                 continue;
             }
-            let record = parse_record(path, i + 1, line)?;
+            let record = parse_line(&ctx, text)?;
             if !seen.insert(record.id.clone()) {
                 let first = records
                     .iter()
                     .find(|r: &&Record| r.id == record.id)
                     .map(|r| r.line)
                     .unwrap_or(0);
-                return Err(Error::Record {
-                    path: path.to_path_buf(),
-                    line: i + 1,
-                    field: "id".into(),
-                    message: format!("duplicate id `{}` (first used on line {first})", record.id),
-                });
+                return Err(ctx.err(
+                    "id",
+                    format!(
+                        "duplicate id `{}` (first used on line {first})",
+                        excerpt(&record.id)
+                    ),
+                ));
             }
             records.push(record);
         }
@@ -335,7 +418,11 @@ impl Dataset {
                     path: self.path.clone(),
                     line: r.line,
                     field: "category".into(),
-                    message: format!("`{}` is not one of: {}", r.category, allowed.join(", ")),
+                    message: format!(
+                        "`{}` is not one of: {}",
+                        excerpt(&r.category),
+                        allowed.join(", ")
+                    ),
                 });
             }
         }

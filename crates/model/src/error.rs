@@ -58,10 +58,12 @@ pub enum Error {
         location: String,
     },
     /// A tensor has the wrong shape.
-    #[error("tensor `{name}` has shape {found:?}, expected {expected:?}")]
+    #[error("tensor `{name}` in {location} has shape {found:?}, expected {expected:?}")]
     ShapeMismatch {
         /// HF name of the tensor.
         name: String,
+        /// The file (or files) it was read from.
+        location: String,
         /// The shape in the checkpoint.
         found: Vec<usize>,
         /// The shape the config implies.

@@ -42,6 +42,7 @@ impl GgufModel {
         if found != shape {
             return Err(Error::ShapeMismatch {
                 name: format!("{hf} (GGUF `{name}`)"),
+                location: "the GGUF file".into(),
                 found,
                 expected: shape.to_vec(),
             });

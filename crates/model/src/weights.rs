@@ -290,6 +290,7 @@ pub fn load_safetensors_with<B: Backend>(
         if &found != shape {
             return Err(Error::ShapeMismatch {
                 name: name.clone(),
+                location: checkpoint.location().to_owned(),
                 found,
                 expected: shape.clone(),
             });

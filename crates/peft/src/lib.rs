@@ -6,16 +6,16 @@
 //! - [`save_adapter`] / [`Adapter`]: `adapter_model.safetensors` with PEFT's keys, shapes, F32.
 //! - [`merge`]: the separate merge step into an HF checkpoint in the base's dtype.
 
-pub mod error;
 pub mod run;
 pub mod trainer;
 
-pub use error::{Error, Result};
-pub use run::{train_peft, TrainRequest};
+pub use run::train_peft;
 /// The PEFT format lives in tb-train, where both trainers reach it.
 pub use tb_train::lora::{
     adapter_tensors, attach_lora, save_adapter, Adapter, InitLoraWeights, LoraConfig,
     TargetModules, ADAPTER_CONFIG, ADAPTER_WEIGHTS,
 };
 pub use tb_train::merge::{merge_adapter, merge_into_dir, MergeReport};
+/// What both trainers take and return.
+pub use tb_train::{TrainOutcome, TrainRequest};
 pub use trainer::PeftTrainer;

@@ -1,32 +1,20 @@
 //! `tunebench train peft`: load the base, tokenise the dataset, attach LoRA, run the shared
 //! loop, save the PEFT adapter and the run summary.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
-use burn::backend::Autodiff;
 use burn::tensor::backend::AutodiffBackend;
-use tb_model::{CpuBackend, FrozenLinearBackend};
-use tb_train::{run_training, DeviceKind, ExperimentConfig, LoopOptions, RunSummary, Trainer};
+use tb_model::FrozenLinearBackend;
+use tb_train::{
+    run_training, DeviceKind, LoopOptions, Result, TrainOutcome, TrainRequest, Trainer,
+};
 
 use tb_train::lora::save_adapter;
 
-use crate::error::Result;
 use crate::trainer::PeftTrainer;
 
-/// What to run.
-#[derive(Debug, Clone)]
-pub struct TrainRequest {
-    /// The experiment.
-    pub config: ExperimentConfig,
-    /// Continue this run folder from its newest checkpoint instead of starting a new run.
-    pub resume: Option<PathBuf>,
-    /// Draw a progress bar.
-    pub progress: bool,
-}
-
 /// Trains a PEFT-style LoRA on the configured device (`[train] device`, the CPU by default)
-/// and returns the run folder and its summary.
+/// and returns the run folder, its adapter and summary.
 ///
 /// Dropout draws from the backend's process-wide RNG, reseeded from the experiment seed before
 /// every micro-batch: one training per process is deterministic; two trainings running at the
@@ -34,36 +22,18 @@ pub struct TrainRequest {
 ///
 /// # Errors
 /// Besides loading and training failures, a device this build has no backend for (see
-/// [`DeviceKind::not_built`]), and a `[model] base_quant` other than `"none"`: the PEFT-style
-/// trainer has no 4-bit base path, and refuses rather than train a dense base.
-pub fn train_peft(request: &TrainRequest) -> Result<(PathBuf, RunSummary)> {
-    match request.config.train.device {
-        DeviceKind::Cpu => train_on::<Autodiff<CpuBackend>>(request, Default::default(), "flex"),
-        #[cfg(feature = "wgpu")]
-        DeviceKind::Wgpu => train_on::<Autodiff<burn::backend::Wgpu>>(
-            request,
-            burn::backend::wgpu::WgpuDevice::default(),
-            "wgpu",
-        ),
-        #[cfg(feature = "cuda")]
-        DeviceKind::Cuda => train_on::<Autodiff<burn::backend::Cuda>>(
-            request,
-            burn::backend::cuda::CudaDevice::default(),
-            "cuda",
-        ),
-        #[allow(
-            unreachable_patterns,
-            reason = "reachable in builds without a GPU feature"
-        )]
-        other => Err(other.not_built().into()),
-    }
+/// [`DeviceKind::not_built`]), a `[model] base_quant` other than `"none"` (the PEFT-style
+/// trainer has no 4-bit base path, and refuses rather than train a dense base) and GGUF types
+/// asked for (PEFT-style runs merge and export separately).
+pub fn train_peft(request: &TrainRequest) -> Result<TrainOutcome> {
+    tb_train::on_device!(request, train_on, "")
 }
 
 fn train_on<B>(
     request: &TrainRequest,
     device: B::Device,
     backend_name: &str,
-) -> Result<(PathBuf, RunSummary)>
+) -> Result<TrainOutcome>
 where
     B: AutodiffBackend + FrozenLinearBackend,
     B::InnerBackend: FrozenLinearBackend,
@@ -80,8 +50,13 @@ where
                 "`{}`: the PEFT-style trainer has no 4-bit base; set base_quant = \"none\" or train with `train unsloth`",
                 config.model.base_quant
             ),
-        }
-        .into());
+        });
+    }
+    if !request.gguf.is_empty() {
+        return Err(tb_train::Error::ConfigValue {
+            field: "gguf".into(),
+            message: "the PEFT-style trainer writes the adapter only: merge it with `tunebench merge`, then `tunebench export gguf`".into(),
+        });
     }
     let prepared =
         tb_train::session::prepare::<B>(config, "peft", request.resume.as_deref(), &device)?;
@@ -110,5 +85,12 @@ where
         &["adapter"],
     )?;
     run.write_summary(&summary)?;
-    Ok((run.path.clone(), summary))
+    Ok(TrainOutcome {
+        run: run.path.clone(),
+        adapter: adapter_dir,
+        summary,
+        ggufs: Vec::new(),
+        modelfile: None,
+        export_s: None,
+    })
 }

@@ -272,6 +272,7 @@ fn a_4bit_base_is_refused_before_anything_runs() {
             config,
             resume: None,
             progress: false,
+            gguf: vec![],
         })
         .unwrap_err()
         .to_string();
@@ -281,4 +282,19 @@ fn a_4bit_base_is_refused_before_anything_runs() {
         );
         assert!(!runs.exists(), "{quant}: a run folder was created");
     }
+    // GGUF export belongs to the separate merge/export steps of the PEFT workflow.
+    let config = tb_train::ExperimentConfig::parse(&tiny_experiment(&model, &runs, "")).unwrap();
+    let err = tb_peft::train_peft(&tb_peft::TrainRequest {
+        config,
+        resume: None,
+        progress: false,
+        gguf: vec!["q4_k_m".into()],
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("gguf") && err.contains("tunebench merge"),
+        "{err}"
+    );
+    assert!(!runs.exists(), "a run folder was created");
 }

@@ -24,12 +24,14 @@ fn train(
     let model = tiny_model_dir(root);
     let text = tiny_experiment(&model, &root.join(runs), extra);
     let config = ExperimentConfig::parse(&text).unwrap();
-    let (dir, summary) = train_peft(&TrainRequest {
+    let outcome = train_peft(&TrainRequest {
         config,
         resume: None,
         progress: false,
+        gguf: vec![],
     })
     .unwrap();
+    let (dir, summary) = (outcome.run, outcome.summary);
     assert_eq!(summary.method, "peft");
     assert_eq!(
         summary.steps, 10,
@@ -74,12 +76,14 @@ fn another_seed_gives_another_run() {
     let _guard = ONE_TRAINING_AT_A_TIME
         .lock()
         .unwrap_or_else(|e| e.into_inner());
-    let (dir, _) = train_peft(&TrainRequest {
+    let dir = train_peft(&TrainRequest {
         config: ExperimentConfig::parse(&text).unwrap(),
         resume: None,
         progress: false,
+        gguf: vec![],
     })
-    .unwrap();
+    .unwrap()
+    .run;
     let c = tb_train::run_dir::read_metrics(&dir.join("metrics.jsonl")).unwrap();
     assert_ne!(a[1].loss, c[1].loss);
 }

@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use serde::Serialize;
-use tb_train::{ExperimentConfig, Machine};
+use tb_train::{ExperimentConfig, Machine, TrainOutcome};
 
 use crate::error::{io, Error, Result};
 use crate::fsio::{median, write_atomic};
@@ -254,7 +254,7 @@ fn trainer_attempt(plan: &BenchPlan, attempt: &mut Attempt) -> Result<()> {
     if let Some(n) = plan.steps {
         cmd.arg("--max-steps").arg(n.to_string());
     }
-    cmd.arg("--no-progress");
+    cmd.arg("--no-progress").arg("--json");
     let (ok, stdout, stderr, secs) = match run_logged(&mut cmd, &attempt.log) {
         Ok(r) => r,
         Err(e) => {
@@ -267,13 +267,12 @@ fn trainer_attempt(plan: &BenchPlan, attempt: &mut Attempt) -> Result<()> {
         attempt.error = Some(failure_line(&stderr, &stdout));
         return Ok(());
     }
-    let Some(dir) = stdout.lines().find_map(|l| {
-        l.trim()
-            .strip_prefix("run:")
-            .map(|d| PathBuf::from(d.trim()))
-    }) else {
-        attempt.error = Some("the trainer printed no `run:` line".into());
-        return Ok(());
+    let dir = match TrainOutcome::from_child_stdout(&stdout) {
+        Ok(outcome) => outcome.run,
+        Err(e) => {
+            attempt.error = Some(e);
+            return Ok(());
+        }
     };
     match load_run(&dir) {
         Ok(run) => {

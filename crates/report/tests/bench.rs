@@ -1,6 +1,6 @@
 //! The bench driver with stand-in processes: a fake `tunebench` whose `train peft` writes a
-//! run folder and whose `train unsloth` fails like a missing subcommand, and a fake peer that
-//! prints one JSON line. Runs interleave, failures are recorded, the rest goes on.
+//! run folder and prints its outcome as `--json` does and whose `train unsloth` fails like a
+//! missing subcommand, and a fake peer that prints one JSON line. Runs interleave, failures are recorded, the rest goes on.
 
 mod common;
 
@@ -29,7 +29,9 @@ fn interleaves_methods_records_failures_and_goes_on() {
              if [ \"$1\" = train ] && [ \"$2\" = peft ]; then\n\
                n=$(ls '{runs}' 2>/dev/null | wc -l); id=2026010${{n}}T000000Z-peft; dir='{runs}'/$id\n\
                mkdir -p \"$dir\"; sed \"s/20260101T000000Z-peft/$id/\" '{summary}' > \"$dir/summary.json\"\n\
-               echo \"run:            $dir\"; exit 0\n\
+               printf '{{\"run\":\"%s\",\"adapter\":\"%s/adapter\",\"summary\":' \"$dir\" \"$dir\"\n\
+               tr -d '\\n' < \"$dir/summary.json\"\n\
+               echo ',\"ggufs\":[],\"modelfile\":null,\"export_s\":null}}'; exit 0\n\
              fi\n\
              echo \"error: unrecognized subcommand '$2'\" >&2; exit 2\n",
             calls = tmp.path().join("calls.txt").display(),
@@ -69,7 +71,8 @@ fn interleaves_methods_records_failures_and_goes_on() {
     }
     let calls = std::fs::read_to_string(tmp.path().join("calls.txt")).unwrap();
     assert!(
-        calls.contains("train peft --config") && calls.contains("--max-steps 4 --no-progress"),
+        calls.contains("train peft --config")
+            && calls.contains("--max-steps 4 --no-progress --json"),
         "{calls}"
     );
 

@@ -12,9 +12,12 @@
 //! half-finished install is redone rather than trusted. Anything that cannot be provisioned
 //! panics with what failed, except Debian packages where the process may not install them (not
 //! root, no apt-get): [`debian_package`] then returns `false` and the test decides.
+//!
+//! [`mutation`] holds the seeded generator and byte edits of the hostile-input campaigns.
 
 mod debian;
 mod lock;
+pub mod mutation;
 mod node;
 mod python;
 mod smollm2;

@@ -1,6 +1,11 @@
 //! Resumable checkpoints: `runs/<id>/checkpoints/step-NNNNNN/` with the trainable tensors, the
-//! AdamW moments and the loop counters. Written into a temporary folder and renamed, so a
-//! killed run leaves either a whole checkpoint or none.
+//! AdamW moments, the loop counters and `manifest.json` (size and SHA-256 of every other file).
+//! Written into a temporary folder, synced and renamed, so a killed run leaves either a whole
+//! checkpoint or a `.tmp-step-*` folder that resuming removes; a failed save (a full disk)
+//! removes its temporary folder itself. Resuming takes the newest checkpoint that passes the
+//! manifest, loads and belongs to the run's config ([`resume_point`]); damaged ones are skipped
+//! with a warning naming the file, and a run whose checkpoints are all unusable is an error,
+//! never a silent restart from step 0.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,7 +16,30 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{io, Error, Result};
 use crate::optimizer::{AdamW, AdamWSettings, NamedTensor};
-use crate::run_dir::write_atomic;
+use crate::run_dir::{file_sha256, sync_dir, write_atomic};
+
+/// The file listing every other file of a checkpoint; written last.
+const MANIFEST: &str = "manifest.json";
+/// The files a manifest covers, in the order they are written.
+const FILES: [&str; 4] = [
+    "trainable.safetensors",
+    "optimizer.safetensors",
+    "optimizer.json",
+    "state.json",
+];
+/// Prefix of the folder a checkpoint is written into before its rename.
+const TMP_PREFIX: &str = ".tmp-step-";
+
+/// One file of a checkpoint as saved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ManifestEntry {
+    /// File name inside the checkpoint folder.
+    file: String,
+    /// Size in bytes.
+    bytes: u64,
+    /// SHA-256, hex.
+    sha256: String,
+}
 
 /// Loop counters saved beside the tensors.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,30 +71,44 @@ pub fn checkpoint_dir(run: &Path, step: usize) -> PathBuf {
     run.join("checkpoints").join(format!("step-{step:06}"))
 }
 
-/// The newest complete checkpoint of a run, if any.
-pub fn latest_checkpoint(run: &Path) -> Result<Option<PathBuf>> {
+/// The `step-N` folders of a run, newest first (complete or not: [`verify_checkpoint`] says).
+pub fn checkpoint_dirs(run: &Path) -> Result<Vec<(usize, PathBuf)>> {
     let dir = run.join("checkpoints");
     if !dir.is_dir() {
-        return Ok(None);
+        return Ok(Vec::new());
     }
-    let mut best: Option<(usize, PathBuf)> = None;
+    let mut found = Vec::new();
     for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
         let entry = entry.map_err(io(&dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(n) = name
+        if let Some(n) = name
             .strip_prefix("step-")
             .and_then(|s| s.parse::<usize>().ok())
-        else {
-            continue;
-        };
-        if !entry.path().join("state.json").is_file() {
-            continue;
-        }
-        if best.as_ref().is_none_or(|(b, _)| n > *b) {
-            best = Some((n, entry.path()));
+        {
+            found.push((n, entry.path()));
         }
     }
-    Ok(best.map(|(_, p)| p))
+    found.sort_by_key(|(step, _)| std::cmp::Reverse(*step));
+    Ok(found)
+}
+
+/// Removes `.tmp-step-*` folders a run killed while saving left behind; returns how many.
+pub fn remove_partial_checkpoints(run: &Path) -> Result<usize> {
+    let dir = run.join("checkpoints");
+    if !dir.is_dir() {
+        return Ok(0);
+    }
+    let mut removed = 0;
+    for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
+        let entry = entry.map_err(io(&dir))?;
+        if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+            let path = entry.path();
+            std::fs::remove_dir_all(&path).map_err(io(&path))?;
+            tracing::info!(folder = %path.display(), "removed a checkpoint left half-written");
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 fn to_bytes(t: &NamedTensor) -> Vec<u8> {
@@ -121,6 +163,10 @@ pub fn load_tensors(path: &Path) -> Result<HashMap<String, NamedTensor>> {
 }
 
 /// Saves params, optimizer state and counters after `state.step` steps.
+///
+/// # Errors
+/// A write error (a full disk names the file being written); the temporary folder is removed
+/// then, so the newest complete checkpoint stays the one to resume from.
 pub fn save_checkpoint(
     run: &Path,
     params: &[NamedTensor],
@@ -130,12 +176,35 @@ pub fn save_checkpoint(
     let final_dir = checkpoint_dir(run, state.step);
     let parent = final_dir.parent().unwrap_or(run).to_path_buf();
     std::fs::create_dir_all(&parent).map_err(io(&parent))?;
-    let tmp = parent.join(format!(".tmp-step-{:06}", state.step));
+    let tmp = parent.join(format!("{TMP_PREFIX}{:06}", state.step));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
     }
     std::fs::create_dir(&tmp).map_err(io(&tmp))?;
-    save_tensors(&tmp.join("trainable.safetensors"), params)?;
+    let saved = write_checkpoint_files(&tmp, params, optimizer, state).and_then(|()| {
+        if final_dir.exists() {
+            std::fs::remove_dir_all(&final_dir).map_err(io(&final_dir))?;
+        }
+        std::fs::rename(&tmp, &final_dir).map_err(io(&final_dir))
+    });
+    if let Err(e) = saved {
+        if let Err(cleanup) = std::fs::remove_dir_all(&tmp) {
+            tracing::warn!(folder = %tmp.display(), %cleanup, "could not remove a failed checkpoint");
+        }
+        return Err(e);
+    }
+    sync_dir(&parent)?;
+    Ok(final_dir)
+}
+
+/// Writes the files of a checkpoint into `dir`, the manifest last.
+fn write_checkpoint_files(
+    dir: &Path,
+    params: &[NamedTensor],
+    optimizer: &AdamW,
+    state: &LoopState,
+) -> Result<()> {
+    save_tensors(&dir.join("trainable.safetensors"), params)?;
     let mut moments = Vec::with_capacity(2 * params.len());
     for m in &optimizer.exp_avg {
         moments.push(NamedTensor {
@@ -149,19 +218,76 @@ pub fn save_checkpoint(
             ..v.clone()
         });
     }
-    save_tensors(&tmp.join("optimizer.safetensors"), &moments)?;
+    save_tensors(&dir.join("optimizer.safetensors"), &moments)?;
     let opt_meta = serde_json::json!({ "step": optimizer.step, "settings": optimizer.settings });
-    write_atomic(&tmp.join("optimizer.json"), opt_meta.to_string().as_bytes())?;
+    write_atomic(&dir.join("optimizer.json"), opt_meta.to_string().as_bytes())?;
     let text = serde_json::to_string_pretty(state).map_err(|source| Error::Json {
-        path: tmp.join("state.json"),
+        path: dir.join("state.json"),
         source,
     })?;
-    write_atomic(&tmp.join("state.json"), text.as_bytes())?;
-    if final_dir.exists() {
-        std::fs::remove_dir_all(&final_dir).map_err(io(&final_dir))?;
+    write_atomic(&dir.join("state.json"), text.as_bytes())?;
+    let mut entries = Vec::new();
+    for file in FILES {
+        let (bytes, sha256) = file_sha256(&dir.join(file))?;
+        entries.push(ManifestEntry {
+            file: file.to_string(),
+            bytes,
+            sha256,
+        });
     }
-    std::fs::rename(&tmp, &final_dir).map_err(io(&final_dir))?;
-    Ok(final_dir)
+    let path = dir.join(MANIFEST);
+    let text = serde_json::to_string_pretty(&entries).map_err(|source| Error::Json {
+        path: path.clone(),
+        source,
+    })?;
+    write_atomic(&path, text.as_bytes())
+}
+
+/// Checks every file of a checkpoint against its manifest (size, then SHA-256).
+///
+/// # Errors
+/// [`Error::Checkpoint`] naming the missing, truncated or altered file.
+pub fn verify_checkpoint(dir: &Path) -> Result<()> {
+    let manifest = dir.join(MANIFEST);
+    let bad = |path: PathBuf, message: String| Error::Checkpoint { path, message };
+    let text = std::fs::read_to_string(&manifest).map_err(|e| {
+        bad(
+            manifest.clone(),
+            format!("{e} (a checkpoint is complete only with its manifest)"),
+        )
+    })?;
+    let entries: Vec<ManifestEntry> =
+        serde_json::from_str(&text).map_err(|e| bad(manifest.clone(), e.to_string()))?;
+    let listed: Vec<&str> = entries.iter().map(|e| e.file.as_str()).collect();
+    if listed != FILES {
+        return Err(bad(
+            manifest,
+            format!("lists {listed:?}, a checkpoint holds {FILES:?}"),
+        ));
+    }
+    for entry in &entries {
+        let path = dir.join(&entry.file);
+        let size = std::fs::metadata(&path)
+            .map_err(|e| bad(path.clone(), e.to_string()))?
+            .len();
+        if size != entry.bytes {
+            return Err(bad(
+                path,
+                format!(
+                    "{size} bytes where the manifest says {} (truncated or overwritten)",
+                    entry.bytes
+                ),
+            ));
+        }
+        let (_, sha256) = file_sha256(&path)?;
+        if sha256 != entry.sha256 {
+            return Err(bad(
+                path,
+                "content differs from the SHA-256 in manifest.json (damaged on disk)".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Everything a checkpoint restores.
@@ -175,52 +301,78 @@ pub struct Restored {
     pub state: LoopState,
 }
 
-/// Loads a checkpoint, checking it holds exactly the expected tensors (in `expected` order).
+/// Loads a checkpoint, checking it holds exactly the expected tensors (in `expected` order)
+/// and that its counters agree with each other.
+///
+/// # Errors
+/// [`Error::Checkpoint`] naming the file that is unreadable or does not fit.
 pub fn load_checkpoint(dir: &Path, expected: &[NamedTensor]) -> Result<Restored> {
-    let bad = |message: String| Error::Checkpoint {
-        path: dir.to_path_buf(),
+    let bad = |file: &str, message: String| Error::Checkpoint {
+        path: dir.join(file),
         message,
     };
-    let state_path = dir.join("state.json");
-    let text = std::fs::read_to_string(&state_path).map_err(io(&state_path))?;
-    let state: LoopState = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    let opt_path = dir.join("optimizer.json");
-    let text = std::fs::read_to_string(&opt_path).map_err(io(&opt_path))?;
+    let read =
+        |file: &str| std::fs::read_to_string(dir.join(file)).map_err(|e| bad(file, e.to_string()));
+    let state: LoopState =
+        serde_json::from_str(&read("state.json")?).map_err(|e| bad("state.json", e.to_string()))?;
     #[derive(Deserialize)]
     struct OptMeta {
         step: usize,
         settings: AdamWSettings,
     }
-    let meta: OptMeta = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let meta: OptMeta = serde_json::from_str(&read("optimizer.json")?)
+        .map_err(|e| bad("optimizer.json", e.to_string()))?;
+    if meta.step != state.step {
+        return Err(bad(
+            "optimizer.json",
+            format!(
+                "the optimizer made {} updates but state.json counts {} steps",
+                meta.step, state.step
+            ),
+        ));
+    }
     let mut params_by_name = load_tensors(&dir.join("trainable.safetensors"))?;
     let mut moments = load_tensors(&dir.join("optimizer.safetensors"))?;
-    let take = |map: &mut HashMap<String, NamedTensor>, key: String, e: &NamedTensor| {
-        let t = map
-            .remove(&key)
-            .ok_or_else(|| bad(format!("missing tensor `{key}`")))?;
-        if t.shape != e.shape {
-            return Err(bad(format!(
-                "`{key}` has shape {:?}, the model expects {:?}",
-                t.shape, e.shape
-            )));
-        }
-        Ok(NamedTensor {
-            name: e.name.clone(),
-            ..t
-        })
-    };
+    let take =
+        |map: &mut HashMap<String, NamedTensor>, file: &str, key: String, e: &NamedTensor| {
+            let t = map
+                .remove(&key)
+                .ok_or_else(|| bad(file, format!("missing tensor `{key}`")))?;
+            if t.shape != e.shape {
+                return Err(bad(
+                    file,
+                    format!(
+                        "`{key}` has shape {:?}, the model expects {:?}",
+                        t.shape, e.shape
+                    ),
+                ));
+            }
+            Ok(NamedTensor {
+                name: e.name.clone(),
+                ..t
+            })
+        };
+    let (trainable, opt) = ("trainable.safetensors", "optimizer.safetensors");
     let mut params = Vec::new();
     let mut exp_avg = Vec::new();
     let mut exp_avg_sq = Vec::new();
     for e in expected {
-        params.push(take(&mut params_by_name, e.name.clone(), e)?);
-        exp_avg.push(take(&mut moments, format!("exp_avg.{}", e.name), e)?);
-        exp_avg_sq.push(take(&mut moments, format!("exp_avg_sq.{}", e.name), e)?);
+        params.push(take(&mut params_by_name, trainable, e.name.clone(), e)?);
+        exp_avg.push(take(&mut moments, opt, format!("exp_avg.{}", e.name), e)?);
+        exp_avg_sq.push(take(
+            &mut moments,
+            opt,
+            format!("exp_avg_sq.{}", e.name),
+            e,
+        )?);
     }
-    if let Some(extra) = params_by_name.keys().next() {
-        return Err(bad(format!(
-            "tensor `{extra}` is not a trainable tensor of this model"
-        )));
+    for (file, left) in [(trainable, &params_by_name), (opt, &moments)] {
+        if let Some(extra) = left.keys().next() {
+            return Err(bad(
+                file,
+                format!("tensor `{extra}` is not a trainable tensor of this model"),
+            ));
+        }
     }
     Ok(Restored {
         params,
@@ -232,4 +384,74 @@ pub fn load_checkpoint(dir: &Path, expected: &[NamedTensor]) -> Result<Restored>
         },
         state,
     })
+}
+
+/// Where a resumed run continues: the newest checkpoint of `run` that matches its manifest,
+/// loads with exactly the `expected` tensors, counts the steps its folder is named for and
+/// was written with config `config_hash`. Unusable newer ones are skipped with a warning
+/// naming the file; `.tmp-step-*` folders are removed. `None`: the run has no checkpoint.
+///
+/// # Errors
+/// [`Error::Checkpoint`] when checkpoints exist and none is usable (naming each and why), or
+/// an I/O error listing the folder.
+pub fn resume_point(
+    run: &Path,
+    expected: &[NamedTensor],
+    config_hash: &str,
+) -> Result<Option<(PathBuf, Restored)>> {
+    remove_partial_checkpoints(run)?;
+    let candidates = checkpoint_dirs(run)?;
+    let mut rejected = Vec::new();
+    for (step, dir) in &candidates {
+        let checked = verify_checkpoint(dir)
+            .and_then(|()| load_checkpoint(dir, expected))
+            .and_then(|r| check_belongs(dir, *step, config_hash, r));
+        match checked {
+            Ok(restored) => {
+                if !rejected.is_empty() {
+                    tracing::warn!(
+                        checkpoint = %dir.display(),
+                        skipped = rejected.len(),
+                        "resuming from an older checkpoint: the newer ones are unusable"
+                    );
+                }
+                return Ok(Some((dir.clone(), restored)));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping an unusable checkpoint");
+                rejected.push(e.to_string());
+            }
+        }
+    }
+    match candidates.first() {
+        None => Ok(None),
+        Some((_, newest)) => Err(Error::Checkpoint {
+            path: newest.parent().unwrap_or(run).to_path_buf(),
+            message: format!(
+                "no usable checkpoint to resume from (delete the folder to start over): {}",
+                rejected.join("; ")
+            ),
+        }),
+    }
+}
+
+/// Checks that a loaded checkpoint is the one its folder name says, written by this config.
+fn check_belongs(dir: &Path, step: usize, config_hash: &str, r: Restored) -> Result<Restored> {
+    let bad = |message: String| Error::Checkpoint {
+        path: dir.join("state.json"),
+        message,
+    };
+    if r.state.step != step {
+        return Err(bad(format!(
+            "counts {} steps but its folder is named for step {step}",
+            r.state.step
+        )));
+    }
+    if r.state.config_hash != config_hash {
+        return Err(bad(format!(
+            "was written with config {} but the run's config is {config_hash}",
+            r.state.config_hash
+        )));
+    }
+    Ok(r)
 }

@@ -29,6 +29,16 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A value of an experiment file is out of range or inconsistent.
+    #[error("{path}: config field `{field}`: {message}")]
+    ConfigFileValue {
+        /// The experiment file.
+        path: PathBuf,
+        /// Dotted key, e.g. `optimizer.lr`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A checkpoint is missing, incomplete or does not belong to this run.
     #[error("checkpoint {path}: {message}")]
     Checkpoint {
@@ -80,6 +90,14 @@ pub enum Error {
     /// Merging would produce NaN/Inf, or base and adapter disagree.
     #[error("merge: {0}")]
     Merge(String),
+    /// Writing a GGUF after training failed.
+    #[error("writing {path}: {source}")]
+    Export {
+        /// The GGUF being written.
+        path: PathBuf,
+        /// What the exporter reported.
+        source: tb_gguf::Error,
+    },
     /// A trainer-specific failure (adapter shapes, kernels, ...).
     #[error("{0}")]
     Method(String),

@@ -3,6 +3,8 @@
 //! - [`ExperimentConfig`]: the TOML experiment file (unknown keys are errors).
 //! - [`AdamW`], [`clip_global_norm`], [`LrSchedule`]: PyTorch/HF semantics, host-side state.
 //! - [`RunDir`]: `runs/<utc>-<method>/` with `config.toml`, `metrics.jsonl`, `summary.json`.
+//! - [`TrainRequest`] → [`TrainOutcome`]: what both trainers take and return ([`on_device!`]
+//!   picks the backend for both).
 //! - [`Trainer`] + [`run_training`]: the shared loop (accumulation, clipping, schedule, eval
 //!   loss, checkpoints and resume, progress bar, throughput and peak-memory probes).
 //! - [`cross_entropy_sum`]: the plain masked loss.
@@ -15,6 +17,7 @@ pub mod lora;
 pub mod loss;
 pub mod merge;
 pub mod optimizer;
+pub mod outcome;
 pub mod probe;
 pub mod run_dir;
 pub mod schedule;
@@ -31,6 +34,7 @@ pub use lora::{Adapter, LoraConfig};
 pub use loss::cross_entropy_sum;
 pub use merge::{merge_adapter, merge_into_dir, MergeReport};
 pub use optimizer::{clip_global_norm, global_norm, AdamW, AdamWSettings, NamedTensor};
+pub use outcome::{TrainOutcome, TrainRequest};
 pub use probe::{peak_rss_mib, Machine};
 pub use run_dir::{Artifact, RunDir, RunSummary, StepMetrics};
 pub use schedule::LrSchedule;

@@ -3,7 +3,7 @@
 //! A run never overwrites another: a clash in the timestamp gets a numeric suffix.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -110,7 +110,8 @@ pub struct RunDir {
     pub id: String,
 }
 
-fn utc_stamp() -> String {
+/// The current UTC time as `YYYYMMDDTHHMMSSZ`, the stem of run and attempt folders.
+pub fn utc_stamp() -> String {
     let now = time::OffsetDateTime::now_utc();
     let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
     now.format(&format).unwrap_or_else(|_| "run".into())
@@ -189,25 +190,20 @@ impl RunDir {
         read_metrics(&self.metrics_path())
     }
 
-    /// Keeps only the metrics up to `step` (used when resuming from a checkpoint).
+    /// Keeps only the metrics up to `step` (used when resuming from a checkpoint), each kept
+    /// line byte for byte. A last line cut short by a kill mid-append is dropped with a
+    /// warning; a bad line elsewhere is an error naming it.
     pub fn truncate_metrics(&self, step: usize) -> Result<()> {
         let path = self.metrics_path();
         if !path.exists() {
             return Ok(());
         }
-        let kept: Vec<StepMetrics> = self
-            .read_metrics()?
-            .into_iter()
-            .filter(|m| m.step <= step)
-            .collect();
         let mut text = String::new();
-        for m in &kept {
-            let line = serde_json::to_string(m).map_err(|source| Error::Json {
-                path: path.clone(),
-                source,
-            })?;
-            text.push_str(&line);
-            text.push('\n');
+        for (line, m) in read_metrics_lines(&path, true)? {
+            if m.step <= step {
+                text.push_str(&line);
+                text.push('\n');
+            }
         }
         write_atomic(&path, text.as_bytes())
     }
@@ -259,18 +255,35 @@ impl RunDir {
 
 /// Reads a `metrics.jsonl`; a bad line is an error naming its number.
 pub fn read_metrics(path: &Path) -> Result<Vec<StepMetrics>> {
-    let f = File::open(path).map_err(io(path))?;
+    Ok(read_metrics_lines(path, false)?
+        .into_iter()
+        .map(|(_, m)| m)
+        .collect())
+}
+
+/// Each line of a `metrics.jsonl` with what it holds; with `torn_tail`, a last line without its
+/// newline that does not parse (a write cut short) is dropped instead of being an error.
+fn read_metrics_lines(path: &Path, torn_tail: bool) -> Result<Vec<(String, StepMetrics)>> {
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.split('\n').collect();
     let mut out = Vec::new();
-    for (i, line) in BufReader::new(f).lines().enumerate() {
-        let line = line.map_err(io(path))?;
+    for (i, line) in lines.iter().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let m = serde_json::from_str(&line).map_err(|e| Error::ConfigSyntax {
-            path: path.to_path_buf(),
-            message: format!("line {}: {e}", i + 1),
-        })?;
-        out.push(m);
+        match serde_json::from_str(line) {
+            Ok(m) => out.push((line.trim_end_matches('\r').to_string(), m)),
+            Err(_) if torn_tail && i + 1 == lines.len() => {
+                tracing::warn!(file = %path.display(), line = i + 1, "dropping a metrics line cut short");
+            }
+            Err(e) => {
+                return Err(Error::ConfigSyntax {
+                    path: path.to_path_buf(),
+                    message: format!("line {}: {e}", i + 1),
+                })
+            }
+        }
     }
     Ok(out)
 }
@@ -284,14 +297,33 @@ pub fn file_sha256(path: &Path) -> Result<(u64, String)> {
     Ok((bytes, digest.iter().map(|b| format!("{b:02x}")).collect()))
 }
 
-/// Writes a file through a temporary sibling and a rename, so readers never see half a file.
+/// Writes a file through a temporary sibling, synced to disk, then renamed over `path` (and the
+/// folder synced), so readers never see half a file and a power cut keeps the old or the new
+/// one. A failed write removes the temporary file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    let written = File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    if let Err(source) = written {
+        // Best effort: on a full disk the half-written file is what fills it.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::Io { path: tmp, source });
+    }
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    sync_dir(dir)
+}
+
+/// Syncs a folder's entries (a rename inside it) to disk.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }

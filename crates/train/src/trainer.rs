@@ -11,7 +11,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use tb_data::{Batch, TokenizedExample};
 
-use crate::checkpoint::{latest_checkpoint, load_checkpoint, save_checkpoint, LoopState};
+use crate::checkpoint::{resume_point, save_checkpoint, LoopState};
 use crate::config::ExperimentConfig;
 use crate::error::{Error, Result};
 use crate::optimizer::{clip_global_norm, AdamW, NamedTensor};
@@ -190,17 +190,7 @@ pub fn run_training<T: Trainer + ?Sized>(
         last_loss: f64::NAN,
     };
     if options.resume {
-        if let Some(dir) = latest_checkpoint(&run.path)? {
-            let restored = load_checkpoint(&dir, &params)?;
-            if restored.state.config_hash != state.config_hash {
-                return Err(Error::Checkpoint {
-                    path: dir,
-                    message: format!(
-                        "was written with config {} but the run's config is now {}",
-                        restored.state.config_hash, state.config_hash
-                    ),
-                });
-            }
+        if let Some((dir, restored)) = resume_point(&run.path, &params, &state.config_hash)? {
             params = restored.params;
             optimizer = restored.optimizer;
             state = restored.state;

@@ -53,5 +53,7 @@ pub use backend::{
     MlpSaved,
 };
 pub use error::{FusedError, Result};
-pub use run::{train_unsloth, UnslothOutcome, UnslothRequest};
+pub use run::train_unsloth;
+/// What both trainers take and return.
+pub use tb_train::{TrainOutcome, TrainRequest};
 pub use trainer::UnslothTrainer;

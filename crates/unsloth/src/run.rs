@@ -15,19 +15,16 @@
 //! dequant(W4), a small mismatch either way; one rounding instead of two). The saved PEFT
 //! adapter is the same either way.
 
-use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Instant;
 
-use burn::backend::Autodiff;
 use burn::tensor::backend::AutodiffBackend;
 use tb_gguf::{ExportOptions, QuantMix};
 use tb_model::weights::WeightSink;
-use tb_model::CpuBackend;
 use tb_train::lora::{save_adapter, Adapter, LoraConfig};
 use tb_train::{
-    run_training, BaseQuant, DeviceKind, ExperimentConfig, LoopOptions, RunSummary, ServingStep,
-    Trainer,
+    run_training, BaseQuant, DeviceKind, ExperimentConfig, LoopOptions, ServingStep, TrainOutcome,
+    TrainRequest, Trainer,
 };
 
 use crate::backend::FusedBackend;
@@ -35,38 +32,6 @@ use crate::fused_model::DEFAULT_CE_CHUNK;
 use crate::modelfile::{modelfile, ollama_chat};
 use crate::packed_base::{PackedBases, PackingSink, QuantFormat, PROJECTIONS};
 use crate::trainer::UnslothTrainer;
-
-/// What to run.
-#[derive(Debug, Clone)]
-pub struct UnslothRequest {
-    /// The experiment.
-    pub config: ExperimentConfig,
-    /// Continue this run folder from its newest checkpoint.
-    pub resume: Option<PathBuf>,
-    /// Draw a progress bar.
-    pub progress: bool,
-    /// GGUF types to write after training (empty: adapter only).
-    pub gguf: Vec<String>,
-}
-
-/// What the one command produced.
-#[derive(Debug, Clone)]
-pub struct UnslothOutcome {
-    /// The run folder.
-    pub run: PathBuf,
-    /// Its summary.
-    pub summary: RunSummary,
-    /// GGUF files written.
-    pub ggufs: Vec<PathBuf>,
-    /// The Modelfile, when GGUFs were written.
-    pub modelfile: Option<PathBuf>,
-    /// Seconds from the end of training to the last GGUF and the Modelfile.
-    pub export_s: f64,
-}
-
-fn err(message: String) -> tb_train::Error {
-    tb_train::Error::Method(message)
-}
 
 /// Parses `q4_k_m,q8_0,f16` into mixes (before any training starts).
 pub fn parse_quants(list: &[String]) -> tb_train::Result<Vec<QuantMix>> {
@@ -145,36 +110,15 @@ fn check_packable(config: &ExperimentConfig, format: QuantFormat) -> tb_train::R
 /// # Errors
 /// Besides the training and export errors, a device this build has no backend for (see
 /// [`DeviceKind::not_built`]).
-pub fn train_unsloth(request: &UnslothRequest) -> tb_train::Result<UnslothOutcome> {
-    match request.config.train.device {
-        DeviceKind::Cpu => {
-            train_on::<Autodiff<CpuBackend>>(request, Default::default(), "flex+fused")
-        }
-        #[cfg(feature = "wgpu")]
-        DeviceKind::Wgpu => train_on::<Autodiff<burn::backend::Wgpu>>(
-            request,
-            burn::backend::wgpu::WgpuDevice::default(),
-            "wgpu+fused",
-        ),
-        #[cfg(feature = "cuda")]
-        DeviceKind::Cuda => train_on::<Autodiff<burn::backend::Cuda>>(
-            request,
-            burn::backend::cuda::CudaDevice::default(),
-            "cuda+fused",
-        ),
-        #[allow(
-            unreachable_patterns,
-            reason = "reachable in builds without a GPU feature"
-        )]
-        other => Err(other.not_built()),
-    }
+pub fn train_unsloth(request: &TrainRequest) -> tb_train::Result<TrainOutcome> {
+    tb_train::on_device!(request, train_on, "+fused")
 }
 
 fn train_on<B: AutodiffBackend + FusedBackend>(
-    request: &UnslothRequest,
+    request: &TrainRequest,
     device: B::Device,
     backend_name: &str,
-) -> tb_train::Result<UnslothOutcome>
+) -> tb_train::Result<TrainOutcome>
 where
     B::InnerBackend: FusedBackend,
 {
@@ -264,6 +208,13 @@ where
     if !quants.is_empty() {
         let adapter = Adapter::load(&adapter_dir)?;
         let merged = run.path.join("merged");
+        if merged.exists() {
+            // Left by this run before it was interrupted (a resumed run merges again).
+            std::fs::remove_dir_all(&merged).map_err(|source| tb_train::Error::Io {
+                path: merged.clone(),
+                source,
+            })?;
+        }
         // Always the original weights from the model folder, never the packed 4-bit copies.
         let report = tb_train::merge_adapter(base, &adapter, &merged)?;
         tracing::info!(projections = report.merged_tensors, dtype = %report.dtype, "merged into the unquantised base");
@@ -278,7 +229,10 @@ where
                     threads: 0,
                 },
             )
-            .map_err(|e| err(format!("writing {}: {e}", out.display())))?;
+            .map_err(|source| tb_train::Error::Export {
+                path: out.clone(),
+                source,
+            })?;
             tracing::info!(file = %out.display(), bytes = r.bytes_out, "GGUF written");
             ggufs.push(out);
         }
@@ -302,7 +256,10 @@ where
         let mut listed = Vec::new();
         for g in &ggufs {
             let bytes = std::fs::metadata(g)
-                .map_err(|e| err(format!("{}: {e}", g.display())))?
+                .map_err(|source| tb_train::Error::Io {
+                    path: g.clone(),
+                    source,
+                })?
                 .len();
             let name = g
                 .file_name()
@@ -336,12 +293,13 @@ where
     let summary =
         tb_train::session::summarize(method, &backend, config, &run, &outcome, started, &refs)?;
     run.write_summary(&summary)?;
-    Ok(UnslothOutcome {
+    Ok(TrainOutcome {
         run: run.path.clone(),
+        adapter: adapter_dir,
         summary,
+        export_s: (!ggufs.is_empty()).then_some(export_s),
         ggufs,
         modelfile: modelfile_path,
-        export_s,
     })
 }
 

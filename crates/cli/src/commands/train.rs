@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use tb_train::ExperimentConfig;
+use tb_train::{ExperimentConfig, TrainOutcome, TrainRequest};
 
 /// Arguments of `train`.
 #[derive(Args)]
@@ -53,6 +53,10 @@ pub struct MethodArgs {
     /// Hide the progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Print the outcome (run folder, adapter, summary, GGUFs, Modelfile) as one JSON line
+    /// instead of the human-readable lines: what scripts and `demo`/`bench` read.
+    #[arg(long)]
+    json: bool,
 }
 
 fn load_config(args: &MethodArgs) -> Result<ExperimentConfig> {
@@ -73,78 +77,68 @@ fn load_config(args: &MethodArgs) -> Result<ExperimentConfig> {
         if let Some(n) = args.eval_limit {
             config.data.eval_limit = n;
         }
-        config.validate()?;
+        config.validate().with_context(|| {
+            format!("{} with the command-line overrides", args.config.display())
+        })?;
     }
     Ok(config)
 }
 
 /// Runs `train`.
 pub fn run_train(args: TrainArgs) -> Result<()> {
-    match args.method {
-        TrainMethod::Peft(m) => {
-            let config = load_config(&m)?;
-            let request = tb_peft::TrainRequest {
-                config,
-                resume: m.resume.clone(),
-                progress: !m.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
-            };
-            let (dir, s) = tb_peft::train_peft(&request).context("training (peft)")?;
-            println!("run:            {}", dir.display());
-            println!("adapter:        {}", dir.join("adapter").display());
-            println!(
-                "steps {}  trained tokens {} ({} loss-bearing)  {:.1} tokens/s  peak RSS {:.0} MiB",
-                s.steps, s.trained_tokens, s.loss_tokens, s.tokens_per_s, s.peak_rss_mib
-            );
-            match s.eval_loss {
-                Some(e) => println!(
-                    "final train loss {:.4}  eval loss {e:.4}",
-                    s.final_train_loss
-                ),
-                None => println!("final train loss {:.4}", s.final_train_loss),
-            }
-            Ok(())
+    let (common, gguf) = match &args.method {
+        TrainMethod::Peft(m) => (m, Vec::new()),
+        TrainMethod::Unsloth(u) => (&u.common, u.gguf.clone()),
+    };
+    let request = TrainRequest {
+        config: load_config(common)?,
+        resume: common.resume.clone(),
+        progress: !common.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        gguf,
+    };
+    let outcome = match &args.method {
+        TrainMethod::Peft(_) => tb_peft::train_peft(&request).context("training (peft)")?,
+        TrainMethod::Unsloth(_) => {
+            tb_unsloth::train_unsloth(&request).context("training (unsloth)")?
         }
-        TrainMethod::Unsloth(u) => {
-            let config = load_config(&u.common)?;
-            let request = tb_unsloth::UnslothRequest {
-                config,
-                resume: u.common.resume.clone(),
-                progress: !u.common.no_progress
-                    && std::io::IsTerminal::is_terminal(&std::io::stderr()),
-                gguf: u.gguf.clone(),
-            };
-            let out = tb_unsloth::train_unsloth(&request).context("training (unsloth)")?;
-            let s = &out.summary;
-            println!("run:            {}", out.run.display());
-            println!("adapter:        {}", out.run.join("adapter").display());
-            println!(
-                "steps {}  trained tokens {} ({} loss-bearing)  {:.1} tokens/s  peak RSS {:.0} MiB  padding {:.1}%",
-                s.steps,
-                s.trained_tokens,
-                s.loss_tokens,
-                s.tokens_per_s,
-                s.peak_rss_mib,
-                100.0 * s.padding_fraction
-            );
-            match s.eval_loss {
-                Some(e) => println!(
-                    "final train loss {:.4}  eval loss {e:.4}",
-                    s.final_train_loss
-                ),
-                None => println!("final train loss {:.4}", s.final_train_loss),
-            }
-            for g in &out.ggufs {
-                println!("gguf:           {}", g.display());
-            }
-            if let Some(m) = &out.modelfile {
-                println!("modelfile:      {}", m.display());
-                println!(
-                    "checkpoint -> servable GGUF + Modelfile in {:.1} s; serve with: ollama create NAME -f {}",
-                    out.export_s,
-                    m.display()
-                );
-            }
-            Ok(())
-        }
+    };
+    if common.json {
+        println!("{}", serde_json::to_string(&outcome)?);
+    } else {
+        print_outcome(&outcome);
+    }
+    Ok(())
+}
+
+/// The outcome for a reader.
+fn print_outcome(out: &TrainOutcome) {
+    let s = &out.summary;
+    println!("run:            {}", out.run.display());
+    println!("adapter:        {}", out.adapter.display());
+    println!(
+        "steps {}  trained tokens {} ({} loss-bearing)  {:.1} tokens/s  peak RSS {:.0} MiB  padding {:.1}%",
+        s.steps,
+        s.trained_tokens,
+        s.loss_tokens,
+        s.tokens_per_s,
+        s.peak_rss_mib,
+        100.0 * s.padding_fraction
+    );
+    match s.eval_loss {
+        Some(e) => println!(
+            "final train loss {:.4}  eval loss {e:.4}",
+            s.final_train_loss
+        ),
+        None => println!("final train loss {:.4}", s.final_train_loss),
+    }
+    for g in &out.ggufs {
+        println!("gguf:           {}", g.display());
+    }
+    if let (Some(m), Some(seconds)) = (&out.modelfile, out.export_s) {
+        println!("modelfile:      {}", m.display());
+        println!(
+            "checkpoint -> servable GGUF + Modelfile in {seconds:.1} s; serve with: ollama create NAME -f {}",
+            m.display()
+        );
     }
 }

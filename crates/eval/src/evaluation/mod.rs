@@ -2,24 +2,31 @@
 //! engine), answers are scored against the references, and results are written as they come.
 //!
 //! Output, in the run directory:
-//! - `results.jsonl`: one [`ItemResult`] per line, written and flushed after each item, so a
-//!   crash loses nothing already answered. A failed item is a line with `error` set; the run
-//!   goes on.
+//! - `results.jsonl`: one [`ItemResult`] per line, written and synced after each item, so a
+//!   crash loses at most the item in flight. A failed item is a line with `error` set; the run
+//!   goes on. Each line records what the answer depends on ([`AnswerKey`]).
 //! - `summary.json`: one [`ModelSummary`] per model plus the engine used and why, written to a
-//!   temporary file and renamed into place.
+//!   temporary file and renamed into place. It is computed from the items as `results.jsonl`
+//!   holds them, in dataset order, so a resumed run ends with the metrics of an uninterrupted one.
+//!
+//! An output folder whose `results.jsonl` holds results is refused unless
+//! [`RunSettings::resume`] is set; then the run continues it, keeping the lines answered with the
+//! same [`AnswerKey`] and engine (`resume.rs` has the rules).
 //!
 //! Engine choice ([`EngineChoice::Auto`]): Ollama when `GET /api/version` answers at
 //! `OLLAMA_HOST`, else the embedded engine. Perplexity always comes from the embedded engine
 //! (Ollama cannot score given text), when asked for.
 
 mod ollama_model;
+mod resume;
 mod run;
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use ollama_model::{create_ollama_model, ollama_template, OllamaTemplate};
+pub use resume::AnswerKey;
 pub(crate) use run::to_role;
 pub use run::{resolve_engine, run_evaluation, ResolvedEngine};
 
@@ -38,7 +45,7 @@ pub enum EngineChoice {
 }
 
 /// The engine that actually ran.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineKind {
     /// Ollama's HTTP API (or tools/ollama-compat).
@@ -72,6 +79,11 @@ pub struct RunSettings {
     /// Dot-product path of the embedded engine.
     #[serde(skip)]
     pub kernel: Kernel,
+    /// Continue the run whose `results.jsonl` is already in the output folder: keep the items
+    /// answered with the same [`AnswerKey`], answer the rest. When false, an output folder that
+    /// holds results is an error ([`Error::ExistingResults`]).
+    #[serde(skip)]
+    pub resume: bool,
 }
 
 impl Default for RunSettings {
@@ -83,27 +95,32 @@ impl Default for RunSettings {
             perplexity: false,
             limit: None,
             kernel: Kernel::Auto,
+            resume: false,
         }
     }
 }
 
 /// Scores of one answer.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Scores {
     /// Sentence chrF (0–100, sacrebleu's definition).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub chrf: f64,
     /// ROUGE-L F1 (0–1, Turkish casefolding).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub rouge_l: f64,
     /// Normalised exact match.
     pub exact_match: bool,
 }
 
 /// Teacher-forced score of the reference answer.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ItemPerplexity {
     /// Perplexity over the completion tokens.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub perplexity: f64,
     /// Summed NLL (nats).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub nll: f64,
     /// Completion tokens scored.
     pub tokens: usize,
@@ -112,9 +129,10 @@ pub struct ItemPerplexity {
 }
 
 /// Timings of one answer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timings {
     /// Wall-clock seconds for the answer (request or local generation).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub seconds: f64,
     /// Prompt tokens.
     pub prompt_tokens: Option<u64>,
@@ -128,8 +146,14 @@ pub struct Timings {
     pub load_seconds: Option<f64>,
 }
 
+/// Reads a number that JSON holds as `null` as NaN: serde_json writes NaN and ±inf as `null`, and
+/// a line must read back (the summary is computed from lines read back).
+fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// One line of `results.jsonl`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ItemResult {
     /// Model name.
     pub model: String,
@@ -140,7 +164,7 @@ pub struct ItemResult {
     /// Record category.
     pub category: String,
     /// `heldout`, `paraphrase` or absent.
-    pub split: Option<&'static str>,
+    pub split: Option<String>,
     /// The user-side text.
     pub prompt: String,
     /// The reference answer.
@@ -157,6 +181,10 @@ pub struct ItemResult {
     pub timings: Timings,
     /// What went wrong, if anything.
     pub error: Option<String>,
+    /// What the answer depends on; a resumed run keeps the line only when this matches its own
+    /// (a line without it, e.g. when the GGUF could not be read, is never kept).
+    #[serde(default)]
+    pub answered_with: Option<AnswerKey>,
 }
 
 /// Per-model aggregate in `summary.json`.
@@ -170,6 +198,8 @@ pub struct ModelSummary {
     pub items: usize,
     /// Items that failed.
     pub failed: usize,
+    /// Items kept from an earlier, interrupted run of the same folder (not answered again).
+    pub resumed: usize,
     /// Corpus chrF over answered items.
     pub chrf: Option<f64>,
     /// Mean ROUGE-L F1.
@@ -207,7 +237,9 @@ pub struct Summary {
     pub failed_items: usize,
     /// Items attempted, all models.
     pub total_items: usize,
-    /// Wall-clock seconds.
+    /// Items kept from an earlier, interrupted run of the same folder, all models.
+    pub resumed_items: usize,
+    /// Wall-clock seconds of this invocation.
     pub seconds: f64,
 }
 
@@ -229,6 +261,28 @@ pub enum Error {
     /// Bad arguments (no models, duplicate names, ...).
     #[error("{0}")]
     InvalidInput(String),
+    /// Resuming a folder that holds no `results.jsonl`.
+    #[error("{dir} is not an evaluation run: it has no results.jsonl")]
+    NotAnEvaluation {
+        /// The folder.
+        dir: PathBuf,
+    },
+    /// A new run into a folder whose `results.jsonl` already holds results.
+    #[error("{path} already holds evaluation results")]
+    ExistingResults {
+        /// The results file.
+        path: PathBuf,
+    },
+    /// A line of an earlier `results.jsonl`, other than the last, is not an [`ItemResult`].
+    #[error("{path}:{line}: not an evaluation result ({message}); only a cut-off last line is repaired on resume")]
+    BadResultsLine {
+        /// The results file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What the parser said.
+        message: String,
+    },
 }
 
 /// `Result` with this module's [`Error`].
@@ -246,4 +300,43 @@ pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         io(source)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_with_non_finite_numbers_reads_back() {
+        let item = ItemResult {
+            model: "m".into(),
+            engine: EngineKind::Embedded,
+            id: "x".into(),
+            category: "c".into(),
+            split: None,
+            prompt: "p".into(),
+            reference: "r".into(),
+            answer: Some("a".into()),
+            done_reason: None,
+            scores: Some(Scores {
+                chrf: f64::NAN,
+                rouge_l: 0.5,
+                exact_match: false,
+            }),
+            perplexity: Some(ItemPerplexity {
+                perplexity: f64::INFINITY,
+                nll: f64::INFINITY,
+                tokens: 3,
+                top1_hits: 0,
+            }),
+            timings: Timings::default(),
+            error: None,
+            answered_with: None,
+        };
+        let back: ItemResult =
+            serde_json::from_str(&serde_json::to_string(&item).unwrap()).unwrap();
+        assert!(back.scores.unwrap().chrf.is_nan());
+        assert!(back.perplexity.unwrap().nll.is_nan());
+        assert_eq!(back.scores.unwrap().rouge_l, 0.5);
+    }
 }

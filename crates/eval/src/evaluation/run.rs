@@ -1,18 +1,20 @@
-//! The run loop: resolve the engine, answer and score every item, write results as they come.
+//! The run loop: resolve the engine, answer and score every item, write results as they come,
+//! and summarise them.
 
 use std::fs::File;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tb_data::{Dataset, Record, Split};
 
 use super::ollama_model::{create_ollama_model, ollama_template};
+use super::resume::{self, Plan, Previous};
 use super::{
     write_atomically, EngineChoice, EngineKind, Error, ItemPerplexity, ItemResult, ModelSpec,
     ModelSummary, Result, RunSettings, Scores, Summary, Timings,
 };
-use crate::engine::{GenerateSettings, PerplexityTotals, Session};
+use crate::engine::{GenerateSettings, Perplexity, PerplexityTotals, Session};
 use crate::metrics::{exact_match, rouge_l, Chrf};
 use crate::ollama::{ChatRequest, ClientConfig, Message, OllamaClient, Options, Role};
 
@@ -80,7 +82,7 @@ fn ollama_name(name: &str) -> String {
     format!("tunebench-{clean}")
 }
 
-fn split_name(s: Option<Split>) -> Option<&'static str> {
+pub(super) fn split_name(s: Option<Split>) -> Option<&'static str> {
     s.map(|s| match s {
         Split::Heldout => "heldout",
         Split::Paraphrase => "paraphrase",
@@ -177,26 +179,258 @@ fn answer(
     }
 }
 
+/// Appends lines to `results.jsonl`.
 struct Writer {
     file: File,
-    path: std::path::PathBuf,
+    path: PathBuf,
 }
 
 impl Writer {
-    fn line(&mut self, item: &ItemResult) -> Result<()> {
+    /// Writes `item` as one line and syncs it to disk, so a killed run loses at most the item in
+    /// flight. Returns the item as read back from that line: the summary sums what the file
+    /// holds, so a resumed run, which reads its earlier items from the file, sums the same
+    /// numbers.
+    fn append(&mut self, item: &ItemResult) -> Result<ItemResult> {
         let io = |source| Error::Io {
             path: self.path.clone(),
             source,
         };
         let mut text = serde_json::to_string(item).map_err(|e| io(e.into()))?;
+        let stored = serde_json::from_str(&text).map_err(|e| io(e.into()))?;
         text.push('\n');
         self.file.write_all(text.as_bytes()).map_err(io)?;
-        self.file.flush().map_err(io)
+        self.file.sync_data().map_err(io)?;
+        Ok(stored)
     }
 }
 
+/// A model ready to answer.
+struct LoadedModel<'a> {
+    /// The embedded engine's session (it also scores perplexity).
+    session: Option<Session>,
+    answerer: Answerer<'a>,
+    /// Why the model cannot answer at all, if so.
+    error: Option<String>,
+}
+
+/// Opens `spec`'s GGUF and, for Ollama, creates the model there.
+fn load_model<'a>(
+    spec: &ModelSpec,
+    engine: &'a ResolvedEngine,
+    settings: &RunSettings,
+) -> LoadedModel<'a> {
+    let mut error = None;
+    let session = match Session::open(&spec.gguf) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(model = %spec.name, "cannot load {}: {e}", spec.gguf.display());
+            error = Some(e.to_string());
+            None
+        }
+    };
+    let answerer = match (&engine.kind, &engine.client, &session) {
+        (EngineKind::Ollama, Some(client), Some(s)) => {
+            let name = ollama_name(&spec.name);
+            let template = ollama_template(s.tokenizer());
+            match create_ollama_model(client, &name, &spec.gguf, &template, settings.num_ctx) {
+                Ok(()) => Answerer::Ollama { client, name },
+                Err(e) => {
+                    tracing::error!(model = %spec.name, "Ollama could not create it: {e}");
+                    error = Some(format!("creating the Ollama model: {e}"));
+                    Answerer::Embedded
+                }
+            }
+        }
+        _ => Answerer::Embedded,
+    };
+    LoadedModel {
+        session,
+        answerer,
+        error,
+    }
+}
+
+/// Answers and scores one item, and scores its reference teacher-forced when asked.
+fn answer_item(
+    model: &LoadedModel<'_>,
+    spec: &ModelSpec,
+    record: &Record,
+    engine: EngineKind,
+    settings: &RunSettings,
+) -> ItemResult {
+    let mut item = ItemResult {
+        model: spec.name.clone(),
+        engine,
+        id: record.id.clone(),
+        category: record.category.clone(),
+        split: split_name(record.split).map(str::to_owned),
+        prompt: record.prompt_text(),
+        reference: record.reference().to_owned(),
+        answer: None,
+        done_reason: None,
+        scores: None,
+        perplexity: None,
+        timings: Timings::default(),
+        error: None,
+        answered_with: None,
+    };
+    let outcome = match &model.error {
+        Some(e) => Err(e.clone()),
+        None => answer(&model.answerer, model.session.as_ref(), record, settings),
+    };
+    match outcome {
+        Ok(a) => {
+            let reference = record.reference();
+            item.scores = Some(Scores {
+                chrf: Chrf::default().sentence_score(&a.text, reference),
+                rouge_l: rouge_l(&a.text, reference).f1,
+                exact_match: exact_match(&a.text, reference),
+            });
+            item.answer = Some(a.text);
+            item.done_reason = a.done_reason;
+            item.timings = a.timings;
+        }
+        Err(e) => {
+            tracing::warn!(model = %spec.name, id = %record.id, "failed: {e}");
+            item.error = Some(e);
+        }
+    }
+    if let (true, None, Some(s)) = (settings.perplexity, &model.error, &model.session) {
+        match s.perplexity(record, settings.kernel) {
+            Ok(p) => {
+                item.perplexity = p.perplexity().map(|v| ItemPerplexity {
+                    perplexity: v,
+                    nll: p.nll,
+                    tokens: p.tokens,
+                    top1_hits: p.top1_hits,
+                });
+            }
+            Err(e) => {
+                let msg = format!("perplexity: {e}");
+                item.error = Some(match item.error.take() {
+                    Some(prev) => format!("{prev}; {msg}"),
+                    None => msg,
+                });
+            }
+        }
+    }
+    item
+}
+
+/// Per-model aggregate over `items`, in dataset order, as `results.jsonl` holds them.
+fn summarize(
+    spec: &ModelSpec,
+    items: &[ItemResult],
+    error: Option<String>,
+    resumed: usize,
+    seconds: f64,
+) -> ModelSummary {
+    let (mut hyps, mut refs) = (Vec::new(), Vec::new());
+    let (mut rouge_sum, mut exact, mut failed) = (0.0, 0usize, 0usize);
+    let mut ppl = PerplexityTotals::default();
+    let (mut eval_tokens, mut eval_secs, mut prompt_tokens, mut prompt_secs) =
+        (0u64, 0f64, 0u64, 0f64);
+    for item in items {
+        failed += usize::from(item.error.is_some());
+        if let Some(p) = &item.perplexity {
+            ppl.add(&Perplexity {
+                nll: p.nll,
+                tokens: p.tokens,
+                top1_hits: p.top1_hits,
+            });
+        }
+        let (Some(answer), Some(scores)) = (&item.answer, &item.scores) else {
+            continue;
+        };
+        rouge_sum += scores.rouge_l;
+        exact += usize::from(scores.exact_match);
+        let t = &item.timings;
+        if let (Some(n), Some(tps)) = (t.eval_tokens, t.eval_tokens_per_second) {
+            eval_tokens += n;
+            eval_secs += n as f64 / tps;
+        }
+        if let (Some(n), Some(tps)) = (t.prompt_tokens, t.prompt_tokens_per_second) {
+            prompt_tokens += n;
+            prompt_secs += n as f64 / tps;
+        }
+        hyps.push(answer.clone());
+        refs.push(item.reference.clone());
+    }
+    let answered = hyps.len();
+    let rate = |x: f64| (answered > 0).then(|| x / answered as f64);
+    ModelSummary {
+        name: spec.name.clone(),
+        gguf: spec.gguf.clone(),
+        items: items.len(),
+        failed,
+        resumed,
+        chrf: (answered > 0)
+            .then(|| Chrf::default().corpus_score(&hyps, &refs).ok())
+            .flatten(),
+        rouge_l: rate(rouge_sum),
+        exact_match: rate(exact as f64),
+        perplexity: ppl.perplexity(),
+        top1_accuracy: ppl.top1_accuracy(),
+        eval_tokens_per_second: (eval_secs > 0.0).then(|| eval_tokens as f64 / eval_secs),
+        prompt_tokens_per_second: (prompt_secs > 0.0).then(|| prompt_tokens as f64 / prompt_secs),
+        seconds,
+        error,
+    }
+}
+
+/// What every model of a run shares.
+struct RunContext<'a> {
+    records: &'a [&'a Record],
+    engine: &'a ResolvedEngine,
+    settings: &'a RunSettings,
+    plan: &'a Plan,
+}
+
+/// Answers the items of `spec` that `previous` does not hold; the model is loaded only if there
+/// is any.
+fn evaluate_model(
+    ctx: &RunContext<'_>,
+    spec: &ModelSpec,
+    previous: &mut Previous,
+    writer: &mut Writer,
+    on_item: &mut impl FnMut(&ItemResult),
+) -> Result<ModelSummary> {
+    let t0 = Instant::now();
+    let mut slots: Vec<Option<ItemResult>> = ctx
+        .records
+        .iter()
+        .map(|r| previous.take(&spec.name, &r.id))
+        .collect();
+    let resumed = slots.iter().flatten().count();
+    slots.iter().flatten().for_each(&mut *on_item);
+    let mut error = None;
+    if resumed < slots.len() {
+        let model = load_model(spec, ctx.engine, ctx.settings);
+        for (slot, record) in slots.iter_mut().zip(ctx.records) {
+            if slot.is_none() {
+                let mut item = answer_item(&model, spec, record, ctx.engine.kind, ctx.settings);
+                item.answered_with = ctx.plan.key(&spec.name, &record.id);
+                let stored = writer.append(&item)?;
+                on_item(&stored);
+                *slot = Some(stored);
+            }
+        }
+        error = model.error;
+    }
+    let items: Vec<ItemResult> = slots.into_iter().flatten().collect();
+    Ok(summarize(
+        spec,
+        &items,
+        error,
+        resumed,
+        t0.elapsed().as_secs_f64(),
+    ))
+}
+
 /// Runs every model over `dataset` and writes `results.jsonl` and `summary.json` under `out`.
-/// `on_item` sees each result right after it is written.
+/// With [`RunSettings::resume`], continues the run already in `out` (`resume.rs` says which of
+/// its lines are kept). `on_item` sees each result right after it is written, and each
+/// item kept from the earlier run.
 pub fn run_evaluation(
     models: &[ModelSpec],
     dataset: &Dataset,
@@ -216,175 +450,44 @@ pub fn run_evaluation(
             )));
         }
     }
-    std::fs::create_dir_all(out).map_err(|source| Error::Io {
-        path: out.to_path_buf(),
-        source,
-    })?;
-    let results_path = out.join("results.jsonl");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(&results_path)
-        .map_err(|source| Error::Io {
-            path: results_path.clone(),
-            source,
-        })?;
-    let mut writer = Writer {
-        file,
-        path: results_path,
-    };
+    resume::check_out(out, settings.resume)?;
     let records: Vec<&Record> = dataset
         .records
         .iter()
         .take(settings.limit.unwrap_or(usize::MAX))
         .collect();
     let started = Instant::now();
-    let mut summaries = Vec::new();
+    let plan = Plan::new(models, &records, engine.kind, settings);
+    let (file, mut previous) = resume::open_results(out, settings.resume, &plan)?;
+    let mut writer = Writer {
+        file,
+        path: out.join("results.jsonl"),
+    };
+    let ctx = RunContext {
+        records: &records,
+        engine,
+        settings,
+        plan: &plan,
+    };
+    let mut summaries = Vec::with_capacity(models.len());
     for spec in models {
-        let t0 = Instant::now();
-        let mut model_error = None;
-        let session = match Session::open(&spec.gguf) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::error!(model = %spec.name, "cannot load {}: {e}", spec.gguf.display());
-                model_error = Some(e.to_string());
-                None
-            }
-        };
-        let answerer = match (&engine.kind, &engine.client, &session) {
-            (EngineKind::Ollama, Some(client), Some(s)) => {
-                let name = ollama_name(&spec.name);
-                let template = ollama_template(s.tokenizer());
-                match create_ollama_model(client, &name, &spec.gguf, &template, settings.num_ctx) {
-                    Ok(()) => Answerer::Ollama { client, name },
-                    Err(e) => {
-                        tracing::error!(model = %spec.name, "Ollama could not create it: {e}");
-                        model_error = Some(format!("creating the Ollama model: {e}"));
-                        Answerer::Embedded
-                    }
-                }
-            }
-            _ => Answerer::Embedded,
-        };
-        let mut hyps = Vec::new();
-        let mut refs = Vec::new();
-        let mut rouge_sum = 0.0;
-        let mut exact = 0usize;
-        let mut failed = 0usize;
-        let mut ppl = PerplexityTotals::default();
-        let (mut eval_tokens, mut eval_secs, mut prompt_tokens, mut prompt_secs) =
-            (0u64, 0f64, 0u64, 0f64);
-        for record in &records {
-            let mut item = ItemResult {
-                model: spec.name.clone(),
-                engine: engine.kind,
-                id: record.id.clone(),
-                category: record.category.clone(),
-                split: split_name(record.split),
-                prompt: record.prompt_text(),
-                reference: record.reference().to_owned(),
-                answer: None,
-                done_reason: None,
-                scores: None,
-                perplexity: None,
-                timings: Timings::default(),
-                error: None,
-            };
-            let outcome = match &model_error {
-                Some(e) => Err(e.clone()),
-                None => answer(&answerer, session.as_ref(), record, settings),
-            };
-            match outcome {
-                Ok(a) => {
-                    let reference = record.reference();
-                    let scores = Scores {
-                        chrf: Chrf::default().sentence_score(&a.text, reference),
-                        rouge_l: rouge_l(&a.text, reference).f1,
-                        exact_match: exact_match(&a.text, reference),
-                    };
-                    rouge_sum += scores.rouge_l;
-                    exact += usize::from(scores.exact_match);
-                    if let (Some(n), Some(tps)) =
-                        (a.timings.eval_tokens, a.timings.eval_tokens_per_second)
-                    {
-                        eval_tokens += n;
-                        eval_secs += n as f64 / tps;
-                    }
-                    if let (Some(n), Some(tps)) =
-                        (a.timings.prompt_tokens, a.timings.prompt_tokens_per_second)
-                    {
-                        prompt_tokens += n;
-                        prompt_secs += n as f64 / tps;
-                    }
-                    hyps.push(a.text.clone());
-                    refs.push(reference.to_owned());
-                    item.scores = Some(scores);
-                    item.answer = Some(a.text);
-                    item.done_reason = a.done_reason;
-                    item.timings = a.timings;
-                }
-                Err(e) => {
-                    tracing::warn!(model = %spec.name, id = %record.id, "failed: {e}");
-                    item.error = Some(e);
-                }
-            }
-            if settings.perplexity && model_error.is_none() {
-                if let Some(s) = &session {
-                    match s.perplexity(record, settings.kernel) {
-                        Ok(p) => {
-                            ppl.add(&p);
-                            item.perplexity = p.perplexity().map(|v| ItemPerplexity {
-                                perplexity: v,
-                                nll: p.nll,
-                                tokens: p.tokens,
-                                top1_hits: p.top1_hits,
-                            });
-                        }
-                        Err(e) => {
-                            let msg = format!("perplexity: {e}");
-                            item.error = Some(match item.error.take() {
-                                Some(prev) => format!("{prev}; {msg}"),
-                                None => msg,
-                            });
-                        }
-                    }
-                }
-            }
-            failed += usize::from(item.error.is_some());
-            writer.line(&item)?;
-            on_item(&item);
-        }
-        let answered = hyps.len();
-        let rate = |x: f64| (answered > 0).then(|| x / answered as f64);
-        summaries.push(ModelSummary {
-            name: spec.name.clone(),
-            gguf: spec.gguf.clone(),
-            items: records.len(),
-            failed,
-            chrf: (answered > 0)
-                .then(|| Chrf::default().corpus_score(&hyps, &refs).ok())
-                .flatten(),
-            rouge_l: rate(rouge_sum),
-            exact_match: rate(exact as f64),
-            perplexity: ppl.perplexity(),
-            top1_accuracy: ppl.top1_accuracy(),
-            eval_tokens_per_second: (eval_secs > 0.0).then(|| eval_tokens as f64 / eval_secs),
-            prompt_tokens_per_second: (prompt_secs > 0.0)
-                .then(|| prompt_tokens as f64 / prompt_secs),
-            seconds: t0.elapsed().as_secs_f64(),
-            error: model_error,
-        });
+        summaries.push(evaluate_model(
+            &ctx,
+            spec,
+            &mut previous,
+            &mut writer,
+            &mut on_item,
+        )?);
     }
-    let failed_items = summaries.iter().map(|m| m.failed).sum();
     let summary = Summary {
         dataset: dataset.path.clone(),
         engine: engine.kind,
         engine_reason: engine.reason.clone(),
         settings: settings.clone(),
         total_items: records.len() * models.len(),
+        failed_items: summaries.iter().map(|m| m.failed).sum(),
+        resumed_items: summaries.iter().map(|m| m.resumed).sum(),
         models: summaries,
-        failed_items,
         seconds: started.elapsed().as_secs_f64(),
     };
     let json = serde_json::to_vec_pretty(&summary).map_err(|e| Error::Io {

