@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::tiny::TinyLlama;
-use common::{fresh_models_dir, CompatServer};
+use common::{fresh_models_dir, smollm2_gguf, CompatServer};
 use serde_json::Value;
 use tb_gguf::GgmlType;
 
@@ -131,6 +131,7 @@ fn two_models_through_ollama_compat_and_embedded_agree() {
     assert_eq!(sum["models"].as_array().unwrap().len(), 2);
     for m in sum["models"].as_array().unwrap() {
         assert!(m["chrf"].is_number() && m["perplexity"].is_number(), "{m}");
+        assert!(m["bleu"].is_number() && m["judge_score"].is_null(), "{m}");
         assert!(m["eval_tokens_per_second"].as_f64().unwrap() > 0.0);
     }
 
@@ -290,6 +291,76 @@ fn auto_falls_back_to_embedded_and_failures_are_recorded() {
     );
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent.gguf"));
+}
+
+/// `--judge MODEL`: SmolLM2, created on the same ollama-compat server, grades every answer (the
+/// grade in each line, its mean in the summary). A judge without the Ollama engine, or one the
+/// server does not have, is refused before anything is written.
+#[test]
+fn judge_grades_every_answer_through_ollama_compat() {
+    let fx = fixture();
+    let server = CompatServer::start(&fresh_models_dir("eval_e2e_judge"), None);
+    let client = tb_eval::OllamaClient::new(&server.host).unwrap();
+    let digest = client.push_blob(&smollm2_gguf()).unwrap();
+    let create = tb_eval::ollama::CreateRequest {
+        model: "judge".into(),
+        files: [("smollm2.gguf".to_owned(), digest.to_string())].into(),
+        ..Default::default()
+    };
+    client.create(&create, |_| {}).unwrap();
+    let model_a = format!("a={}", s(&fx.a));
+    let run = |engine: &str, judge: &str, out: &Path| {
+        let args = [
+            "eval",
+            "--model",
+            &model_a,
+            "--dataset",
+            s(&fx.dataset),
+            "--engine",
+            engine,
+            "--judge",
+            judge,
+            "--limit",
+            "1",
+            "--max-tokens",
+            "8",
+            "--num-ctx",
+            "256",
+            "--out",
+            s(out),
+        ];
+        tunebench(&args, &server.host)
+    };
+    let out = fx.dir.path().join("run-judge");
+    assert!(run("ollama", "judge", &out).status.success());
+    let items = lines(&out.join("results.jsonl"));
+    assert_eq!(items.len(), 1);
+    let mut grades = Vec::new();
+    for it in &items {
+        assert!(it["error"].is_null(), "{it}");
+        let grade = it["judge"]["score"].as_u64().unwrap();
+        assert!((1..=5).contains(&grade), "{it}");
+        assert!(it["judge"]["reason"].is_string(), "{it}");
+        assert_eq!(it["answered_with"]["judge"], "judge");
+        grades.push(grade as f64);
+    }
+    let sum = summary(&out);
+    assert_eq!(sum["settings"]["judge"], "judge");
+    assert_eq!(
+        sum["models"][0]["judge_score"].as_f64(),
+        Some(grades.iter().sum::<f64>() / grades.len() as f64)
+    );
+
+    for (engine, judge, says) in [
+        ("embedded", "judge", "embedded engine"),
+        ("ollama", "no-such-judge", "judge model `no-such-judge`"),
+    ] {
+        let out = fx.dir.path().join(format!("refused-{engine}"));
+        let o = run(engine, judge, &out);
+        assert!(!o.status.success(), "{engine} {judge}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains(says), "{says}");
+        assert!(!out.join("results.jsonl").exists());
+    }
 }
 
 #[test]

@@ -47,7 +47,7 @@ fn check_model(dir: &Path, work: &Path, prompts: &[Vec<u32>], texts: &[String], 
     let ours: Vec<Vec<u32>> = prompts.iter().map(|p| greedy(&reference, p, n)).collect();
     let hf_ids: Vec<Vec<u32>> = texts
         .iter()
-        .map(|t| reference.tokenizer.encode(t, false).unwrap())
+        .map(|t| reference.tokenizer().unwrap().encode(t, false).unwrap())
         .collect();
     let name = dir.file_name().unwrap().to_string_lossy().into_owned();
     for (quant, ftype) in MIXES {
@@ -75,7 +75,7 @@ fn check_model(dir: &Path, work: &Path, prompts: &[Vec<u32>], texts: &[String], 
             .collect();
         // node-llama-cpp ends a continuation at an end-of-generation token (not included); ours
         // runs on, so compare up to llama.cpp's end and require our next token to be a stop token.
-        let stops = reference.tokenizer.stop_ids();
+        let stops = reference.tokenizer().unwrap().stop_ids();
         let same = |theirs: &Vec<u32>, ours: &Vec<u32>| {
             ours.starts_with(theirs)
                 && (theirs.len() == n || ours.get(theirs.len()).is_some_and(|t| stops.contains(t)))
@@ -167,14 +167,15 @@ fn smollm2_imported_exports_run_in_llama_cpp() {
     .iter()
     .map(|q| {
         reference
-            .tokenizer
+            .tokenizer()
+            .unwrap()
             .render_chat(&[tb_model::ChatMessage::new("user", *q)], true)
             .unwrap()
     })
     .collect();
     let prompts: Vec<Vec<u32>> = texts
         .iter()
-        .map(|t| reference.tokenizer.encode(t, true).unwrap())
+        .map(|t| reference.tokenizer().unwrap().encode(t, true).unwrap())
         .collect();
     drop(reference);
     check_model(&dir, tmp.path(), &prompts, &texts, 12);

@@ -11,7 +11,10 @@ use std::process::{Command, Stdio};
 
 use common::*;
 use serde_json::json;
-use tb_model::{generate, ChatMessage, CpuBackend, GenerationConfig, LoadedModel, Sampling};
+use tb_model::{
+    generate, ChatMessage, CpuBackend, GenerationConfig, LoadedModel, OllamaTemplate, Sampling,
+    TemplateFamily,
+};
 
 fn write_dataset(root: &Path) -> PathBuf {
     let path = root.join("train.jsonl");
@@ -181,7 +184,8 @@ fn one_command_to_gguf_and_modelfile() {
     let device = Default::default();
     let merged = LoadedModel::<CpuBackend>::load(run.join("merged"), &device).unwrap();
     let prompt = merged
-        .tokenizer
+        .tokenizer()
+        .unwrap()
         .encode_chat(&[ChatMessage::new("user", "Soru 1?")], true)
         .unwrap();
     let config = GenerationConfig {
@@ -231,7 +235,11 @@ fn one_command_to_gguf_and_modelfile() {
     )];
     assert_eq!(
         ollama_render(&template, None, &conversation),
-        merged.tokenizer.render_chat(&conversation, true).unwrap()
+        merged
+            .tokenizer()
+            .unwrap()
+            .render_chat(&conversation, true)
+            .unwrap()
     );
 }
 
@@ -246,28 +254,136 @@ fn modelfile_template_renders_like_jinja_including_a_default_system_prompt() {
         if let Some(s) = source {
             tok.set_chat_template(s).unwrap();
         }
-        let chat = tb_unsloth::modelfile::ollama_chat(&tok);
-        assert_eq!(chat.family, Some("chatml"));
-        assert_eq!(chat.default_system.is_some(), source.is_some());
+        let chat = OllamaTemplate::for_tokenizer(&tok);
+        assert_eq!(chat.family, Some(TemplateFamily::ChatMl));
+        assert_eq!(chat.system.is_some(), source.is_some());
         let template = chat.template.clone().unwrap();
-        for conv in [
-            vec![ChatMessage::new("user", "Şifremi unuttum.")],
-            vec![
-                ChatMessage::new("system", "Kısa cevap ver."),
-                ChatMessage::new("user", "İptal?"),
-            ],
-            vec![
-                ChatMessage::new("user", "Fatura?"),
-                ChatMessage::new("assistant", "Uygulamada."),
-                ChatMessage::new("user", "Peki ödeme?"),
-            ],
-        ] {
+        for conv in conversations() {
             let jinja = tok.render_chat(&conv, true).unwrap();
-            let go = ollama_render(&template, chat.default_system.as_deref(), &conv);
+            let go = ollama_render(&template, chat.system.as_deref(), &conv);
             assert_eq!(go, jinja, "template {source:?}");
         }
         let mf = tb_unsloth::modelfile::modelfile("m.gguf", &chat, 2048);
         assert_eq!(parse_modelfile(&mf)[0], ("FROM".into(), "./m.gguf".into()));
+    }
+}
+
+fn conversations() -> [Vec<ChatMessage>; 3] {
+    [
+        vec![ChatMessage::new("user", "Şifremi unuttum.")],
+        vec![
+            ChatMessage::new("system", "Kısa cevap ver."),
+            ChatMessage::new("user", "İptal?"),
+        ],
+        vec![
+            ChatMessage::new("user", "Fatura?"),
+            ChatMessage::new("assistant", "Uygulamada."),
+            ChatMessage::new("user", "Peki ödeme?"),
+        ],
+    ]
+}
+
+/// Meta-Llama-3-8B-Instruct's chat template (BOS text first, contents trimmed).
+const LLAMA3_TEMPLATE: &str = "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
+
+/// ChatML as HF documents it, with Turkcell-LLM-7b-v1's special tokens (the fixture tokenizer's:
+/// `<|im_start|>` is BOS and EOS is `<|im_end|>`).
+const TURKCELL_TEMPLATE: &str = "{% if not add_generation_prompt is defined %}{% set add_generation_prompt = false %}{% endif %}{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+/// A tiny model folder whose tokenizer carries `template`; with `llama3` the fixture's two
+/// special tokens become Llama 3's BOS and EOT (the vocabulary keeps the weights' size).
+fn model_with_template(root: &Path, name: &str, template: &str, llama3: bool) -> PathBuf {
+    let dir = tiny_hf_dir("tiny-mistral", &root.join(name), true);
+    if llama3 {
+        let path = dir.join("tokenizer.json");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("<|im_start|>", "<|begin_of_text|>")
+            .replace("<|im_end|>", "<|eot_id|>");
+        std::fs::write(&path, text).unwrap();
+    }
+    edit_json(&dir.join("tokenizer_config.json"), |c| {
+        c["chat_template"] = json!(template);
+        if llama3 {
+            c["bos_token"] = json!("<|begin_of_text|>");
+            c["eos_token"] = json!("<|eot_id|>");
+            c["pad_token"] = json!("<|eot_id|>");
+        }
+    });
+    dir
+}
+
+/// The Modelfile of `train unsloth --gguf` (mapped from the HF folder's tokenizer) and the
+/// `/api/create` of `eval` (mapped from the exported GGUF's tokenizer) carry the same TEMPLATE,
+/// SYSTEM and stops for ChatML, Llama 3 and Turkcell's template, and that TEMPLATE renders with
+/// tools/ollama-compat's Go-template engine what the Jinja template renders (after the BOS text,
+/// which the runner adds itself).
+#[test]
+fn modelfile_and_eval_create_the_same_ollama_model_for_chatml_llama3_and_turkcell() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "chatml",
+            tb_model::chat_template::CHATML_TEMPLATE,
+            false,
+            TemplateFamily::ChatMl,
+        ),
+        ("llama3", LLAMA3_TEMPLATE, true, TemplateFamily::Llama3),
+        ("turkcell", TURKCELL_TEMPLATE, false, TemplateFamily::ChatMl),
+    ];
+    let digest = tb_eval::ollama::BlobDigest::parse(&format!("sha256:{}", "0".repeat(64))).unwrap();
+    for (name, template, llama3, family) in cases {
+        let dir = model_with_template(tmp.path(), name, template, llama3);
+        let hf = tb_model::TextTokenizer::from_dir(&dir).unwrap();
+        let gguf = tmp.path().join(format!("{name}.gguf"));
+        let options = tb_gguf::ExportOptions {
+            mix: tb_gguf::QuantMix::F16,
+            threads: 1,
+        };
+        tb_gguf::export_hf_dir(&dir, &gguf, options).unwrap();
+        let session = tb_eval::engine::Session::open(&gguf).unwrap();
+        let for_modelfile = OllamaTemplate::for_tokenizer(&hf);
+        let for_eval = OllamaTemplate::for_tokenizer(session.tokenizer());
+        assert_eq!(for_eval, for_modelfile, "{name}");
+        assert_eq!(for_eval.family, Some(family), "{name}");
+
+        let mf = parse_modelfile(&tb_unsloth::modelfile::modelfile(
+            "m.gguf",
+            &for_modelfile,
+            2048,
+        ));
+        let value = |inst: &str| mf.iter().find(|(i, _)| i == inst).map(|(_, v)| v.as_str());
+        let stops: Vec<String> = mf
+            .iter()
+            .filter_map(|(i, v)| {
+                (i == "PARAMETER")
+                    .then(|| v.strip_prefix("stop "))
+                    .flatten()
+            })
+            .map(|s| serde_json::from_str(s).unwrap())
+            .collect();
+        let request = tb_eval::evaluation::create_request("m", "m.gguf", &digest, &for_eval, 2048);
+        let request = serde_json::to_value(&request).unwrap();
+        assert_eq!(value("TEMPLATE"), request["template"].as_str(), "{name}");
+        assert_eq!(value("SYSTEM"), request["system"].as_str(), "{name}");
+        assert_eq!(json!(stops), request["parameters"]["stop"], "{name}");
+        assert_eq!(
+            stops,
+            family.stops(),
+            "{name}: Ollama's stops for the family"
+        );
+        assert_eq!(value("TEMPLATE"), Some(family.go_template()), "{name}");
+
+        let bos = hf.bos().map(|b| b.text.clone()).unwrap_or_default();
+        for conv in conversations() {
+            let jinja = hf.render_chat(&conv, true).unwrap();
+            let go = ollama_render(family.go_template(), for_eval.system.as_deref(), &conv);
+            assert_eq!(go, family.render(&conv), "{name}");
+            assert!(
+                jinja == go || jinja == format!("{bos}{go}"),
+                "{name}: Jinja {jinja:?} vs Ollama {go:?}"
+            );
+        }
     }
 }
 

@@ -45,9 +45,12 @@ fn one_step_same_loss_and_gradients() {
         ..Default::default()
     };
     let load = || {
-        let loaded = LoadedModel::<B>::load(&dir, &device).unwrap();
-        let (model, _) = attach_lora(loaded.model, &lora, 9, &device).unwrap();
-        (model, loaded.tokenizer)
+        let (model, tokenizer) = LoadedModel::<B>::load(&dir, &device)
+            .unwrap()
+            .into_parts()
+            .unwrap();
+        let (model, _) = attach_lora(model, &lora, 9, &device).unwrap();
+        (model, tokenizer)
     };
     let (peft_model, tok) = load();
     let (fused_model, _) = load();
@@ -249,9 +252,12 @@ fn one_step_each(dtype: WeightDtype) -> (tb_train::MicroStep, tb_train::MicroSte
     };
     let load = || {
         let options = LoadOptions { dtype, sink: None };
-        let loaded = LoadedModel::<B>::load_with(&dir, &device, options).unwrap();
-        let (model, _) = attach_lora(loaded.model, &lora, 9, &device).unwrap();
-        (model, loaded.tokenizer)
+        let (model, tokenizer) = LoadedModel::<B>::load_with(&dir, &device, options)
+            .unwrap()
+            .into_parts()
+            .unwrap();
+        let (model, _) = attach_lora(model, &lora, 9, &device).unwrap();
+        (model, tokenizer)
     };
     let (peft_model, tok) = load();
     let (fused_model, _) = load();

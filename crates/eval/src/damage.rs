@@ -16,9 +16,10 @@ use std::time::Instant;
 use serde::Serialize;
 use tb_data::Dataset;
 use tb_gguf::{GgmlType, GgufFile, GgufWriter, QuantMix, TensorSpec};
+use tb_model::OllamaTemplate;
 
 use crate::engine::{GenerateSettings, Kernel, PerplexityTotals, Session};
-use crate::evaluation::{create_ollama_model, ollama_template, to_role};
+use crate::evaluation::{create_ollama_model, to_role};
 use crate::metrics::Chrf;
 use crate::ollama::{ChatRequest, Message, OllamaClient, Options};
 
@@ -229,7 +230,7 @@ fn ollama_speed(
     settings: &DamageSettings,
 ) -> Result<OllamaSpeed, String> {
     let name = format!("tunebench-damage-{}", quant.to_lowercase());
-    let template = ollama_template(session.tokenizer());
+    let template = OllamaTemplate::for_tokenizer(session.tokenizer());
     create_ollama_model(client, &name, file, &template, settings.num_ctx)
         .map_err(|e| e.to_string())?;
     let mut speed = OllamaSpeed {

@@ -1,11 +1,13 @@
 //! LLM-as-judge with a fixed rubric: any Ollama model grades an answer against the reference
 //! on a 1–5 scale and replies in JSON (Ollama's structured outputs enforce the shape).
 //!
-//! Off by default: nothing else in tb-eval calls it, and an evaluation runs it only when a
-//! judge model is configured. Judge scores from small models are noisy; report them next to
-//! the reference-based metrics, never instead of them.
+//! Off by default: an evaluation grades its answers only when [`RunSettings::judge`] names a
+//! model (`tunebench eval --judge MODEL`). Judge scores from small models are noisy; report
+//! them next to the reference-based metrics, never instead of them.
+//!
+//! [`RunSettings::judge`]: crate::evaluation::RunSettings::judge
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ollama::{self, ChatRequest, Message, OllamaClient, Options, Role};
 
@@ -45,7 +47,7 @@ impl JudgeConfig {
 }
 
 /// A grade.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Judgement {
     /// 1 (wrong) to 5 (correct and complete).
     pub score: u8,

@@ -15,6 +15,7 @@ use tb_eval::evaluation::{
     resolve_engine, run_evaluation, EngineChoice, Error, ModelSpec, ResolvedEngine, RunSettings,
     Summary,
 };
+use tb_eval::metrics::Bleu;
 use tb_gguf::GgmlType;
 
 const ITEMS: usize = 5;
@@ -172,6 +173,21 @@ fn cut_off_run_resumes_without_answering_kept_items_again() {
         .models
         .iter()
         .all(|m| m.perplexity.is_some() && m.chrf.is_some()));
+    // Corpus BLEU beside chrF: sacrebleu's corpus_bleu over each model's answers.
+    for m in &full.models {
+        let (hyps, refs): (Vec<String>, Vec<String>) = reference
+            .iter()
+            .map(|l| json(l))
+            .filter(|v| v["model"] == m.name.as_str())
+            .map(|v| {
+                let text = |k: &str| v[k].as_str().unwrap().to_owned();
+                (text("answer"), text("reference"))
+            })
+            .unzip();
+        assert_eq!(hyps.len(), ITEMS);
+        let bleu = Bleu::corpus().corpus_score(&hyps, &refs).unwrap().score;
+        assert_eq!(m.bleu, Some(bleu), "{}", m.name);
+    }
 
     // The run killed while writing line k+1: k whole lines and half of the next.
     let k = ITEMS + 2;

@@ -3,7 +3,9 @@
 //! * [`codec`]: quantize/dequantize F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K
 //!   and Q6_K, byte-identical to llama.cpp's reference quantizers.
 //! * [`GgufFile`]: a memory-mapped, bounds-checked GGUF v1–v3 reader with typed metadata.
-//! * [`GgufWriter`]: a streaming GGUF v3 writer (temp file + rename, alignment 32).
+//! * [`GgufWriter`]: a streaming GGUF v3 writer (atomic, alignment 32).
+//! * [`fsio`]: the atomic file replacement (temp file, sync, rename, folder sync) every
+//!   tunebench writer uses.
 //! * [`mix`] and [`quantize_gguf`]: llama-quantize's per-tensor type rules (Q4_K_M, Q4_0, Q8_0,
 //!   F16, BF16, F32) and a re-quantizer for whole files.
 //! * [`naming`]: HF → GGUF tensor names and the q/k rotary row permutation.
@@ -16,6 +18,7 @@
 pub mod codec;
 mod error;
 pub mod export;
+pub mod fsio;
 pub mod metadata;
 pub mod mix;
 pub mod naming;

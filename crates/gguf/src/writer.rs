@@ -8,14 +8,15 @@
 //! as u32 32 unless the metadata already holds a valid one. Offsets follow tensor-info order,
 //! and the writer checks its stream position against the computed offset before each tensor.
 //!
-//! [`GgufWriter::write_to_file`] writes to a temporary file in the destination directory and
-//! renames it into place at the end, so an error never leaves a half-written file behind.
+//! [`GgufWriter::write_to_file`] writes atomically ([`crate::fsio`]), so an error never leaves
+//! a half-written file behind.
 
 use std::collections::HashSet;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::fsio::write_atomic_with;
 use crate::metadata::{Array, Metadata, Value};
 use crate::reader::{DEFAULT_ALIGNMENT, KEY_ALIGNMENT, MAX_DIMS, MAX_TENSOR_NAME_LEN};
 use crate::types::GgmlType;
@@ -300,37 +301,27 @@ impl GgufWriter {
         Ok(v)
     }
 
-    /// Writes the file to `path` through a temporary file in the same directory that is
-    /// renamed into place only after everything was written and synced.
+    /// Writes the file to `path` atomically ([`crate::fsio::write_atomic_with`]): a temporary
+    /// file in the same directory, renamed into place only after everything was written and
+    /// synced.
     pub fn write_to_file(
         &self,
         path: impl AsRef<Path>,
         fill: impl FnMut(usize, &TensorSpec, &mut TensorSink<'_>) -> Result<()>,
     ) -> Result<u64> {
         let path = path.as_ref();
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        let file_name = path.file_name().ok_or_else(|| {
-            Error::InvalidArgument(format!("{} has no file name", path.display()))
-        })?;
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{}.", file_name.to_string_lossy()))
-            .suffix(".partial")
-            .tempfile_in(dir)
-            .map_err(|e| Error::io("create a temporary file in", dir, e))?;
-        let n = {
-            let mut bw = BufWriter::with_capacity(1 << 20, tmp.as_file());
+        if path.file_name().is_none() {
+            return Err(Error::InvalidArgument(format!(
+                "{} has no file name",
+                path.display()
+            )));
+        }
+        let n = write_atomic_with(path, |file| {
+            let mut bw = BufWriter::with_capacity(1 << 20, file);
             let n = self.write_to(&mut bw, fill)?;
-            bw.flush().map_err(|e| Error::io("write", tmp.path(), e))?;
-            n
-        };
-        tmp.as_file()
-            .sync_all()
-            .map_err(|e| Error::io("sync", tmp.path(), e))?;
-        tmp.persist(path)
-            .map_err(|e| Error::io("rename into", path, e.error))?;
+            bw.flush().map_err(|e| Error::io("write", path, e))?;
+            Ok::<_, Error>(n)
+        })?;
         tracing::debug!(path = %path.display(), bytes = n, tensors = self.tensors.len(), "wrote GGUF");
         Ok(n)
     }

@@ -56,6 +56,10 @@
 //!
 //! `unsafe` is confined to the x86 kernel files (`kernels/avx*.rs`, and a C prefetch in
 //! `kernels/mod.rs`), behind safe wrappers that check their panels and tile.
+//!
+//! # Vector primitives
+//! [`vector`] holds the f32 `dot` and `axpy` of the CPU attention kernels and the embedded GGUF
+//! engine: a scalar reference and AVX2+FMA code chosen at run time.
 
 mod driver;
 mod error;
@@ -64,6 +68,7 @@ mod kernels;
 mod mat;
 mod naive;
 mod pack;
+pub mod vector;
 
 pub use error::{Error, Result};
 pub use isa::{Isa, Precision, ISA_ENV};

@@ -1,4 +1,6 @@
-//! Key/value cache for incremental decoding.
+//! Key/value cache for incremental decoding of [`crate::CausalLm`], in the backend's tensors.
+//! The embedded GGUF engine (tb-eval) runs without Burn and keeps its own `F32KvCache` of host
+//! vectors.
 
 use burn::prelude::*;
 

@@ -9,6 +9,7 @@ use crate::frozen_linear::{frozen_linear, FrozenLinearBackend};
 use crate::layer::DecoderLayer;
 use crate::linear::Linear;
 use crate::mask::MaskBuilder;
+use crate::projection::Projection;
 use crate::rms_norm::RmsNorm;
 use crate::rope::RotaryEmbedding;
 
@@ -161,45 +162,21 @@ impl<B: Backend> CausalLm<B> {
     }
 
     /// Every decoder projection with its HF module name (`model.layers.{i}.self_attn.q_proj`,
-    /// ..., `model.layers.{i}.mlp.down_proj`), in layer order, q/k/v/o then gate/up/down.
+    /// ..., `model.layers.{i}.mlp.down_proj`), in layer order, then [`Projection::ALL`] order.
     /// The output layer (`lm_head`) is not included.
     pub fn projections(&self) -> Vec<(String, &Linear<B>)> {
-        let mut out = Vec::with_capacity(self.layers.len() * 7);
+        let mut out = Vec::with_capacity(self.layers.len() * Projection::ALL.len());
         for (i, l) in self.layers.iter().enumerate() {
-            let a = &l.self_attn;
-            let m = &l.mlp;
-            for (n, lin) in [
-                ("self_attn.q_proj", &a.q_proj),
-                ("self_attn.k_proj", &a.k_proj),
-                ("self_attn.v_proj", &a.v_proj),
-                ("self_attn.o_proj", &a.o_proj),
-                ("mlp.gate_proj", &m.gate_proj),
-                ("mlp.up_proj", &m.up_proj),
-                ("mlp.down_proj", &m.down_proj),
-            ] {
-                out.push((format!("model.layers.{i}.{n}"), lin));
-            }
+            out.extend(l.projections().map(|(p, lin)| (p.hf_module(i), lin)));
         }
         out
     }
 
     /// Mutable access to the projections, same names and order as [`CausalLm::projections`].
     pub fn projections_mut(&mut self) -> Vec<(String, &mut Linear<B>)> {
-        let mut out = Vec::with_capacity(self.layers.len() * 7);
+        let mut out = Vec::with_capacity(self.layers.len() * Projection::ALL.len());
         for (i, l) in self.layers.iter_mut().enumerate() {
-            let a = &mut l.self_attn;
-            let m = &mut l.mlp;
-            for (n, lin) in [
-                ("self_attn.q_proj", &mut a.q_proj),
-                ("self_attn.k_proj", &mut a.k_proj),
-                ("self_attn.v_proj", &mut a.v_proj),
-                ("self_attn.o_proj", &mut a.o_proj),
-                ("mlp.gate_proj", &mut m.gate_proj),
-                ("mlp.up_proj", &mut m.up_proj),
-                ("mlp.down_proj", &mut m.down_proj),
-            ] {
-                out.push((format!("model.layers.{i}.{n}"), lin));
-            }
+            out.extend(l.projections_mut().map(|(p, lin)| (p.hf_module(i), lin)));
         }
         out
     }

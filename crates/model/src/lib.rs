@@ -5,7 +5,8 @@
 //!   sliding-window / packed masks, SwiGLU MLP, tied or separate LM head; names mirror HF.
 //! - Loading: [`SafetensorsCheckpoint`] (single or sharded, memory-mapped, F32/F16/BF16) and
 //!   [`GgufModel`] (llama-arch GGUFs through tb-gguf).
-//! - [`TextTokenizer`] and [`ChatTemplate`]; [`generate`] with a KV cache.
+//! - [`TextTokenizer`] and [`ChatTemplate`], and [`OllamaTemplate`]: the chat template as Ollama
+//!   takes it; [`generate`] with a KV cache.
 
 pub mod attention;
 pub mod cache;
@@ -26,6 +27,8 @@ pub mod linear;
 pub mod mask;
 pub mod mlp;
 pub mod model_dir;
+pub mod ollama_template;
+pub mod projection;
 pub mod rms_norm;
 pub mod rope;
 pub mod tokenizer;
@@ -43,6 +46,8 @@ pub use gguf_import::GgufModel;
 pub use linear::{Linear, LoraBranch};
 pub use mask::MaskBuilder;
 pub use model_dir::{LoadedModel, ModelDir};
+pub use ollama_template::{OllamaTemplate, TemplateFamily};
+pub use projection::Projection;
 pub use tokenizer::{SpecialToken, TextTokenizer};
 
 /// The CPU backend used by default (Burn's Flex).

@@ -1,6 +1,7 @@
 //! An HF model directory: `config.json`, safetensors weights, tokenizer files.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use burn::prelude::*;
 
@@ -42,16 +43,7 @@ impl ModelDir {
 
     /// Loads the tokenizer files of the directory.
     pub fn tokenizer(&self) -> Result<TextTokenizer> {
-        let tokenizer = TextTokenizer::from_dir(&self.path)?;
-        if tokenizer.vocab_size() > self.config.vocab_size {
-            return Err(Error::Tokenizer(format!(
-                "{} has {} tokens but config.json `vocab_size` is {}",
-                self.path.join("tokenizer.json").display(),
-                tokenizer.vocab_size(),
-                self.config.vocab_size
-            )));
-        }
-        Ok(tokenizer)
+        checked_tokenizer(&self.path, &self.config)
     }
 
     /// Builds the Burn model from the weights.
@@ -69,14 +61,17 @@ impl ModelDir {
     }
 }
 
-/// A model ready to run: config, weights and tokenizer.
+/// A model ready to run: config, weights, and the tokenizer, read on first use: a folder with
+/// `config.json` and weights but no tokenizer files runs on token ids (`logits --ids`), as
+/// transformers loads it.
 pub struct LoadedModel<B: Backend> {
     /// Config.
     pub config: ModelConfig,
     /// Weights.
     pub model: CausalLm<B>,
-    /// Tokenizer and chat template.
-    pub tokenizer: TextTokenizer,
+    /// The HF folder the tokenizer files are read from (`None`: built from a GGUF already).
+    dir: Option<PathBuf>,
+    tokenizer: OnceLock<TextTokenizer>,
 }
 
 impl<B: Backend> LoadedModel<B> {
@@ -100,16 +95,60 @@ impl<B: Backend> LoadedModel<B> {
             return Ok(Self {
                 config: gguf.config,
                 model,
-                tokenizer,
+                dir: None,
+                tokenizer: OnceLock::from(tokenizer),
             });
         }
         let dir = ModelDir::open(path)?;
-        let tokenizer = dir.tokenizer()?;
         let model = dir.load_with(device, options)?;
         Ok(Self {
             config: dir.config,
             model,
-            tokenizer,
+            dir: Some(dir.path),
+            tokenizer: OnceLock::new(),
         })
     }
+
+    /// The tokenizer and chat template, read from the folder's tokenizer files on first use.
+    ///
+    /// # Errors
+    /// Missing or malformed tokenizer files (naming them), or a vocabulary larger than
+    /// `config.json`'s `vocab_size`.
+    pub fn tokenizer(&self) -> Result<&TextTokenizer> {
+        if let Some(t) = self.tokenizer.get() {
+            return Ok(t);
+        }
+        let dir = self.dir.as_deref().unwrap_or(Path::new("."));
+        let tokenizer = checked_tokenizer(dir, &self.config)?;
+        Ok(self.tokenizer.get_or_init(|| tokenizer))
+    }
+
+    /// Splits into weights and tokenizer (reading the tokenizer files if not read yet).
+    ///
+    /// # Errors
+    /// As [`Self::tokenizer`].
+    pub fn into_parts(self) -> Result<(CausalLm<B>, TextTokenizer)> {
+        self.tokenizer()?;
+        let Self {
+            model, tokenizer, ..
+        } = self;
+        let tokenizer = tokenizer
+            .into_inner()
+            .ok_or_else(|| Error::Tokenizer("the tokenizer was read but is not there".into()))?;
+        Ok((model, tokenizer))
+    }
+}
+
+/// Reads a folder's tokenizer files, checking the vocabulary fits `config.json`.
+fn checked_tokenizer(dir: &Path, config: &ModelConfig) -> Result<TextTokenizer> {
+    let tokenizer = TextTokenizer::from_dir(dir)?;
+    if tokenizer.vocab_size() > config.vocab_size {
+        return Err(Error::Tokenizer(format!(
+            "{} has {} tokens but config.json `vocab_size` is {}",
+            dir.join("tokenizer.json").display(),
+            tokenizer.vocab_size(),
+            config.vocab_size
+        )));
+    }
+    Ok(tokenizer)
 }

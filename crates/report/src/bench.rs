@@ -14,10 +14,11 @@ use std::process::Command;
 use std::time::Instant;
 
 use serde::Serialize;
+use tb_gguf::fsio::write_atomic;
 use tb_train::{ExperimentConfig, Machine, TrainOutcome};
 
 use crate::error::{io, Error, Result};
-use crate::fsio::{median, write_atomic};
+use crate::fsio::median;
 use crate::history::HistoryRow;
 use crate::runs::{load_run, parse_peer_output, PeerResult};
 use crate::tables::format_number;
@@ -357,7 +358,10 @@ fn save(plan: &BenchPlan, outcome: &BenchOutcome) -> Result<()> {
         lines.push_str(&serde_json::to_string(p).unwrap_or_default());
         lines.push('\n');
     }
-    write_atomic(&plan.out_dir.join("peers.jsonl"), lines.as_bytes())
+    Ok(write_atomic(
+        &plan.out_dir.join("peers.jsonl"),
+        lines.as_bytes(),
+    )?)
 }
 
 /// Runs the plan; `on_attempt` sees each attempt as it finishes. Per-method failures are

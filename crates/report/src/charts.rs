@@ -8,9 +8,9 @@ use std::sync::Once;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use tb_gguf::fsio::{write_atomic, write_atomic_via_path};
 
 use crate::error::{io, Error, Result};
-use crate::fsio::{temp_sibling, write_atomic};
 
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
@@ -229,18 +229,13 @@ pub fn render(chart: &Chart, dir: &Path) -> Result<ChartFiles> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let png = dir.join(format!("{}.png", chart.stem));
     let svg = dir.join(format!("{}.svg", chart.stem));
-    let tmp = temp_sibling(&png, ".png");
-    {
-        let root = BitMapBackend::new(&tmp, SIZE).into_drawing_area();
-        draw(&root, chart).map_err(|message| {
-            let _ = std::fs::remove_file(&tmp);
-            Error::Chart {
-                path: png.clone(),
-                message,
-            }
-        })?;
-    }
-    std::fs::rename(&tmp, &png).map_err(io(&png))?;
+    write_atomic_via_path(&png, ".png", |tmp| {
+        let root = BitMapBackend::new(tmp, SIZE).into_drawing_area();
+        draw(&root, chart).map_err(|message| Error::Chart {
+            path: png.clone(),
+            message,
+        })
+    })?;
     let mut text = String::new();
     {
         let root = SVGBackend::with_string(&mut text, SIZE).into_drawing_area();

@@ -61,6 +61,15 @@ pub enum Error {
 /// Result alias of tb-report.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl From<tb_gguf::fsio::FileError> for Error {
+    fn from(e: tb_gguf::fsio::FileError) -> Self {
+        Error::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
     let path = path.into();
     move |source| Error::Io { path, source }

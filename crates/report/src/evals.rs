@@ -3,8 +3,9 @@
 //! grows. One evaluation folder may hold:
 //!
 //! - `summary.json` (`tunebench eval --model NAME=FILE.gguf ... --out DIR`): `engine`,
-//!   `engine_reason` and `models[]` with `name`, `gguf`, `items`, `failed`, `chrf` (corpus, 0–100),
-//!   `rouge_l` (0–1), `exact_match` (0–1), `perplexity`, `top1_accuracy`,
+//!   `engine_reason` and `models[]` with `name`, `gguf`, `items`, `failed`, `chrf` and `bleu`
+//!   (corpus, 0–100), `rouge_l` (0–1), `exact_match` (0–1), `judge_score` (1–5, with
+//!   `--judge`), `perplexity`, `top1_accuracy`,
 //!   `eval_tokens_per_second`, `prompt_tokens_per_second`, `seconds`, `error`;
 //! - `results.jsonl`: one item per line with `model`, `split`, `scores.chrf`, `timings.seconds`,
 //!   `timings.load_seconds`, `error` (used for latency and the per-split generalisation figure);
@@ -65,8 +66,10 @@ struct ModelIn {
     items: usize,
     failed: usize,
     chrf: Option<f64>,
+    bleu: Option<f64>,
     rouge_l: Option<f64>,
     exact_match: Option<f64>,
+    judge_score: Option<f64>,
     perplexity: Option<f64>,
     top1_accuracy: Option<f64>,
     eval_tokens_per_second: Option<f64>,
@@ -142,10 +145,14 @@ pub struct QualityRow {
     pub failed: usize,
     /// Corpus chrF (0–100).
     pub chrf: Option<f64>,
+    /// Corpus BLEU (0–100).
+    pub bleu: Option<f64>,
     /// Mean ROUGE-L F1 (0–1).
     pub rouge_l: Option<f64>,
     /// Exact-match rate (0–1).
     pub exact_match: Option<f64>,
+    /// Mean LLM-judge grade (1–5), when the evaluation had a judge.
+    pub judge_score: Option<f64>,
     /// Reference-answer perplexity.
     pub perplexity: Option<f64>,
     /// Teacher-forced top-1 accuracy.
@@ -257,8 +264,10 @@ pub fn load_eval_dir(dir: &Path) -> Result<EvalResults> {
                 items: m.items,
                 failed: m.failed,
                 chrf: m.chrf,
+                bleu: m.bleu,
                 rouge_l: m.rouge_l,
                 exact_match: m.exact_match,
+                judge_score: m.judge_score,
                 perplexity: m.perplexity,
                 top1_accuracy: m.top1_accuracy,
                 chrf_heldout: split_chrf("heldout"),

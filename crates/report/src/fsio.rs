@@ -1,35 +1,7 @@
-//! File helpers: atomic writes (temporary sibling + rename) and UTC timestamps.
+//! Small helpers: UTC timestamps, git commits, medians. Atomic writes are
+//! [`tb_gguf::fsio`]'s.
 
 use std::path::Path;
-
-use crate::error::{io, Result};
-
-/// Writes `bytes` to `path` through a temporary sibling and a rename, so readers never see
-/// half a file. Creates the parent folder.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let tmp = temp_sibling(path, "");
-    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(path)(e)
-    })
-}
-
-/// A hidden temporary name next to `path` ending in `suffix` (for writers that pick the format
-/// from the extension).
-pub(crate) fn temp_sibling(path: &Path, suffix: &str) -> std::path::PathBuf {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    dir.join(format!(".{name}.tmp-{}{suffix}", std::process::id()))
-}
 
 /// Now, UTC, as RFC 3339 (`2026-11-28T09:30:00Z`).
 pub fn utc_now_rfc3339() -> String {

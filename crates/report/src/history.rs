@@ -8,10 +8,10 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
+use tb_gguf::fsio::{write_atomic, write_atomic_with};
 use tb_train::RunSummary;
 
 use crate::error::{io, polars as perr, Error, Result};
-use crate::fsio::{temp_sibling, write_atomic};
 
 /// One history row.
 #[derive(Debug, Clone, PartialEq)]
@@ -205,14 +205,11 @@ pub fn append_history(reports_dir: &Path, rows: &[HistoryRow]) -> Result<Appende
     }
     let mut df = to_frame(&all)?;
     std::fs::create_dir_all(reports_dir).map_err(io(reports_dir))?;
-    let tmp = temp_sibling(&path, "");
-    {
-        let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    write_atomic_with(&path, |file| {
         ParquetWriter::new(file)
             .finish(&mut df)
-            .map_err(perr(format!("writing {}", tmp.display())))?;
-    }
-    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+            .map_err(perr(format!("writing {}", path.display())))
+    })?;
     let mut csv = Vec::new();
     CsvWriter::new(&mut csv)
         .finish(&mut df)

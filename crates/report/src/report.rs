@@ -5,13 +5,13 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::DataFrame;
+use tb_gguf::fsio::write_atomic;
 
 use crate::charts::CategorySeries;
 use crate::charts::{render, Chart, ChartFiles, ChartKind};
 use crate::claims::{claims, claims_frame, Claim};
 use crate::environment::Environment;
-use crate::error::Result;
-use crate::fsio::write_atomic;
+use crate::error::{io, Result};
 use crate::tables::{
     build_tables, display_rows, find_row, long_csv, number, text, ReportInputs, Tables,
 };
@@ -301,7 +301,7 @@ fn sections(
         Section {
             title: "Quality per method and quant type".into(),
             text: format!(
-                "chrF is corpus chrF (0–100), rouge_l and exact_match are rates (0–1), chrf_heldout/chrf_paraphrase are mean sentence chrF per split. {}",
+                "chrF and bleu are corpus chrF and corpus BLEU (0–100, as sacrebleu), rouge_l and exact_match are rates (0–1), judge_score is the mean 1–5 grade of `eval --judge`, chrf_heldout/chrf_paraphrase are mean sentence chrF per split. {}",
                 empty(&tables.quality, "evaluations")
             ),
             table: Some(TableView::from_frame(&tables.quality)),
@@ -335,6 +335,7 @@ pub fn write_report(
     env: &Environment,
     out_dir: &Path,
 ) -> Result<ReportOutput> {
+    std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
     let tables = build_tables(inputs)?;
     let claims = claims(&tables);
     let claims_df = claims_frame(&claims)?;

@@ -50,6 +50,17 @@ fn report_from_fixtures_has_the_fixture_numbers() {
     let uq = find_row(q, "method", "unsloth").unwrap();
     assert_eq!(text(q, "quant", uq).as_deref(), Some("Q4_K_M"));
     assert_eq!(number(q, "chrf", uq), Some(43.0));
+    assert_eq!(number(q, "bleu", uq), Some(12.5));
+    assert_eq!(number(q, "judge_score", uq), Some(3.5));
+    // A model without BLEU or judge grades (peft-F16 has none) reads as not measured.
+    let peft_f16 = (0..q.height())
+        .find(|&i| {
+            text(q, "method", i).as_deref() == Some("peft")
+                && text(q, "quant", i).as_deref() == Some("F16")
+        })
+        .unwrap();
+    assert_eq!(number(q, "bleu", peft_f16), None);
+    assert_eq!(number(q, "judge_score", peft_f16), None);
     assert_eq!(number(q, "chrf_heldout", uq), Some(50.0));
     assert_eq!(number(q, "chrf_paraphrase", uq), Some(40.0));
 

@@ -13,10 +13,11 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
+use tb_gguf::fsio::{sync_dir, write_atomic};
 
 use crate::error::{io, Error, Result};
 use crate::optimizer::{AdamW, AdamWSettings, NamedTensor};
-use crate::run_dir::{file_sha256, sync_dir, write_atomic};
+use crate::run_dir::file_sha256;
 
 /// The file listing every other file of a checkpoint; written last.
 const MANIFEST: &str = "manifest.json";
@@ -129,7 +130,7 @@ pub fn save_tensors(path: &Path, tensors: &[NamedTensor]) -> Result<()> {
         .collect::<Result<_>>()?;
     let data = safetensors::serialize(views, None)
         .map_err(|e| Error::Method(format!("{}: {e}", path.display())))?;
-    write_atomic(path, &data)
+    Ok(write_atomic(path, &data)?)
 }
 
 /// Reads every tensor of an F32 safetensors file, by name.
@@ -240,7 +241,7 @@ fn write_checkpoint_files(
         path: path.clone(),
         source,
     })?;
-    write_atomic(&path, text.as_bytes())
+    Ok(write_atomic(&path, text.as_bytes())?)
 }
 
 /// Checks every file of a checkpoint against its manifest (size, then SHA-256).

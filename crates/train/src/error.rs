@@ -106,6 +106,15 @@ pub enum Error {
 /// Result alias of tb-train.
 pub type Result<T> = std::result::Result<T, Error>;
 
+impl From<tb_gguf::fsio::FileError> for Error {
+    fn from(e: tb_gguf::fsio::FileError) -> Self {
+        Error::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
     let path = path.into();
     move |source| Error::Io { path, source }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tb_gguf::fsio::write_atomic;
 
 use crate::config::ExperimentConfig;
 use crate::error::{io, Error, Result};
@@ -205,7 +206,7 @@ impl RunDir {
                 text.push('\n');
             }
         }
-        write_atomic(&path, text.as_bytes())
+        Ok(write_atomic(&path, text.as_bytes())?)
     }
 
     /// Writes `summary.json` atomically.
@@ -215,7 +216,7 @@ impl RunDir {
             path: path.clone(),
             source,
         })?;
-        write_atomic(&path, text.as_bytes())
+        Ok(write_atomic(&path, text.as_bytes())?)
     }
 
     /// Size and SHA-256 of a file inside the run directory (or a folder's files, one each).
@@ -295,35 +296,4 @@ pub fn file_sha256(path: &Path) -> Result<(u64, String)> {
     let bytes = std::io::copy(&mut f, &mut hasher).map_err(io(path))?;
     let digest = hasher.finalize();
     Ok((bytes, digest.iter().map(|b| format!("{b:02x}")).collect()))
-}
-
-/// Writes a file through a temporary sibling, synced to disk, then renamed over `path` (and the
-/// folder synced), so readers never see half a file and a power cut keeps the old or the new
-/// one. A failed write removes the temporary file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let written = File::create(&tmp).and_then(|mut f| {
-        f.write_all(bytes)?;
-        f.sync_all()
-    });
-    if let Err(source) = written {
-        // Best effort: on a full disk the half-written file is what fills it.
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::Io { path: tmp, source });
-    }
-    std::fs::rename(&tmp, path).map_err(io(path))?;
-    sync_dir(dir)
-}
-
-/// Syncs a folder's entries (a rename inside it) to disk.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }

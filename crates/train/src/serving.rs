@@ -9,9 +9,9 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use tb_gguf::fsio::write_atomic;
 
 use crate::error::{io, Error, Result};
-use crate::run_dir::write_atomic;
 
 /// File name inside the run folder.
 pub const SERVING_FILE: &str = "serving.json";
@@ -81,7 +81,7 @@ pub fn record_step(run: &Path, step: ServingStep) -> Result<()> {
         path: path.clone(),
         source,
     })?;
-    write_atomic(&path, text.as_bytes())
+    Ok(write_atomic(&path, text.as_bytes())?)
 }
 
 #[cfg(test)]

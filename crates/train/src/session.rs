@@ -157,14 +157,15 @@ pub fn prepare_with<B: Backend>(
         message: format!("`{}` is not one of f32, bf16", config.model.dtype),
     })?;
     let options = LoadOptions { dtype, sink };
-    let loaded = LoadedModel::<B>::load_with(&config.model.base, device, options)?;
-    let (train, eval) = load_examples(config, &loaded.tokenizer)?;
+    let (model, tokenizer) =
+        LoadedModel::<B>::load_with(&config.model.base, device, options)?.into_parts()?;
+    let (train, eval) = load_examples(config, &tokenizer)?;
     let base_name = config.model.base.to_string_lossy().into_owned();
     let lora = LoraConfig::from_experiment(&config.lora, Some(base_name));
     lora.validate(Path::new("<experiment [lora]>"))?;
-    let (model, modules) = attach_lora(loaded.model, &lora, config.train.seed, device)?;
+    let (model, modules) = attach_lora(model, &lora, config.train.seed, device)?;
     tracing::info!(method, modules = modules.len(), "LoRA attached");
-    let pad_id = loaded.tokenizer.eos().map_or(0, |t| t.id);
+    let pad_id = tokenizer.eos().map_or(0, |t| t.id);
     let run = match resume {
         Some(dir) => RunDir::open(dir)?,
         None => RunDir::create(&config.train.runs_dir, method, config)?,
@@ -172,7 +173,7 @@ pub fn prepare_with<B: Backend>(
     tracing::info!(run = %run.path.display(), "run folder");
     Ok(Prepared {
         model,
-        tokenizer: loaded.tokenizer,
+        tokenizer,
         pad_id,
         train,
         eval,

@@ -5,7 +5,7 @@
 //! `[tokens, vocab]` logits and the `[seq, seq]` attention weights are never kept.
 //!
 //! The bases of adapted projections come from the module, or from [`PackedBases`] when the
-//! trainer packed them to 4 bits ([`crate::packed_base::pack_adapted_bases`]); pass
+//! trainer packed them to 4 bits ([`crate::packed_base::PackingSink`]); pass
 //! [`PackedBases::dense`] for a dense model.
 
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use burn::prelude::*;
 use tb_data::Batch;
 use tb_model::layer::DecoderLayer;
-use tb_model::{CausalLm, Linear};
+use tb_model::{CausalLm, Linear, Projection};
 
 use crate::backend::{BaseWeight, FusedBackend, LoraWeights};
 use crate::error::{FusedError, Result};
@@ -96,8 +96,8 @@ pub fn rope_angles<B: Backend>(
     )
 }
 
-/// One decoder layer with the fused ops; `bases` holds the layer's packed bases (slots in
-/// [`crate::packed_base::PROJECTIONS`] order).
+/// One decoder layer with the fused ops; `bases` holds the layer's packed bases (slot
+/// [`Projection::index`]).
 ///
 /// # Shapes
 /// - x: `[rows, seq, hidden]`; cos, sin: `[rows, seq, head_dim / 2]`; segments: `[rows, seq]`
@@ -110,6 +110,9 @@ pub fn decoder_layer<B: FusedBackend>(
     sin: &Tensor<B, 3>,
     segments: &Tensor<B, 2, Int>,
 ) -> Result<Tensor<B, 3>> {
+    use Projection::{Down, Gate, Up, K, O, Q, V};
+    let lora = |p: Projection| lora_weights(layer.projection(p), bases.get(p));
+    let proj = |x, p: Projection| project(x, layer.projection(p), bases.get(p));
     let [rows, seq, _] = x.dims();
     let attn = &layer.self_attn;
     let (heads, kv_heads, hd) = (attn.n_heads, attn.n_kv_heads, attn.head_dim);
@@ -118,37 +121,24 @@ pub fn decoder_layer<B: FusedBackend>(
         layer.input_layernorm.weight.val(),
         layer.input_layernorm.eps,
     )?;
-    let (q, k, v) = match (
-        lora_weights(&attn.q_proj, bases.get(0)),
-        lora_weights(&attn.k_proj, bases.get(1)),
-        lora_weights(&attn.v_proj, bases.get(2)),
-    ) {
+    let (q, k, v) = match (lora(Q), lora(K), lora(V)) {
         (Some(q), Some(k), Some(v)) => ops::lora_qkv(h, [q, k, v])?,
-        _ => (
-            project(h.clone(), &attn.q_proj, bases.get(0))?,
-            project(h.clone(), &attn.k_proj, bases.get(1))?,
-            project(h, &attn.v_proj, bases.get(2))?,
-        ),
+        _ => (proj(h.clone(), Q)?, proj(h.clone(), K)?, proj(h, V)?),
     };
     let q = q.reshape([rows, seq, heads, hd]);
     let k = k.reshape([rows, seq, kv_heads, hd]);
     let v = v.reshape([rows, seq, kv_heads, hd]);
     let (q, k) = ops::rope_qk(q, k, cos.clone(), sin.clone())?;
     let a = ops::attention(q, k, v, segments.clone(), None)?.reshape([rows, seq, heads * hd]);
-    let x = x + project(a, &attn.o_proj, bases.get(3))?;
+    let x = x + proj(a, O)?;
     let post = &layer.post_attention_layernorm;
     let h = ops::rms_norm(x.clone(), post.weight.val(), post.eps)?;
-    let mlp = &layer.mlp;
-    let m = match (
-        lora_weights(&mlp.gate_proj, bases.get(4)),
-        lora_weights(&mlp.up_proj, bases.get(5)),
-        lora_weights(&mlp.down_proj, bases.get(6)),
-    ) {
+    let m = match (lora(Gate), lora(Up), lora(Down)) {
         (Some(g), Some(u), Some(dn)) => ops::lora_mlp(h, [g, u, dn])?,
         _ => {
-            let g = project(h.clone(), &mlp.gate_proj, bases.get(4))?;
-            let u = project(h, &mlp.up_proj, bases.get(5))?;
-            project(ops::swiglu(g, u)?, &mlp.down_proj, bases.get(6))?
+            let g = proj(h.clone(), Gate)?;
+            let u = proj(h, Up)?;
+            proj(ops::swiglu(g, u)?, Down)?
         }
     };
     Ok(x + m)

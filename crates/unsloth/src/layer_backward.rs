@@ -19,6 +19,7 @@
 use burn::prelude::*;
 use burn::tensor::ops::FloatTensor;
 use tb_model::layer::DecoderLayer;
+use tb_model::Projection;
 
 use crate::backend::{FusedBackend, LoraGrads, LoraWeights, MlpSaved};
 use crate::fused_model::lora_weights;
@@ -53,12 +54,14 @@ pub struct LayerWeights<B: Backend> {
 impl<B: Backend> LayerWeights<B> {
     /// The layer's weights, or `None` when a projection has no LoRA branch.
     pub fn of(layer: &DecoderLayer<B>, bases: &LayerBases) -> Option<Self> {
-        let (a, m) = (&layer.self_attn, &layer.mlp);
-        let w = |lin, slot: usize| lora_weights(lin, bases.get(slot)).map(|w| w.map(prim));
+        use Projection::{Down, Gate, Up, K, O, Q, V};
+        let a = &layer.self_attn;
+        let w =
+            |p: Projection| lora_weights(layer.projection(p), bases.get(p)).map(|w| w.map(prim));
         Some(Self {
-            qkv: [w(&a.q_proj, 0)?, w(&a.k_proj, 1)?, w(&a.v_proj, 2)?],
-            o: w(&a.o_proj, 3)?,
-            mlp: [w(&m.gate_proj, 4)?, w(&m.up_proj, 5)?, w(&m.down_proj, 6)?],
+            qkv: [w(Q)?, w(K)?, w(V)?],
+            o: w(O)?,
+            mlp: [w(Gate)?, w(Up)?, w(Down)?],
             norms: [
                 prim(layer.input_layernorm.weight.val()),
                 prim(layer.post_attention_layernorm.weight.val()),
@@ -184,8 +187,8 @@ pub fn forward<B: FusedBackend>(
     (out, LayerCheckpoint { x, mid, mlp })
 }
 
-/// LoRA gradients of a layer, in [`crate::packed_base::PROJECTIONS`] order (`A`, `B` in Burn
-/// layout `[d_in, r]`, `[r, d_out]`).
+/// LoRA gradients of a layer, in [`Projection::ALL`] order (`A`, `B` in Burn layout
+/// `[d_in, r]`, `[r, d_out]`).
 pub type LayerGrads<B> = [(FloatTensor<B>, FloatTensor<B>); 7];
 
 /// The layer backward from its checkpoint: `dout` is the gradient of the layer output; returns

@@ -21,6 +21,8 @@ use std::time::Instant;
 use burn::tensor::backend::AutodiffBackend;
 use tb_gguf::{ExportOptions, QuantMix};
 use tb_model::weights::WeightSink;
+use tb_model::OllamaTemplate;
+use tb_model::Projection;
 use tb_train::lora::{save_adapter, Adapter, LoraConfig};
 use tb_train::{
     run_training, BaseQuant, DeviceKind, ExperimentConfig, LoopOptions, ServingStep, TrainOutcome,
@@ -29,8 +31,8 @@ use tb_train::{
 
 use crate::backend::FusedBackend;
 use crate::fused_model::DEFAULT_CE_CHUNK;
-use crate::modelfile::{modelfile, ollama_chat};
-use crate::packed_base::{PackedBases, PackingSink, QuantFormat, PROJECTIONS};
+use crate::modelfile::modelfile;
+use crate::packed_base::{PackedBases, PackingSink, QuantFormat};
 use crate::trainer::UnslothTrainer;
 
 /// Parses `q4_k_m,q8_0,f16` into mixes (before any training starts).
@@ -71,23 +73,11 @@ fn check_packable(config: &ExperimentConfig, format: QuantFormat) -> tb_train::R
     }
     let model = tb_model::ModelConfig::from_hf_file(base.join("config.json"))?;
     let lora = LoraConfig::from_experiment(&config.lora, None);
-    let (hidden, attn) = (
-        model.hidden_size,
-        model.num_attention_heads * model.head_dim,
-    );
-    let widths = [
-        hidden,
-        hidden,
-        hidden,
-        attn,
-        hidden,
-        hidden,
-        model.intermediate_size,
-    ];
     for layer in 0..model.num_hidden_layers {
-        for (suffix, d_in) in PROJECTIONS.iter().zip(widths) {
-            let name = format!("model.layers.{layer}.{suffix}");
+        for p in Projection::ALL {
+            let name = p.hf_module(layer);
             if lora.targets(&name) {
+                let [_, d_in] = p.shape(&model);
                 format
                     .check_width(&format!("{name}.weight"), d_in)
                     .map_err(quant_error)?;
@@ -102,7 +92,7 @@ fn check_packable(config: &ExperimentConfig, format: QuantFormat) -> tb_train::R
 /// Modelfile.
 ///
 /// With `[model] base_quant` set, the base of every adapted projection is packed to 4 bits
-/// right after loading and its dense weight dropped ([`pack_adapted_bases`]); the summary's
+/// as the loader reads it and its dense weight never kept ([`PackingSink`]); the summary's
 /// backend reads `flex+fused+nf4` (or `+q4_k`) and the resolved `config.toml` records the
 /// choice. `--gguf` merges into the unquantised weights reloaded from the model folder (see the
 /// module docs).
@@ -236,7 +226,7 @@ where
             tracing::info!(file = %out.display(), bytes = r.bytes_out, "GGUF written");
             ggufs.push(out);
         }
-        let chat = ollama_chat(&tokenizer);
+        let chat = OllamaTemplate::for_tokenizer(&tokenizer);
         if chat.template.is_none() {
             tracing::warn!("chat template not recognised (ChatML or Llama 3): the Modelfile has no TEMPLATE; Ollama will autodetect one from the GGUF");
         }
@@ -245,10 +235,11 @@ where
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let path = run.path.join("Modelfile");
-        tb_train::run_dir::write_atomic(
+        tb_gguf::fsio::write_atomic(
             &path,
             modelfile(&first, &chat, config.eval.num_ctx).as_bytes(),
-        )?;
+        )
+        .map_err(tb_train::Error::from)?;
         modelfile_path = Some(path);
     }
     let export_s = export_started.elapsed().as_secs_f64();

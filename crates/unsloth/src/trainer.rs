@@ -5,8 +5,7 @@ use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use tb_data::{packed_batch, Batch, TokenizedExample};
-use tb_model::layer::DecoderLayer;
-use tb_model::{CausalLm, Linear};
+use tb_model::{CausalLm, Projection};
 use tb_train::lora::{
     adapter_grads, adapter_tensors, host_values, peft_grad_pair, projection_grads,
     set_adapter_tensors,
@@ -16,7 +15,7 @@ use tb_train::{ActivationCheckpointing, MicroStep, NamedTensor, Trainer};
 use crate::backend::FusedBackend;
 use crate::fused_model::{batch_tensors, decoder_layer, head_loss_mean, loss_mean, rope_angles};
 use crate::layer_backward::{self, LayerCheckpoint, LayerInputs, LayerWeights, Recompute};
-use crate::packed_base::{PackedBases, PROJECTIONS};
+use crate::packed_base::PackedBases;
 
 /// A model with LoRA branches trained through the fused ops.
 pub struct UnslothTrainer<B: AutodiffBackend + FusedBackend>
@@ -26,7 +25,7 @@ where
     /// The model (base frozen, adapters trainable).
     pub model: CausalLm<B>,
     /// 4-bit packed bases of the adapted projections, whose weights in `model` are then empty
-    /// ([`crate::packed_base::pack_adapted_bases`]); [`PackedBases::dense`] for a dense base.
+    /// ([`crate::packed_base::PackingSink`]); [`PackedBases::dense`] for a dense base.
     pub bases: PackedBases,
     /// Token id used for padding in packed rows.
     pub pad_id: u32,
@@ -64,14 +63,14 @@ fn manual_grads<B: Backend>(
     layer: usize,
     grads: layer_backward::LayerGrads<B>,
 ) -> Vec<NamedTensor> {
-    let mut out = Vec::with_capacity(2 * PROJECTIONS.len());
-    for (suffix, (da, db)) in PROJECTIONS.iter().zip(grads) {
+    let mut out = Vec::with_capacity(2 * Projection::ALL.len());
+    for (p, (da, db)) in Projection::ALL.into_iter().zip(grads) {
         let (da, db) = (
             crate::prim::tensor::<B, 2>(da),
             crate::prim::tensor::<B, 2>(db),
         );
         let ([d_in, r], d_out) = (da.dims(), db.dims()[1]);
-        let module = format!("model.layers.{layer}.{suffix}");
+        let module = p.hf_module(layer);
         out.extend(peft_grad_pair(
             &module,
             &host_values(da),
@@ -80,20 +79,6 @@ fn manual_grads<B: Backend>(
         ));
     }
     out
-}
-
-/// The seven projections of a layer in [`CausalLm::projections`] order.
-fn layer_projections<B: Backend>(layer: &DecoderLayer<B>) -> [(&'static str, &Linear<B>); 7] {
-    let (a, m) = (&layer.self_attn, &layer.mlp);
-    [
-        ("self_attn.q_proj", &a.q_proj),
-        ("self_attn.k_proj", &a.k_proj),
-        ("self_attn.v_proj", &a.v_proj),
-        ("self_attn.o_proj", &a.o_proj),
-        ("mlp.gate_proj", &m.gate_proj),
-        ("mlp.up_proj", &m.up_proj),
-        ("mlp.down_proj", &m.down_proj),
-    ]
 }
 
 impl<B: AutodiffBackend + FusedBackend> UnslothTrainer<B>
@@ -179,10 +164,8 @@ where
                         .grad(&grads)
                         .ok_or_else(|| method_error("no gradient reached a layer input"))?
                         .reshape([rows * seq, hidden]);
-                    for (suffix, lin) in layer_projections(layer) {
-                        if let Some(pair) =
-                            projection_grads(&format!("model.layers.{l}.{suffix}"), lin, &grads)
-                        {
+                    for (p, lin) in layer.projections() {
+                        if let Some(pair) = projection_grads(&p.hf_module(l), lin, &grads) {
                             per_layer[l].extend(pair);
                         }
                     }

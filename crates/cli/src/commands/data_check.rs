@@ -44,7 +44,8 @@ pub fn run_data_check(args: DataCheckArgs) -> Result<()> {
         .and_then(|d| d.tokenizer())
         .or_else(|_| {
             tb_model::LoadedModel::<CpuBackend>::load(&args.model, &Default::default())
-                .map(|m| m.tokenizer)
+                .and_then(|m| m.into_parts())
+                .map(|(_, tokenizer)| tokenizer)
         })
         .with_context(|| format!("loading the tokenizer of {}", args.model.display()))?;
     let truncation = match args.truncation {

@@ -98,7 +98,9 @@ pub fn generate_text(args: &GenerateArgs, stream: bool) -> Result<GeneratedText>
     let device = Default::default();
     let loaded = LoadedModel::<CpuBackend>::load(&args.model, &device)
         .with_context(|| format!("loading {}", args.model.display()))?;
-    let tok = &loaded.tokenizer;
+    let tok = loaded
+        .tokenizer()
+        .with_context(|| format!("reading the tokenizer of {}", args.model.display()))?;
     let prompt = prompt_ids(args, tok)?;
     let config = GenerationConfig {
         max_new_tokens: args.max_tokens,

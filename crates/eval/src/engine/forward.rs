@@ -2,19 +2,24 @@
 
 use rayon::prelude::*;
 
-use super::matmul::{dot, simd_available, Kernel};
+use super::matmul::Kernel;
 use super::model::{EngineModel, LayerRefs};
 use super::{Error, Result};
 
-/// Keys and values of every layer for the positions seen so far (f32, batch 1).
+/// Keys and values of every layer for the positions seen so far, as f32 host vectors
+/// (batch 1, `[positions, kv_heads·head_dim]` per layer).
+///
+/// A type of its own beside tb-model's [`tb_model::KvCache`] because the engine runs without
+/// Burn: that cache holds a backend's tensors (`[batch, kv_heads, positions, head_dim]`) for
+/// `CausalLm`, this one plain `Vec<f32>`s its attention loop indexes directly.
 #[derive(Debug, Clone)]
-pub struct KvCache {
+pub struct F32KvCache {
     k: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
     len: usize,
 }
 
-impl KvCache {
+impl F32KvCache {
     /// Positions cached.
     pub fn len(&self) -> usize {
         self.len
@@ -76,8 +81,8 @@ fn silu(x: f32) -> f32 {
 
 impl EngineModel {
     /// An empty cache for this model.
-    pub fn new_cache(&self) -> KvCache {
-        KvCache {
+    pub fn new_cache(&self) -> F32KvCache {
+        F32KvCache {
             k: vec![Vec::new(); self.hyper.n_layer],
             v: vec![Vec::new(); self.hyper.n_layer],
             len: 0,
@@ -93,7 +98,7 @@ impl EngineModel {
     pub fn forward(
         &self,
         tokens: &[u32],
-        cache: &mut KvCache,
+        cache: &mut F32KvCache,
         logits_for: &[usize],
         kernel: Kernel,
     ) -> Result<Vec<f32>> {
@@ -150,7 +155,7 @@ impl EngineModel {
         l: &LayerRefs,
         x: &mut [f32],
         n: usize,
-        cache: &mut KvCache,
+        cache: &mut F32KvCache,
         kernel: Kernel,
     ) {
         let h = &self.hyper;
@@ -168,7 +173,7 @@ impl EngineModel {
         let kv_w = nkv * hd;
         let group = nh / nkv;
         let scale = 1.0 / (hd as f32).sqrt();
-        let simd = kernel == Kernel::Auto && simd_available();
+        let dot = kernel.dot();
         let mut attn = vec![0f32; n * nh * hd];
         attn.par_chunks_mut(hd).enumerate().for_each(|(i, out)| {
             let (t, head) = (i / nh, i % nh);
@@ -176,7 +181,7 @@ impl EngineModel {
             let qv = &q[t * nh * hd + head * hd..][..hd];
             let upto = past + t + 1;
             let mut scores: Vec<f32> = (0..upto)
-                .map(|j| dot(qv, &kc[j * kv_w + g * hd..][..hd], simd) * scale)
+                .map(|j| dot(qv, &kc[j * kv_w + g * hd..][..hd]) * scale)
                 .collect();
             let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0f64;

@@ -7,9 +7,8 @@
 //! buffer and dots it with every activation row. Nothing but that scratch row is ever
 //! materialised in f32, so memory stays at the size of the file.
 //!
-//! Two dot products: [`dot_scalar`] (plain Rust, eight partial sums) and, on x86-64 CPUs with
-//! AVX2 and FMA, an intrinsic path picked at run time. [`Kernel`] selects one explicitly; the
-//! tests run both and compare.
+//! The dot products are tb-kernels' ([`tb_kernels::vector`]): the scalar reference, or the
+//! fastest path the CPU has. [`Kernel`] selects one explicitly; the tests run both and compare.
 
 use rayon::prelude::*;
 use tb_gguf::codec::{
@@ -21,34 +20,23 @@ use tb_gguf::GgmlType;
 /// Decodes one row of encoded blocks into f32.
 pub type RowDecoder = fn(&[u8], &mut [f32]);
 
-/// Which dot product the matmuls use.
+/// Which dot product the matmuls and the attention use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Kernel {
-    /// AVX2+FMA when the CPU has it, else scalar.
+    /// The fastest path the CPU has ([`tb_kernels::vector::dot`]: AVX2+FMA, else scalar).
     #[default]
     Auto,
-    /// Plain Rust only (the reference path).
+    /// The plain-Rust reference only ([`tb_kernels::vector::dot_scalar`]).
     Scalar,
 }
 
 impl Kernel {
-    fn use_simd(self) -> bool {
+    /// The dot product this kernel stands for.
+    pub fn dot(self) -> fn(&[f32], &[f32]) -> f32 {
         match self {
-            Kernel::Scalar => false,
-            Kernel::Auto => simd_available(),
+            Kernel::Auto => tb_kernels::vector::dot,
+            Kernel::Scalar => tb_kernels::vector::dot_scalar,
         }
-    }
-}
-
-/// Whether the AVX2+FMA dot product can run on this CPU.
-pub fn simd_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
     }
 }
 
@@ -81,73 +69,6 @@ pub fn row_decoder(ty: GgmlType) -> Option<RowDecoder> {
         GgmlType::Q6_K => decode_blocks::<BlockQ6K>,
         _ => return None,
     })
-}
-
-/// Plain dot product with eight partial sums (the reference path).
-pub fn dot_scalar(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0f32; 8];
-    let mut ca = a.chunks_exact(8);
-    let mut cb = b.chunks_exact(8);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    let mut tail = 0f32;
-    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
-        tail += x * y;
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-    use std::arch::x86_64::*;
-    let n = a.len().min(b.len());
-    let chunks = n / 16;
-    // SAFETY: every load reads 8 floats at an offset below `chunks * 16 <= n` of slices that
-    // hold at least `n` elements; unaligned loads are used.
-    unsafe {
-        let mut s0 = _mm256_setzero_ps();
-        let mut s1 = _mm256_setzero_ps();
-        let pa = a.as_ptr();
-        let pb = b.as_ptr();
-        for i in 0..chunks {
-            let o = i * 16;
-            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(o)), _mm256_loadu_ps(pb.add(o)), s0);
-            s1 = _mm256_fmadd_ps(
-                _mm256_loadu_ps(pa.add(o + 8)),
-                _mm256_loadu_ps(pb.add(o + 8)),
-                s1,
-            );
-        }
-        let s = _mm256_add_ps(s0, s1);
-        let hi = _mm256_extractf128_ps(s, 1);
-        let lo = _mm256_castps256_ps128(s);
-        let q = _mm_add_ps(hi, lo);
-        let q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-        let q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 1));
-        let mut sum = _mm_cvtss_f32(q);
-        for i in chunks * 16..n {
-            sum += a[i] * b[i];
-        }
-        sum
-    }
-}
-
-/// Dot product on the chosen path.
-#[inline]
-pub fn dot(a: &[f32], b: &[f32], simd: bool) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if simd {
-        // SAFETY: `simd` is only true when `simd_available()` said AVX2 and FMA are present.
-        return unsafe { dot_avx2(a, b) };
-    }
-    let _ = simd;
-    dot_scalar(a, b)
 }
 
 /// A weight matrix `[rows, cols]` (PyTorch order; GGUF `ne = [cols, rows]`) in its encoded form.
@@ -187,7 +108,7 @@ impl QuantMatrix<'_> {
     /// - returns `[n, rows]` row-major
     pub fn matmul(&self, x: &[f32], n: usize, kernel: Kernel) -> Vec<f32> {
         debug_assert_eq!(x.len(), n * self.cols);
-        let simd = kernel.use_simd();
+        let dot = kernel.dot();
         let cols = self.cols;
         let rb = self.row_bytes();
         // Computed transposed ([rows, n]) so every task writes one contiguous slice.
@@ -201,7 +122,7 @@ impl QuantMatrix<'_> {
                     let r = r0 + i;
                     (self.decode)(&self.data[r * rb..(r + 1) * rb], &mut w);
                     for (t, y) in out_row.iter_mut().enumerate() {
-                        *y = dot(&w, &x[t * cols..(t + 1) * cols], simd);
+                        *y = dot(&w, &x[t * cols..(t + 1) * cols]);
                     }
                 }
             });
@@ -227,20 +148,6 @@ mod tests {
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         ((*seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
-    }
-
-    #[test]
-    fn simd_dot_matches_scalar() {
-        let mut s = 7;
-        for n in [1, 7, 16, 31, 64, 257] {
-            let a: Vec<f32> = (0..n).map(|_| lcg(&mut s)).collect();
-            let b: Vec<f32> = (0..n).map(|_| lcg(&mut s)).collect();
-            let exact: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
-            let d0 = dot(&a, &b, false);
-            let d1 = dot(&a, &b, simd_available());
-            assert!((d0 as f64 - exact).abs() < 1e-5, "{n}: {d0} vs {exact}");
-            assert!((d1 as f64 - exact).abs() < 1e-5, "{n}: {d1} vs {exact}");
-        }
     }
 
     #[test]

@@ -4,11 +4,11 @@
 //!
 //! * [`EngineModel::open`] memory-maps the file, checks every tensor (present, shape, type, in
 //!   bounds) and keeps the weights in their encoded blocks; norms are read as f32.
-//! * [`matmul`]: dequantise-on-the-fly products, rayon-parallel over output rows, with a plain
-//!   scalar dot product beside an AVX2+FMA one.
+//! * [`matmul`]: dequantise-on-the-fly products, rayon-parallel over output rows, with
+//!   tb-kernels' dot products (the scalar reference, or AVX2+FMA where the CPU has it).
 //! * [`EngineModel::forward`]: llama.cpp's `llama` graph (RMSNorm, RoPE on adjacent pairs, as
 //!   llama.cpp's `LLAMA_ROPE_TYPE_NORM` on its permuted q/k rows, GQA attention, SwiGLU) with a
-//!   [`KvCache`].
+//!   [`F32KvCache`].
 //! * [`Session`]: the tokenizer and chat template from the GGUF, greedy generation with stop
 //!   tokens, and teacher-forced perplexity over completion tokens (masks from tb-data).
 //!
@@ -23,7 +23,7 @@ mod session;
 
 use std::path::PathBuf;
 
-pub use forward::KvCache;
+pub use forward::F32KvCache;
 pub use matmul::Kernel;
 pub use model::{EngineModel, Hyper};
 pub use session::{

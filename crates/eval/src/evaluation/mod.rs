@@ -15,7 +15,9 @@
 //!
 //! Engine choice ([`EngineChoice::Auto`]): Ollama when `GET /api/version` answers at
 //! `OLLAMA_HOST`, else the embedded engine. Perplexity always comes from the embedded engine
-//! (Ollama cannot score given text), when asked for.
+//! (Ollama cannot score given text), when asked for. With [`RunSettings::judge`], a model on the
+//! same Ollama grades every answer against its reference ([`crate::judge`]); that needs the
+//! Ollama engine.
 
 mod ollama_model;
 mod resume;
@@ -25,12 +27,13 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use ollama_model::{create_ollama_model, ollama_template, OllamaTemplate};
+pub use ollama_model::{create_ollama_model, create_request};
 pub use resume::AnswerKey;
 pub(crate) use run::to_role;
 pub use run::{resolve_engine, run_evaluation, ResolvedEngine};
 
 use crate::engine::Kernel;
+use crate::judge::Judgement;
 
 /// Which engine answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -74,6 +77,9 @@ pub struct RunSettings {
     pub seed: i64,
     /// Also score the reference answers teacher-forced with the embedded engine.
     pub perplexity: bool,
+    /// The Ollama model that grades every answer 1–5 against its reference ([`crate::judge`]);
+    /// needs the Ollama engine.
+    pub judge: Option<String>,
     /// Only the first N items.
     pub limit: Option<usize>,
     /// Dot-product path of the embedded engine.
@@ -93,6 +99,7 @@ impl Default for RunSettings {
             num_ctx: 4096,
             seed: 42,
             perplexity: false,
+            judge: None,
             limit: None,
             kernel: Kernel::Auto,
             resume: false,
@@ -177,6 +184,9 @@ pub struct ItemResult {
     pub scores: Option<Scores>,
     /// Reference perplexity (when asked for).
     pub perplexity: Option<ItemPerplexity>,
+    /// The judge's grade (with [`RunSettings::judge`]).
+    #[serde(default)]
+    pub judge: Option<Judgement>,
     /// Timings.
     pub timings: Timings,
     /// What went wrong, if anything.
@@ -202,10 +212,15 @@ pub struct ModelSummary {
     pub resumed: usize,
     /// Corpus chrF over answered items.
     pub chrf: Option<f64>,
+    /// Corpus BLEU over answered items (0–100, sacrebleu's `corpus_bleu`: 13a tokens, exp
+    /// smoothing).
+    pub bleu: Option<f64>,
     /// Mean ROUGE-L F1.
     pub rouge_l: Option<f64>,
     /// Exact-match rate.
     pub exact_match: Option<f64>,
+    /// Mean judge grade (1–5) over the graded items.
+    pub judge_score: Option<f64>,
     /// Token-weighted reference perplexity.
     pub perplexity: Option<f64>,
     /// Teacher-forced top-1 accuracy on reference tokens.
@@ -288,18 +303,13 @@ pub enum Error {
 /// `Result` with this module's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
-pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|source| {
-        let _ = std::fs::remove_file(&tmp);
-        io(source)
-    })
+impl From<tb_gguf::fsio::FileError> for Error {
+    fn from(e: tb_gguf::fsio::FileError) -> Self {
+        Error::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -329,6 +339,7 @@ mod tests {
                 tokens: 3,
                 top1_hits: 0,
             }),
+            judge: None,
             timings: Timings::default(),
             error: None,
             answered_with: None,

@@ -3,10 +3,10 @@
 //! A line is kept when its model and item belong to this run, it has no `error`, the same engine
 //! kind answered it, and its [`AnswerKey`] equals the one this run would write: same GGUF bytes,
 //! same item (conversation, reference, category, split), same `max_tokens`, `num_ctx`, `seed`,
-//! `perplexity` and dot-product kernel. Every other line is answered again: failed items are
-//! retried, mismatched ones re-answered (a warning gives the count), and lines of models or items
-//! outside this run, or repeating a kept item, are dropped, so the finished file holds each item
-//! of the run exactly once.
+//! `perplexity`, judge model and dot-product kernel. Every other line is answered again: failed
+//! items are retried, mismatched ones re-answered (a warning gives the count), and lines of
+//! models or items outside this run, or repeating a kept item, are dropped, so the finished file
+//! holds each item of the run exactly once.
 //!
 //! The last line is dropped when it has no newline or does not parse: the process died while
 //! writing it. Any other line that does not parse is an error naming file and line, since it
@@ -19,9 +19,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use tb_data::Record;
+use tb_gguf::fsio::write_atomic;
 
 use super::run::split_name;
-use super::{write_atomically, EngineKind, Error, ItemResult, ModelSpec, Result, RunSettings};
+use super::{EngineKind, Error, ItemResult, ModelSpec, Result, RunSettings};
 use crate::engine::Kernel;
 use crate::ollama::BlobDigest;
 
@@ -43,6 +44,9 @@ pub struct AnswerKey {
     pub seed: i64,
     /// Whether the reference was also scored teacher-forced.
     pub perplexity: bool,
+    /// The judge model, if answers were graded (absent in lines written without a judge).
+    #[serde(default)]
+    pub judge: Option<String>,
     /// Dot-product path of the embedded engine: `auto` or `scalar` (they may round differently,
     /// which can change a greedy answer).
     pub kernel: String,
@@ -95,6 +99,7 @@ impl Plan {
             num_ctx: s.num_ctx,
             seed: s.seed,
             perplexity: s.perplexity,
+            judge: s.judge.clone(),
             kernel: match s.kernel {
                 Kernel::Auto => "auto",
                 Kernel::Scalar => "scalar",
@@ -187,7 +192,7 @@ pub(super) fn open_results(out: &Path, resume: bool, plan: &Plan) -> Result<(Fil
     let bytes = std::fs::read(&path).map_err(io)?;
     let (previous, kept, changed) = sort_lines(&path, &bytes, plan)?;
     if changed {
-        write_atomically(&path, &kept)?;
+        write_atomic(&path, &kept)?;
     }
     // The summary of the earlier run describes lines that may be gone now; the run writes a new
     // one when it ends.

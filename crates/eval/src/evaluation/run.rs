@@ -7,15 +7,18 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tb_data::{Dataset, Record, Split};
+use tb_gguf::fsio::write_atomic;
+use tb_model::OllamaTemplate;
 
-use super::ollama_model::{create_ollama_model, ollama_template};
+use super::ollama_model::create_ollama_model;
 use super::resume::{self, Plan, Previous};
 use super::{
-    write_atomically, EngineChoice, EngineKind, Error, ItemPerplexity, ItemResult, ModelSpec,
-    ModelSummary, Result, RunSettings, Scores, Summary, Timings,
+    EngineChoice, EngineKind, Error, ItemPerplexity, ItemResult, ModelSpec, ModelSummary, Result,
+    RunSettings, Scores, Summary, Timings,
 };
 use crate::engine::{GenerateSettings, Perplexity, PerplexityTotals, Session};
-use crate::metrics::{exact_match, rouge_l, Chrf};
+use crate::judge::{judge, JudgeConfig};
+use crate::metrics::{exact_match, rouge_l, Bleu, Chrf};
 use crate::ollama::{ChatRequest, ClientConfig, Message, OllamaClient, Options, Role};
 
 /// The engine a run will use, and why.
@@ -231,7 +234,7 @@ fn load_model<'a>(
     let answerer = match (&engine.kind, &engine.client, &session) {
         (EngineKind::Ollama, Some(client), Some(s)) => {
             let name = ollama_name(&spec.name);
-            let template = ollama_template(s.tokenizer());
+            let template = OllamaTemplate::for_tokenizer(s.tokenizer());
             match create_ollama_model(client, &name, &spec.gguf, &template, settings.num_ctx) {
                 Ok(()) => Answerer::Ollama { client, name },
                 Err(e) => {
@@ -250,17 +253,53 @@ fn load_model<'a>(
     }
 }
 
-/// Answers and scores one item, and scores its reference teacher-forced when asked.
+/// The judge of a run: the model that grades answers, on the Ollama that answers.
+struct Judge<'a> {
+    client: &'a OllamaClient,
+    config: JudgeConfig,
+}
+
+/// The judge `settings` ask for, checked before any work: the run answers through Ollama and
+/// the judge model is there.
+fn judge_for<'a>(engine: &'a ResolvedEngine, settings: &RunSettings) -> Result<Option<Judge<'a>>> {
+    let Some(model) = &settings.judge else {
+        return Ok(None);
+    };
+    let (EngineKind::Ollama, Some(client)) = (&engine.kind, &engine.client) else {
+        return Err(Error::InvalidInput(format!(
+            "the judge `{model}` needs the Ollama engine; this run uses the embedded engine ({})",
+            engine.reason
+        )));
+    };
+    client
+        .show(model)
+        .map_err(|e| Error::InvalidInput(format!("judge model `{model}`: {e}")))?;
+    Ok(Some(Judge {
+        client,
+        config: JudgeConfig::new(model.clone()),
+    }))
+}
+
+/// Records `message` as (another) failure of `item`.
+fn add_error(item: &mut ItemResult, message: String) {
+    item.error = Some(match item.error.take() {
+        Some(prev) => format!("{prev}; {message}"),
+        None => message,
+    });
+}
+
+/// Answers and scores one item, grades it when there is a judge, and scores its reference
+/// teacher-forced when asked.
 fn answer_item(
     model: &LoadedModel<'_>,
     spec: &ModelSpec,
     record: &Record,
-    engine: EngineKind,
-    settings: &RunSettings,
+    ctx: &RunContext<'_>,
 ) -> ItemResult {
+    let settings = ctx.settings;
     let mut item = ItemResult {
         model: spec.name.clone(),
-        engine,
+        engine: ctx.engine.kind,
         id: record.id.clone(),
         category: record.category.clone(),
         split: split_name(record.split).map(str::to_owned),
@@ -270,6 +309,7 @@ fn answer_item(
         done_reason: None,
         scores: None,
         perplexity: None,
+        judge: None,
         timings: Timings::default(),
         error: None,
         answered_with: None,
@@ -295,6 +335,12 @@ fn answer_item(
             item.error = Some(e);
         }
     }
+    if let (Some(j), Some(answer)) = (&ctx.judge, &item.answer) {
+        match judge(j.client, &j.config, &item.prompt, &item.reference, answer) {
+            Ok(grade) => item.judge = Some(grade),
+            Err(e) => add_error(&mut item, format!("judge: {e}")),
+        }
+    }
     if let (true, None, Some(s)) = (settings.perplexity, &model.error, &model.session) {
         match s.perplexity(record, settings.kernel) {
             Ok(p) => {
@@ -305,13 +351,7 @@ fn answer_item(
                     top1_hits: p.top1_hits,
                 });
             }
-            Err(e) => {
-                let msg = format!("perplexity: {e}");
-                item.error = Some(match item.error.take() {
-                    Some(prev) => format!("{prev}; {msg}"),
-                    None => msg,
-                });
-            }
+            Err(e) => add_error(&mut item, format!("perplexity: {e}")),
         }
     }
     item
@@ -328,6 +368,7 @@ fn summarize(
     let (mut hyps, mut refs) = (Vec::new(), Vec::new());
     let (mut rouge_sum, mut exact, mut failed) = (0.0, 0usize, 0usize);
     let mut ppl = PerplexityTotals::default();
+    let mut grades = Vec::new();
     let (mut eval_tokens, mut eval_secs, mut prompt_tokens, mut prompt_secs) =
         (0u64, 0f64, 0u64, 0f64);
     for item in items {
@@ -338,6 +379,9 @@ fn summarize(
                 tokens: p.tokens,
                 top1_hits: p.top1_hits,
             });
+        }
+        if let Some(j) = &item.judge {
+            grades.push(f64::from(j.score));
         }
         let (Some(answer), Some(scores)) = (&item.answer, &item.scores) else {
             continue;
@@ -367,8 +411,13 @@ fn summarize(
         chrf: (answered > 0)
             .then(|| Chrf::default().corpus_score(&hyps, &refs).ok())
             .flatten(),
+        bleu: (answered > 0)
+            .then(|| Bleu::corpus().corpus_score(&hyps, &refs).ok())
+            .flatten()
+            .map(|b| b.score),
         rouge_l: rate(rouge_sum),
         exact_match: rate(exact as f64),
+        judge_score: (!grades.is_empty()).then(|| grades.iter().sum::<f64>() / grades.len() as f64),
         perplexity: ppl.perplexity(),
         top1_accuracy: ppl.top1_accuracy(),
         eval_tokens_per_second: (eval_secs > 0.0).then(|| eval_tokens as f64 / eval_secs),
@@ -384,6 +433,7 @@ struct RunContext<'a> {
     engine: &'a ResolvedEngine,
     settings: &'a RunSettings,
     plan: &'a Plan,
+    judge: Option<Judge<'a>>,
 }
 
 /// Answers the items of `spec` that `previous` does not hold; the model is loaded only if there
@@ -408,7 +458,7 @@ fn evaluate_model(
         let model = load_model(spec, ctx.engine, ctx.settings);
         for (slot, record) in slots.iter_mut().zip(ctx.records) {
             if slot.is_none() {
-                let mut item = answer_item(&model, spec, record, ctx.engine.kind, ctx.settings);
+                let mut item = answer_item(&model, spec, record, ctx);
                 item.answered_with = ctx.plan.key(&spec.name, &record.id);
                 let stored = writer.append(&item)?;
                 on_item(&stored);
@@ -450,6 +500,7 @@ pub fn run_evaluation(
             )));
         }
     }
+    let judge = judge_for(engine, settings)?;
     resume::check_out(out, settings.resume)?;
     let records: Vec<&Record> = dataset
         .records
@@ -468,6 +519,7 @@ pub fn run_evaluation(
         engine,
         settings,
         plan: &plan,
+        judge,
     };
     let mut summaries = Vec::with_capacity(models.len());
     for spec in models {
@@ -494,6 +546,6 @@ pub fn run_evaluation(
         path: out.join("summary.json"),
         source: e.into(),
     })?;
-    write_atomically(&out.join("summary.json"), &json)?;
+    write_atomic(&out.join("summary.json"), &json)?;
     Ok(summary)
 }

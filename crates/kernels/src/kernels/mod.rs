@@ -7,11 +7,14 @@
 //! pairs along k instead: `a[(p/2)·2MR + 2i + p%2]`, `b[(p/2)·2NR + 2j + p%2]` (bf16 bits), the
 //! operand layout of `vdpbf16ps`, with an odd `kc` padded by a zero pair half.
 //!
-//! Everything `unsafe` in the crate lives in this module's ISA files; the functions here are the
-//! safe wrappers' shared checks ([`Tile::check`]) and the edge-tile store.
+//! Everything `unsafe` in the crate lives in this module's ISA files (`avx2_vector` holds the
+//! SIMD code of [`crate::vector`]); the functions here are the safe wrappers' shared checks
+//! ([`Tile::check`]) and the edge-tile store.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2_vector;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(target_arch = "x86_64")]

@@ -10,13 +10,13 @@ use crate::optimizer::NamedTensor;
 use burn::prelude::*;
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
+use tb_gguf::fsio::write_atomic;
 use tb_model::CausalLm;
 
 use super::init::{branch_from_peft, transpose, BranchShape};
 use super::peft_config::LoraConfig;
 use super::trainable::host_values;
 use crate::error::{io, Error, Result};
-use crate::run_dir::write_atomic;
 
 /// File name of the weights.
 pub const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
@@ -79,7 +79,10 @@ pub fn save_adapter(dir: &Path, config: &LoraConfig, tensors: &[NamedTensor]) ->
     write_atomic(&dir.join(ADAPTER_WEIGHTS), &data)?;
     let mut saved = config.clone();
     saved.inference_mode = true;
-    write_atomic(&dir.join(ADAPTER_CONFIG), saved.to_json().as_bytes())
+    Ok(write_atomic(
+        &dir.join(ADAPTER_CONFIG),
+        saved.to_json().as_bytes(),
+    )?)
 }
 
 /// One module's A and B read from a file (PEFT layout).

@@ -11,7 +11,7 @@ pub use adapter::{
     ADAPTER_WEIGHTS,
 };
 pub use init::{attach_lora, branch_from_peft, transpose, BranchShape};
-pub use peft_config::{InitLoraWeights, LoraConfig, TargetModules, ALL_LINEAR};
+pub use peft_config::{InitLoraWeights, LoraConfig, TargetModules};
 pub use trainable::{
     adapter_grads, host_values, peft_grad_pair, projection_grads, set_adapter_tensors,
 };

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use regex::Regex;
 use serde_json::{json, Map, Value};
+use tb_model::Projection;
 
 use crate::error::{io, Error, Result};
 
@@ -97,17 +98,6 @@ impl Default for LoraConfig {
     }
 }
 
-/// The projection names `all-linear` stands for in Llama/Mistral.
-pub const ALL_LINEAR: [&str; 7] = [
-    "q_proj",
-    "k_proj",
-    "v_proj",
-    "o_proj",
-    "gate_proj",
-    "up_proj",
-    "down_proj",
-];
-
 /// PEFT fields we do not implement, with the values that mean "not used".
 fn is_default_of_unsupported(field: &str, v: &Value) -> Option<bool> {
     let empty = v.is_null()
@@ -179,8 +169,14 @@ impl LoraConfig {
     /// adapter, with PEFT's matching rules.
     pub fn targets(&self, module: &str) -> bool {
         let found = match &self.target_modules {
-            None => ["q_proj", "v_proj"].iter().any(|t| suffix_match(module, t)),
-            Some(TargetModules::AllLinear) => ALL_LINEAR.iter().any(|t| suffix_match(module, t)),
+            // PEFT's default for Llama/Mistral.
+            None => [Projection::Q, Projection::V]
+                .iter()
+                .any(|p| suffix_match(module, p.name())),
+            // `all-linear`: every projection of the decoder layers.
+            Some(TargetModules::AllLinear) => Projection::ALL
+                .iter()
+                .any(|p| suffix_match(module, p.name())),
             Some(TargetModules::Regex(re)) => full_match(re, module),
             Some(TargetModules::List(list)) => {
                 let hit = list.iter().any(|t| suffix_match(module, t));

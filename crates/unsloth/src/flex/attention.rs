@@ -10,9 +10,9 @@
 
 use burn::backend::flex::{Flex, FlexTensor};
 use rayon::prelude::*;
+use tb_kernels::vector::{axpy, dot};
 
 use super::attention_blocks::{self as blocks, spans};
-use super::vector::{axpy, dot};
 use super::{ints, output, F32View};
 use crate::backend::AttentionSaved;
 

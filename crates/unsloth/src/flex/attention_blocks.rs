@@ -12,10 +12,10 @@
 //! whose segments are not contiguous, and serve as its reference in the tests.
 
 use rayon::prelude::*;
+use tb_kernels::vector::dot;
 
 use super::attention::Dims;
 use super::strided_gemm::{gemm, Strided};
-use super::vector::dot;
 
 /// One example: tokens `start..start + len` of the flattened `[batch·seq]` token axis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

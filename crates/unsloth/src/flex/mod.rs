@@ -10,7 +10,6 @@ mod rms_norm;
 mod rope;
 mod strided_gemm;
 mod swiglu;
-mod vector;
 
 use burn::backend::flex::FlexTensor;
 use burn::backend::Flex;

@@ -12,8 +12,9 @@
 //!   llama.cpp). Needs `d_in % 256 == 0`; other widths are a [`FusedError::Pack`] naming the
 //!   tensor (llama.cpp falls back to another type there; here NF4 is the format to pick).
 //!
-//! [`pack_adapted_bases`] packs a model's adapted projections and leaves their weights empty in
-//! the module; [`PackedBases`] carries the packed copies to [`crate::fused_model`].
+//! [`PackingSink`] packs a model's adapted projections while the loader reads them and leaves
+//! their weights empty in the module; [`PackedBases`] carries the packed copies to
+//! [`crate::fused_model`].
 
 mod device;
 mod model;
@@ -32,7 +33,7 @@ use tb_gguf::QK_K;
 
 use crate::error::{FusedError, Result};
 pub use device::DevicePacked;
-pub use model::{pack_adapted_bases, LayerBases, PackedBases, PackingSink, PROJECTIONS};
+pub use model::{LayerBases, PackedBases, PackingSink};
 pub use nf4::{BlockNf4, NF4_BLOCK, NF4_CODEBOOK, NF4_MIDPOINTS};
 
 /// The 4-bit format of a packed base.

@@ -1,50 +1,36 @@
 //! Packing a model's adapted projections: the packed copies travel beside the model in
-//! [`PackedBases`], and the module's dense weights of those projections are replaced by empty
-//! `[0, 0]` tensors, so the process holds each adapted base only once, in 4 bits.
+//! [`PackedBases`], and the module holds empty `[0, 0]` weights for those projections, so the
+//! process holds each adapted base only once, in 4 bits.
 //!
 //! Like bitsandbytes' `load_in_4bit`, only the decoder projections are packed; embeddings,
 //! norms and the LM head stay dense. Unlike it, only the projections that carry a LoRA branch
 //! are packed (the others stay dense and run through the plain matmul).
 //!
-//! Two ways in: [`PackingSink`] packs each adapted weight as the loader reads it (the trainer's
-//! path: the dense weights never exist together, so loading peaks near the packed size), and
-//! [`pack_adapted_bases`] packs a model already in memory.
+//! [`PackingSink`] packs each adapted weight as the loader reads it, so the dense weights never
+//! exist together and loading peaks near the packed size.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use burn::module::{Param, ParamId};
 use burn::prelude::*;
 use tb_model::weights::WeightSink;
-use tb_model::CausalLm;
-use tb_train::lora::{transpose, LoraConfig};
+use tb_model::{CausalLm, Projection};
+use tb_train::lora::LoraConfig;
 
 use super::{PackedWeight, QuantFormat};
 use crate::error::{FusedError, Result};
 
-/// The seven projections of a decoder layer, in [`CausalLm::projections`] order; a
-/// [`LayerBases`] slot is an index into this list.
-pub const PROJECTIONS: [&str; 7] = [
-    "self_attn.q_proj",
-    "self_attn.k_proj",
-    "self_attn.v_proj",
-    "self_attn.o_proj",
-    "mlp.gate_proj",
-    "mlp.up_proj",
-    "mlp.down_proj",
-];
-
-/// The packed bases of one decoder layer, one slot per entry of [`PROJECTIONS`]; `None` where
-/// the module's dense weight is still the base.
+/// The packed bases of one decoder layer, one slot per [`Projection`]; `None` where the
+/// module's dense weight is still the base.
 #[derive(Clone, Debug, Default)]
 pub struct LayerBases {
     slots: [Option<Arc<PackedWeight>>; 7],
 }
 
 impl LayerBases {
-    /// The packed base of projection `slot` (an index into [`PROJECTIONS`]).
-    pub fn get(&self, slot: usize) -> Option<&Arc<PackedWeight>> {
-        self.slots.get(slot).and_then(Option::as_ref)
+    /// The packed base of projection `p`.
+    pub fn get(&self, p: Projection) -> Option<&Arc<PackedWeight>> {
+        self.slots[p.index()].as_ref()
     }
 }
 
@@ -91,56 +77,6 @@ impl PackedBases {
     }
 }
 
-/// Packs the base weight of every LoRA-adapted projection of `model` to `format` and replaces
-/// those weights in the module by empty `[0, 0]` tensors. Nothing in `model` changes unless
-/// every projection packs.
-///
-/// Afterwards the model must run through [`crate::fused_model`] with the returned bases (a
-/// plain `Linear::forward` of a packed projection would see an empty weight). The adapters'
-/// widths are read from their own `A`/`B` tensors, so tb-train's adapter functions keep working.
-///
-/// # Errors
-/// [`FusedError::Pack`] naming the first tensor that cannot be packed (Q4_K on a width that is
-/// not a multiple of 256, non-finite values).
-pub fn pack_adapted_bases<B: Backend>(
-    model: &mut CausalLm<B>,
-    format: QuantFormat,
-) -> Result<PackedBases> {
-    let mut layers = vec![LayerBases::default(); model.layers.len()];
-    let projections = model.projections();
-    let mut packed: Vec<Option<Arc<PackedWeight>>> = vec![None; projections.len()];
-    for (k, (name, lin)) in projections.into_iter().enumerate() {
-        if lin.lora.is_none() {
-            continue;
-        }
-        let tensor_name = format!("{name}.weight");
-        let [d_in, d_out] = lin.weight.shape().dims::<2>();
-        let burn_layout = lin
-            .weight
-            .val()
-            .into_data()
-            .convert::<f32>()
-            .into_vec::<f32>()
-            .map_err(|e| FusedError::Pack {
-                tensor: tensor_name.clone(),
-                format: format.name(),
-                reason: format!("its values cannot be read as f32 ({e:?})"),
-            })?;
-        let hf = transpose(&burn_layout, d_in, d_out);
-        drop(burn_layout);
-        let weight = PackedWeight::pack(tensor_name, format, &hf, d_out, d_in)?;
-        packed[k] = Some(Arc::new(weight));
-    }
-    for ((k, (_, lin)), weight) in model.projections_mut().into_iter().enumerate().zip(packed) {
-        if let Some(weight) = weight {
-            let device = lin.weight.val().device();
-            lin.weight = Param::initialized(ParamId::new(), Tensor::zeros([0, 0], &device));
-            layers[k / PROJECTIONS.len()].slots[k % PROJECTIONS.len()] = Some(weight);
-        }
-    }
-    Ok(PackedBases { layers })
-}
-
 /// Packs the weights of the projections a LoRA config targets while the loader reads them
 /// ([`WeightSink`]); the model gets empty projections with their widths, so LoRA attaches as
 /// usual, and [`Self::into_bases`] hands the packed weights over in model order.
@@ -174,25 +110,25 @@ impl PackingSink {
             format: self.format.name(),
             reason: reason.to_string(),
         };
-        for (k, (name, lin)) in model.projections().into_iter().enumerate() {
-            let tensor = format!("{name}.weight");
-            match (lin.lora.is_some(), self.packed.remove(&tensor)) {
-                (true, Some(w)) => {
-                    layers[k / PROJECTIONS.len()].slots[k % PROJECTIONS.len()] = Some(w);
+        for (i, (layer, bases)) in model.layers.iter().zip(&mut layers).enumerate() {
+            for (p, lin) in layer.projections() {
+                let tensor = format!("{}.weight", p.hf_module(i));
+                match (lin.lora.is_some(), self.packed.remove(&tensor)) {
+                    (true, Some(w)) => bases.slots[p.index()] = Some(w),
+                    (true, None) => {
+                        return Err(fail(
+                            tensor,
+                            "carries a LoRA branch but was not packed while loading",
+                        ));
+                    }
+                    (false, Some(_)) => {
+                        return Err(fail(
+                            tensor,
+                            "was packed while loading but carries no LoRA branch",
+                        ));
+                    }
+                    (false, None) => {}
                 }
-                (true, None) => {
-                    return Err(fail(
-                        tensor,
-                        "carries a LoRA branch but was not packed while loading",
-                    ));
-                }
-                (false, Some(_)) => {
-                    return Err(fail(
-                        tensor,
-                        "was packed while loading but carries no LoRA branch",
-                    ));
-                }
-                (false, None) => {}
             }
         }
         if let Some(tensor) = self.packed.into_keys().next() {

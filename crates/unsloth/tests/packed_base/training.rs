@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::module::Module;
+use tb_model::weights::LoadOptions;
 use tb_model::{CpuBackend, LoadedModel};
 use tb_train::{Adapter, ExperimentConfig};
-use tb_unsloth::packed_base::{pack_adapted_bases, QuantFormat};
+use tb_unsloth::packed_base::{PackingSink, QuantFormat};
 use tb_unsloth::{reference, train_unsloth, TrainRequest};
 
 fn fixtures() -> PathBuf {
@@ -123,8 +123,11 @@ fn a_tiny_nf4_run_trains_like_the_dense_run_and_merges_into_the_original_weights
     let base = LoadedModel::<CpuBackend>::load(&model, &device).unwrap();
     let adapter = Adapter::load(nf4.run.join("adapter")).unwrap();
     let with = adapter.apply(base.model, &device).unwrap();
-    let mut packed = with.clone();
-    let bases = pack_adapted_bases(&mut packed, QuantFormat::Nf4).unwrap();
+    // The NF4 bases the run trained on, packed while loading as the trainer packs them.
+    let mut sink = PackingSink::new(QuantFormat::Nf4, adapter.config.clone());
+    let packed = load_through(&model, &mut sink).unwrap();
+    let packed = adapter.apply(packed.model, &device).unwrap();
+    let bases = sink.into_bases(&packed).unwrap();
     let (mut to_original, mut to_dequantised) = (0f32, f32::INFINITY);
     for (k, ((name, m), (_, w))) in merged
         .model
@@ -136,7 +139,11 @@ fn a_tiny_nf4_run_trains_like_the_dense_run_and_merges_into_the_original_weights
         let got = values(m.weight.val());
         to_original = to_original.max(rel_err(&got, &values(w.merged_weight())));
         let Some(lora) = &w.lora else { continue };
-        let q = bases.layer(k / 7).get(k % 7).unwrap();
+        let slot = tb_model::Projection::ALL[k % tb_model::Projection::ALL.len()];
+        let q = bases
+            .layer(k / tb_model::Projection::ALL.len())
+            .get(slot)
+            .unwrap();
         let deq = reference::dequantized::<CpuBackend>(q, &device).transpose() + lora.delta();
         let e = rel_err(&got, &values(deq));
         assert!(
@@ -173,21 +180,28 @@ fn q4_k_on_a_model_too_narrow_for_it_is_refused_naming_the_tensor() {
         "{err}"
     );
     assert!(!runs.exists(), "the refused run created {}", runs.display());
-    // The same check at packing time (what a GGUF base relies on), on the loaded model.
-    let device = Default::default();
-    let base = LoadedModel::<CpuBackend>::load(&model, &device).unwrap();
+    // The same check while loading (what a GGUF base, which has no config.json to check
+    // beforehand, relies on).
     let lora = tb_train::LoraConfig::from_experiment(
         &experiment(tmp.path(), &model, "q4_k", 2).lora,
         None,
     );
-    let (mut m, _) = tb_train::lora::attach_lora(base.model, &lora, 1, &device).unwrap();
-    let before = m.num_params();
-    let err = pack_adapted_bases(&mut m, QuantFormat::Q4K)
-        .unwrap_err()
-        .to_string();
+    let mut sink = PackingSink::new(QuantFormat::Q4K, lora);
+    let err = match load_through(&model, &mut sink) {
+        Ok(_) => panic!("Q4_K packed a 64-wide projection"),
+        Err(e) => e.to_string(),
+    };
     assert!(
-        err.contains("model.layers.0.self_attn.q_proj.weight"),
+        err.contains("model.layers.0.self_attn.q_proj.weight") && err.contains("Q4_K"),
         "{err}"
     );
-    assert_eq!(m.num_params(), before);
+}
+
+/// Loads `model` on the CPU, its adapted projections handed to `sink` (the trainer's path).
+fn load_through(model: &Path, sink: &mut PackingSink) -> tb_model::Result<LoadedModel<CpuBackend>> {
+    let options = LoadOptions {
+        sink: Some(sink),
+        ..LoadOptions::default()
+    };
+    LoadedModel::load_with(model, &Default::default(), options)
 }

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use tb_train::run_dir::{file_sha256, utc_stamp, write_atomic};
+use tb_gguf::fsio::write_atomic;
+use tb_train::run_dir::{file_sha256, utc_stamp};
 use tb_train::TrainOutcome;
 
 /// What makes two demo runs the same experiment.

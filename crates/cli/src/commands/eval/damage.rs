@@ -8,7 +8,8 @@ use clap::Args;
 use tb_eval::damage::{
     make_quantized_files, markdown_table, score_file, DamageReport, DamageSettings,
 };
-use tb_eval::evaluation::{resolve_engine, write_atomically, EngineChoice, EngineKind};
+use tb_eval::evaluation::{resolve_engine, EngineChoice, EngineKind};
+use tb_gguf::fsio::write_atomic;
 use tb_gguf::QuantMix;
 
 /// Arguments of `eval damage`.
@@ -104,11 +105,11 @@ pub fn run_damage(a: DamageArgs) -> Result<()> {
         rows,
     };
     let table = markdown_table(&report);
-    write_atomically(
+    write_atomic(
         &a.out.join("damage.json"),
         &serde_json::to_vec_pretty(&report)?,
     )?;
-    write_atomically(&a.out.join("damage.md"), table.as_bytes())?;
+    write_atomic(&a.out.join("damage.md"), table.as_bytes())?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{table}")?;
     let errors: usize = report.rows.iter().map(|r| r.errors.len()).sum();

@@ -1,5 +1,5 @@
 //! `tunebench eval --model NAME=FILE.gguf ... --dataset FILE --engine auto|ollama|embedded
-//! --out DIR|--resume DIR` and `tunebench eval damage ...`.
+//! [--judge MODEL] --out DIR|--resume DIR` and `tunebench eval damage ...`.
 
 mod damage;
 
@@ -72,6 +72,10 @@ struct RunArgs {
     /// Also score reference answers teacher-forced (embedded engine): perplexity, top-1.
     #[arg(long)]
     perplexity: bool,
+    /// Have MODEL, a model on the same Ollama, grade every answer 1–5 against its reference
+    /// (LLM-as-judge; needs the Ollama engine).
+    #[arg(long, value_name = "MODEL")]
+    judge: Option<String>,
     /// Only the first N items.
     #[arg(long)]
     limit: Option<usize>,
@@ -147,6 +151,7 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         num_ctx: a.num_ctx,
         seed: a.seed,
         perplexity: a.perplexity,
+        judge: a.judge,
         limit: a.limit,
         kernel: kernel(a.scalar),
         resume,
@@ -169,8 +174,10 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         tracing::info!(
             model = %m.name,
             chrf = ?m.chrf.map(|v| (v * 100.0).round() / 100.0),
+            bleu = ?m.bleu.map(|v| (v * 100.0).round() / 100.0),
             rouge_l = ?m.rouge_l.map(|v| (v * 1000.0).round() / 1000.0),
             exact_match = ?m.exact_match,
+            judge_score = ?m.judge_score.map(|v| (v * 100.0).round() / 100.0),
             perplexity = ?m.perplexity.map(|v| (v * 1000.0).round() / 1000.0),
             eval_tokens_per_second = ?m.eval_tokens_per_second.map(|v| (v * 10.0).round() / 10.0),
             failed = m.failed,

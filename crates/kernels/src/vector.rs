@@ -1,0 +1,99 @@
+//! The f32 vector primitives shared by the CPU attention kernels (tb-unsloth) and the embedded
+//! GGUF engine (tb-eval): [`dot`] (`Σ a[i]·b[i]`) and [`axpy`] (`acc[i] += alpha·x[i]`).
+//!
+//! Two implementations each: the plain-Rust reference ([`dot_scalar`], [`axpy_scalar`]) and
+//! AVX2+FMA code for x86-64, picked at run time (CPUID, cached by the standard library), so one
+//! binary serves every CPU. There is no AVX-512 variant: on [`Isa::Avx512`] and
+//! [`Isa::Avx512Bf16`] CPUs the AVX2 code runs. Every function works over the common length of
+//! its two slices. `TB_GEMM_ISA` does not apply here; [`dot_with_isa`] and [`axpy_with_isa`]
+//! pick a path explicitly (tests, benches).
+
+use crate::{Isa, Result};
+
+#[cfg(target_arch = "x86_64")]
+use crate::kernels::avx2_vector;
+
+/// `Σ a[i]·b[i]` over the common length, on the fastest path this CPU has.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    #[cfg(target_arch = "x86_64")]
+    if let Some(d) = avx2_vector::dot(a, b) {
+        return d;
+    }
+    dot_scalar(a, b)
+}
+
+/// `acc[i] += alpha·x[i]` over the common length, on the fastest path this CPU has.
+#[inline]
+pub fn axpy(acc: &mut [f32], alpha: f32, x: &[f32]) {
+    let n = acc.len().min(x.len());
+    let (acc, x) = (&mut acc[..n], &x[..n]);
+    #[cfg(target_arch = "x86_64")]
+    if avx2_vector::axpy(acc, alpha, x).is_some() {
+        return;
+    }
+    axpy_scalar(acc, alpha, x);
+}
+
+/// The reference dot product: eight independent partial sums (a plain `sum()` is one serial
+/// chain of dependent adds the compiler may not reorder), added pairwise.
+pub fn dot_scalar(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0f32; 8];
+    let mut ca = a.chunks_exact(8);
+    let mut cb = b.chunks_exact(8);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    let mut tail = 0f32;
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        tail += x * y;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// The reference `acc[i] += alpha·x[i]`.
+pub fn axpy_scalar(acc: &mut [f32], alpha: f32, x: &[f32]) {
+    acc.iter_mut().zip(x).for_each(|(a, v)| *a += alpha * v);
+}
+
+/// [`dot`] on an explicit ISA: [`Isa::Scalar`] runs [`dot_scalar`], every other ISA the AVX2
+/// code. An error if this CPU lacks the ISA.
+pub fn dot_with_isa(isa: Isa, a: &[f32], b: &[f32]) -> Result<f32> {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    if simd_path(isa)? {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(d) = avx2_vector::dot(a, b) {
+            return Ok(d);
+        }
+    }
+    Ok(dot_scalar(a, b))
+}
+
+/// [`axpy`] on an explicit ISA, as [`dot_with_isa`] picks it.
+pub fn axpy_with_isa(isa: Isa, acc: &mut [f32], alpha: f32, x: &[f32]) -> Result<()> {
+    let n = acc.len().min(x.len());
+    let (acc, x) = (&mut acc[..n], &x[..n]);
+    if simd_path(isa)? {
+        #[cfg(target_arch = "x86_64")]
+        if avx2_vector::axpy(acc, alpha, x).is_some() {
+            return Ok(());
+        }
+    }
+    axpy_scalar(acc, alpha, x);
+    Ok(())
+}
+
+/// Whether `isa` (which this CPU must have) runs the SIMD code, which needs AVX2 and FMA.
+fn simd_path(isa: Isa) -> Result<bool> {
+    match isa.require()? {
+        Isa::Scalar => Ok(false),
+        _ => Isa::Avx2.require().map(|_| true),
+    }
+}
