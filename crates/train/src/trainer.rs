@@ -162,6 +162,71 @@ fn progress_bar(total: usize, done: usize, show: bool) -> ProgressBar {
     bar
 }
 
+/// Continues from the run's newest usable checkpoint (params, optimizer, counters; the trainer
+/// gets the params), or from step 0 when it has none; the metrics log is cut back to that step.
+fn restore<T: Trainer + ?Sized>(
+    trainer: &mut T,
+    run: &RunDir,
+    params: &mut Vec<NamedTensor>,
+    optimizer: &mut AdamW,
+    state: &mut LoopState,
+) -> Result<()> {
+    match resume_point(&run.path, params, &state.config_hash)? {
+        Some((dir, restored)) => {
+            *params = restored.params;
+            *optimizer = restored.optimizer;
+            *state = restored.state;
+            trainer.set_trainable(params)?;
+            tracing::info!(step = state.step, checkpoint = %dir.display(), "resuming");
+        }
+        None => {
+            tracing::warn!(run = %run.path.display(), "no checkpoint yet: starting from step 0");
+        }
+    }
+    run.truncate_metrics(state.step)
+}
+
+/// Forward and backward over the micro-batches of optimizer step `step` (0-based): the mean
+/// loss per loss-bearing token and the gradients summed over the micro-batches, each scaled by
+/// one over the step's loss-bearing tokens (so accumulation equals one large batch).
+fn accumulate<T: Trainer + ?Sized>(
+    trainer: &mut T,
+    params: &[NamedTensor],
+    micro: &[&Batch],
+    seed: u64,
+    step: usize,
+) -> Result<(f64, Vec<NamedTensor>)> {
+    let loss_tokens: usize = micro.iter().map(|b| b.loss_tokens).sum();
+    let scale = 1.0 / loss_tokens.max(1) as f32;
+    let mut grads: Vec<NamedTensor> = params
+        .iter()
+        .map(|p| NamedTensor::zeros(p.name.clone(), p.shape.clone()))
+        .collect();
+    let mut loss_sum = 0.0;
+    for (m, batch) in micro.iter().enumerate() {
+        let out = trainer.micro_step(batch, scale, step_seed(seed, step, m))?;
+        loss_sum += out.loss_sum;
+        if out.grads.len() != grads.len() {
+            return Err(Error::Method(format!(
+                "trainer returned {} gradients for {} trainable tensors",
+                out.grads.len(),
+                grads.len()
+            )));
+        }
+        for (acc, g) in grads.iter_mut().zip(&out.grads) {
+            acc.data.iter_mut().zip(&g.data).for_each(|(a, b)| *a += b);
+        }
+    }
+    let loss = loss_sum / loss_tokens.max(1) as f64;
+    if !loss.is_finite() {
+        return Err(Error::NotFinite {
+            step: step + 1,
+            what: "the loss".into(),
+        });
+    }
+    Ok((loss, grads))
+}
+
 /// Runs (or resumes) training in `run`, writing metrics and checkpoints; returns the outcome.
 pub fn run_training<T: Trainer + ?Sized>(
     trainer: &mut T,
@@ -190,17 +255,7 @@ pub fn run_training<T: Trainer + ?Sized>(
         last_loss: f64::NAN,
     };
     if options.resume {
-        if let Some((dir, restored)) = resume_point(&run.path, &params, &state.config_hash)? {
-            params = restored.params;
-            optimizer = restored.optimizer;
-            state = restored.state;
-            trainer.set_trainable(&params)?;
-            run.truncate_metrics(state.step)?;
-            tracing::info!(step = state.step, checkpoint = %dir.display(), "resuming");
-        } else {
-            tracing::warn!(run = %run.path.display(), "no checkpoint yet: starting from step 0");
-            run.truncate_metrics(0)?;
-        }
+        restore(trainer, run, &mut params, &mut optimizer, &mut state)?;
     }
     let bar = progress_bar(total, state.step, options.progress);
     bar.set_prefix(trainer.method());
@@ -217,34 +272,8 @@ pub fn run_training<T: Trainer + ?Sized>(
         let loss_tokens: usize = micro.iter().map(|b| b.loss_tokens).sum();
         let tokens: usize = micro.iter().map(|b| b.real_tokens).sum();
         let slots: usize = micro.iter().map(|b| b.rows * b.seq_len).sum();
-        let scale = 1.0 / loss_tokens.max(1) as f32;
         let started = Instant::now();
-        let mut grads: Vec<NamedTensor> = params
-            .iter()
-            .map(|p| NamedTensor::zeros(p.name.clone(), p.shape.clone()))
-            .collect();
-        let mut loss_sum = 0.0;
-        for (m, batch) in micro.iter().enumerate() {
-            let out = trainer.micro_step(batch, scale, step_seed(t.seed, step, m))?;
-            loss_sum += out.loss_sum;
-            if out.grads.len() != grads.len() {
-                return Err(Error::Method(format!(
-                    "trainer returned {} gradients for {} trainable tensors",
-                    out.grads.len(),
-                    grads.len()
-                )));
-            }
-            for (acc, g) in grads.iter_mut().zip(&out.grads) {
-                acc.data.iter_mut().zip(&g.data).for_each(|(a, b)| *a += b);
-            }
-        }
-        let loss = loss_sum / loss_tokens.max(1) as f64;
-        if !loss.is_finite() {
-            return Err(Error::NotFinite {
-                step: step + 1,
-                what: "the loss".into(),
-            });
-        }
+        let (loss, mut grads) = accumulate(trainer, &params, &micro, t.seed, step)?;
         let grad_norm = clip_global_norm(&mut grads, config.optimizer.max_grad_norm);
         if !grad_norm.is_finite() {
             return Err(Error::NotFinite {

@@ -15,18 +15,20 @@
 //! dequant(W4), a small mismatch either way; one rounding instead of two). The saved PEFT
 //! adapter is the same either way.
 
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Instant;
 
 use burn::tensor::backend::AutodiffBackend;
+use tb_data::TokenizedExample;
 use tb_gguf::{ExportOptions, QuantMix};
 use tb_model::weights::WeightSink;
-use tb_model::OllamaTemplate;
-use tb_model::Projection;
+use tb_model::{OllamaTemplate, Projection, TextTokenizer};
 use tb_train::lora::{save_adapter, Adapter, LoraConfig};
+use tb_train::session::Prepared;
 use tb_train::{
-    run_training, BaseQuant, DeviceKind, ExperimentConfig, LoopOptions, ServingStep, TrainOutcome,
-    TrainRequest, Trainer,
+    run_training, BaseQuant, DeviceKind, ExperimentConfig, LoopOptions, RunDir, ServingStep,
+    TrainOutcome, TrainRequest, Trainer,
 };
 
 use crate::backend::FusedBackend;
@@ -104,20 +106,8 @@ pub fn train_unsloth(request: &TrainRequest) -> tb_train::Result<TrainOutcome> {
     tb_train::on_device!(request, train_on, "+fused")
 }
 
-fn train_on<B: AutodiffBackend + FusedBackend>(
-    request: &TrainRequest,
-    device: B::Device,
-    backend_name: &str,
-) -> tb_train::Result<TrainOutcome>
-where
-    B::InnerBackend: FusedBackend,
-{
-    let started = Instant::now();
-    let config = &request.config;
-    if config.train.device != DeviceKind::Cpu {
-        config.train.device.probe::<B>(&device)?;
-    }
-    let quants = parse_quants(&request.gguf)?;
+/// Refuses what the fused trainer cannot do, before anything is loaded.
+fn check_request(config: &ExperimentConfig, quants: &[QuantMix]) -> tb_train::Result<()> {
     if config.lora.dropout != 0.0 {
         return Err(tb_train::Error::ConfigValue {
             field: "lora.dropout".into(),
@@ -137,10 +127,24 @@ where
             ),
         });
     }
-    let format = packed_format(config.model.base_quant);
-    if let Some(format) = format {
+    if let Some(format) = packed_format(config.model.base_quant) {
         check_packable(config, format)?;
     }
+    Ok(())
+}
+
+/// Loads the model (packing the adapted bases to 4 bits as they are read when
+/// `[model] base_quant` asks for it), the data and the run folder, and builds the trainer.
+fn build_trainer<B: AutodiffBackend + FusedBackend>(
+    request: &TrainRequest,
+    device: B::Device,
+    backend_name: &str,
+) -> tb_train::Result<(UnslothTrainer<B>, Loaded)>
+where
+    B::InnerBackend: FusedBackend,
+{
+    let config = &request.config;
+    let format = packed_format(config.model.base_quant);
     // With a 4-bit base, the adapted projections are packed as the loader reads them: their
     // dense weights never exist together.
     let mut sink = format
@@ -166,10 +170,19 @@ where
         }
         _ => (PackedBases::dense(), backend_name.to_string()),
     };
-    let mut trainer = UnslothTrainer::<B> {
-        model: prepared.model,
+    let Prepared {
+        model,
+        tokenizer,
+        pad_id,
+        train,
+        eval,
+        lora,
+        run,
+    } = prepared;
+    let trainer = UnslothTrainer::<B> {
+        model,
         bases,
-        pad_id: prepared.pad_id,
+        pad_id,
         // Every example of a micro-batch fits one row: padding-free, like Unsloth's
         // `padding_free` collator (positions restart per example, attention stays inside it).
         row_len: config.data.max_seq_len * config.train.micro_batch.max(1),
@@ -178,119 +191,172 @@ where
         device,
         backend_name,
     };
-    let (run, lora, tokenizer) = (prepared.run, prepared.lora, prepared.tokenizer);
-    let (train, eval) = (prepared.train, prepared.eval);
+    let loaded = Loaded {
+        tokenizer,
+        train,
+        eval,
+        lora,
+        run,
+    };
+    Ok((trainer, loaded))
+}
+
+/// What training and export need of [`Prepared`] besides the model.
+struct Loaded {
+    tokenizer: TextTokenizer,
+    train: Vec<TokenizedExample>,
+    eval: Vec<TokenizedExample>,
+    lora: LoraConfig,
+    run: RunDir,
+}
+
+fn train_on<B: AutodiffBackend + FusedBackend>(
+    request: &TrainRequest,
+    device: B::Device,
+    backend_name: &str,
+) -> tb_train::Result<TrainOutcome>
+where
+    B::InnerBackend: FusedBackend,
+{
+    let started = Instant::now();
+    let config = &request.config;
+    if config.train.device != DeviceKind::Cpu {
+        config.train.device.probe::<B>(&device)?;
+    }
+    let quants = parse_quants(&request.gguf)?;
+    check_request(config, &quants)?;
+    let (mut trainer, loaded) = build_trainer::<B>(request, device, backend_name)?;
+    let run = loaded.run;
     let options = LoopOptions {
         progress: request.progress,
         resume: request.resume.is_some(),
     };
-    let outcome = run_training(&mut trainer, config, &train, &eval, &run, &options)?;
+    let outcome = run_training(
+        &mut trainer,
+        config,
+        &loaded.train,
+        &loaded.eval,
+        &run,
+        &options,
+    )?;
     let adapter_dir = run.path.join("adapter");
-    save_adapter(&adapter_dir, &lora, &outcome.params)?;
+    save_adapter(&adapter_dir, &loaded.lora, &outcome.params)?;
     let (method, backend) = (trainer.method(), trainer.backend());
     // The model and its packed bases are done with: merge and export stream the checkpoint
     // tensor by tensor, so the command's peak stays the training phase's.
     drop(trainer);
     release_freed_memory();
-    let export_started = Instant::now();
-    let mut ggufs = Vec::new();
-    let mut modelfile_path = None;
-    if !quants.is_empty() {
-        let adapter = Adapter::load(&adapter_dir)?;
-        let merged = run.path.join("merged");
-        if merged.exists() {
-            // Left by this run before it was interrupted (a resumed run merges again).
-            std::fs::remove_dir_all(&merged).map_err(|source| tb_train::Error::Io {
-                path: merged.clone(),
-                source,
-            })?;
-        }
-        // Always the original weights from the model folder, never the packed 4-bit copies.
-        let report = tb_train::merge_adapter(base, &adapter, &merged)?;
-        tracing::info!(projections = report.merged_tensors, dtype = %report.dtype, "merged into the unquantised base");
-        for mix in &quants {
-            let file = format!("{}-{}.gguf", config.name, mix.name());
-            let out = run.path.join(&file);
-            let r = tb_gguf::export_hf_dir(
-                &merged,
-                &out,
-                ExportOptions {
-                    mix: *mix,
-                    threads: 0,
-                },
-            )
-            .map_err(|source| tb_train::Error::Export {
-                path: out.clone(),
-                source,
-            })?;
-            tracing::info!(file = %out.display(), bytes = r.bytes_out, "GGUF written");
-            ggufs.push(out);
-        }
-        let chat = OllamaTemplate::for_tokenizer(&tokenizer);
-        if chat.template.is_none() {
-            tracing::warn!("chat template not recognised (ChatML or Llama 3): the Modelfile has no TEMPLATE; Ollama will autodetect one from the GGUF");
-        }
-        let first = ggufs[0]
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let path = run.path.join("Modelfile");
-        tb_gguf::fsio::write_atomic(
-            &path,
-            modelfile(&first, &chat, config.eval.num_ctx).as_bytes(),
-        )
-        .map_err(tb_train::Error::from)?;
-        modelfile_path = Some(path);
-    }
-    let export_s = export_started.elapsed().as_secs_f64();
-    if !ggufs.is_empty() {
-        let mut listed = Vec::new();
-        for g in &ggufs {
-            let bytes = std::fs::metadata(g)
-                .map_err(|source| tb_train::Error::Io {
-                    path: g.clone(),
-                    source,
-                })?
-                .len();
-            let name = g
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            listed.push((name, bytes));
-        }
-        tb_train::serving::record_step(
-            &run.path,
-            ServingStep {
-                command: format!(
-                    "tunebench train unsloth --gguf {} (merge, GGUFs and Modelfile)",
-                    request.gguf.join(",")
-                ),
-                seconds: export_s,
-                ggufs: listed,
-                modelfile: modelfile_path.is_some(),
-            },
-        )?;
-    }
+    let exported = if quants.is_empty() {
+        None
+    } else {
+        Some(export(request, &quants, &run.path, &loaded.tokenizer)?)
+    };
     let mut artifacts: Vec<String> = vec!["adapter".into()];
-    for g in &ggufs {
-        if let Some(n) = g.file_name() {
-            artifacts.push(n.to_string_lossy().into_owned());
-        }
-    }
-    if modelfile_path.is_some() {
+    if let Some(e) = &exported {
+        artifacts.extend(
+            e.ggufs
+                .iter()
+                .filter_map(|g| g.file_name())
+                .map(|n| n.to_string_lossy().into_owned()),
+        );
         artifacts.push("Modelfile".into());
     }
     let refs: Vec<&str> = artifacts.iter().map(String::as_str).collect();
     let summary =
         tb_train::session::summarize(method, &backend, config, &run, &outcome, started, &refs)?;
     run.write_summary(&summary)?;
+    let (ggufs, modelfile, export_s) = match exported {
+        Some(e) => (e.ggufs, Some(e.modelfile), Some(e.seconds)),
+        None => (Vec::new(), None, None),
+    };
     Ok(TrainOutcome {
         run: run.path.clone(),
         adapter: adapter_dir,
         summary,
-        export_s: (!ggufs.is_empty()).then_some(export_s),
+        ggufs,
+        modelfile,
+        export_s,
+    })
+}
+
+/// What `--gguf` wrote after training.
+struct Exported {
+    ggufs: Vec<PathBuf>,
+    modelfile: PathBuf,
+    seconds: f64,
+}
+
+/// Merges the run's adapter into the unquantised base, writes one GGUF per mix and the
+/// Modelfile, and records the step in `serving.json`.
+fn export(
+    request: &TrainRequest,
+    quants: &[QuantMix],
+    run: &Path,
+    tokenizer: &TextTokenizer,
+) -> tb_train::Result<Exported> {
+    let started = Instant::now();
+    let config = &request.config;
+    let adapter = Adapter::load(run.join("adapter"))?;
+    let merged = run.join("merged");
+    if merged.exists() {
+        // Left by this run before it was interrupted (a resumed run merges again).
+        std::fs::remove_dir_all(&merged).map_err(|source| tb_train::Error::Io {
+            path: merged.clone(),
+            source,
+        })?;
+    }
+    // Always the original weights from the model folder, never the packed 4-bit copies.
+    let report = tb_train::merge_adapter(&config.model.base, &adapter, &merged)?;
+    tracing::info!(projections = report.merged_tensors, dtype = %report.dtype, "merged into the unquantised base");
+    let mut ggufs = Vec::new();
+    let mut listed = Vec::new();
+    for mix in quants {
+        let file = format!("{}-{}.gguf", config.name, mix.name());
+        let out = run.join(&file);
+        let r = tb_gguf::export_hf_dir(
+            &merged,
+            &out,
+            ExportOptions {
+                mix: *mix,
+                threads: 0,
+            },
+        )
+        .map_err(|source| tb_train::Error::Export {
+            path: out.clone(),
+            source,
+        })?;
+        tracing::info!(file = %out.display(), bytes = r.bytes_out, "GGUF written");
+        listed.push((file, r.bytes_out));
+        ggufs.push(out);
+    }
+    let chat = OllamaTemplate::for_tokenizer(tokenizer);
+    if chat.template.is_none() {
+        tracing::warn!("chat template not recognised (ChatML or Llama 3): the Modelfile has no TEMPLATE; Ollama will autodetect one from the GGUF");
+    }
+    let first = format!("{}-{}.gguf", config.name, quants[0].name());
+    let modelfile_path = run.join("Modelfile");
+    tb_gguf::fsio::write_atomic(
+        &modelfile_path,
+        modelfile(&first, &chat, config.eval.num_ctx).as_bytes(),
+    )
+    .map_err(tb_train::Error::from)?;
+    let seconds = started.elapsed().as_secs_f64();
+    tb_train::serving::record_step(
+        run,
+        ServingStep {
+            command: format!(
+                "tunebench train unsloth --gguf {} (merge, GGUFs and Modelfile)",
+                request.gguf.join(",")
+            ),
+            seconds,
+            ggufs: listed,
+            modelfile: true,
+        },
+    )?;
+    Ok(Exported {
         ggufs,
         modelfile: modelfile_path,
+        seconds,
     })
 }
 
