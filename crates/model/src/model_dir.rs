@@ -65,9 +65,9 @@ impl ModelDir {
 /// `config.json` and weights but no tokenizer files runs on token ids (`logits --ids`), as
 /// transformers loads it.
 pub struct LoadedModel<B: Backend> {
-    /// Config.
+    /// The model's `config.json` (or the GGUF's equivalent metadata).
     pub config: ModelConfig,
-    /// Weights.
+    /// The Burn model with its weights.
     pub model: CausalLm<B>,
     /// The HF folder the tokenizer files are read from (`None`: built from a GGUF already).
     dir: Option<PathBuf>,

@@ -4,7 +4,7 @@
 //! - [`attach_lora`]: frozen base, A Kaiming-uniform (a = √5), B zeros, scale `alpha/r` or
 //!   `alpha/√r`, dropout on the adapter input only; plain Burn autodiff ([`PeftTrainer`]).
 //! - [`save_adapter`] / [`Adapter`]: `adapter_model.safetensors` with PEFT's keys, shapes, F32.
-//! - [`merge`]: the separate merge step into an HF checkpoint in the base's dtype.
+//! - [`merge_adapter`]: the separate merge step into an HF checkpoint in the base's dtype.
 
 pub mod run;
 pub mod trainer;

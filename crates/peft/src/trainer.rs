@@ -17,7 +17,7 @@ pub struct PeftTrainer<B: AutodiffBackend> {
     pub model: CausalLm<B>,
     /// Token id used for padding (never attended to, never a target).
     pub pad_id: u32,
-    /// Device.
+    /// Where the model and batches live (the CPU for Flex, a GPU for wgpu/CUDA).
     pub device: B::Device,
     /// Backend name for reports.
     pub backend_name: String,

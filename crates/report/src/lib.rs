@@ -4,9 +4,9 @@
 //! - [`tables`], [`claims`]: polars tables and the "claim → measured" table of DESIGN §1.
 //! - [`charts`], [`markdown`], [`html`], [`report`]: plotters charts (PNG + SVG) and the
 //!   `report.md` / self-contained `report.html` / `tables.csv` of `reports/<id>/`.
-//! - [`history`], [`regress`]: `reports/history.parquet` (+ CSV mirror) and the regression
+//! - [`history`], [`regress`](mod@regress): `reports/history.parquet` (+ CSV mirror) and the regression
 //!   check against a baseline commit.
-//! - [`bench`]: the benchmark driver (each method in its own process, interleaved repeats).
+//! - [`bench`](mod@bench): the benchmark driver (each method in its own process, interleaved repeats).
 //!
 //! Library code does not print; it logs through `tracing` and returns [`Error`].
 

@@ -298,7 +298,7 @@ pub struct Restored {
     pub params: Vec<NamedTensor>,
     /// Optimizer state.
     pub optimizer: AdamW,
-    /// Counters.
+    /// Loop counters (steps, tokens, seconds) at the checkpoint.
     pub state: LoopState,
 }
 

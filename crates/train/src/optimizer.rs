@@ -33,9 +33,9 @@ impl NamedTensor {
 /// AdamW hyper-parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct AdamWSettings {
-    /// Beta 1.
+    /// Decay of the first-moment average (PyTorch's `betas[0]`, 0.9 by default).
     pub beta1: f64,
-    /// Beta 2.
+    /// Decay of the second-moment average (PyTorch's `betas[1]`, 0.999 by default).
     pub beta2: f64,
     /// Epsilon added to the denominator.
     pub eps: f64,
@@ -60,7 +60,7 @@ impl From<&OptimizerSection> for AdamWSettings {
 /// AdamW state: first and second moments per tensor and the step count.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdamW {
-    /// Hyper-parameters.
+    /// Betas, eps, weight decay and clip norm, from `[optimizer]`.
     pub settings: AdamWSettings,
     /// Updates made so far.
     pub step: usize,

@@ -107,7 +107,7 @@ pub struct RunSummary {
 pub struct RunDir {
     /// The folder.
     pub path: PathBuf,
-    /// Its name.
+    /// Its folder name, `<utc>-<method>[-N]`: the run id reports and history use.
     pub id: String,
 }
 

@@ -1,5 +1,6 @@
 //! Leaf kernels written with plain tensor ops: the defaults of [`crate::FusedBackend`] for
-//! backends without their own kernels (CUDA, wgpu before CubeCL kernels replace them). They
+//! backends that do not provide their own kernel for an op (Flex and the CubeCL backends
+//! override them). They
 //! give the same results as the Flex kernels; the attention backward here materialises the
 //! `[seq, seq]` probabilities of one call (it still keeps nothing `[seq, seq]` between forward
 //! and backward), and the packed-base matmuls dequantise the whole weight for the call, on the device, from

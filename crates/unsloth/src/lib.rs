@@ -13,7 +13,7 @@
 //!   matmul; other backends get the tensor-op versions in [`fallback`],
 //! - an implementation for [`burn::backend::Autodiff`] whose backward pass is written by hand
 //!   and registered through Burn's autodiff `Backward` trait,
-//! - a reference built from plain tensor ops ([`reference`]) that the tests differentiate with
+//! - a reference built from plain tensor ops ([`reference`](mod@reference)) that the tests differentiate with
 //!   Burn's autodiff and compare against.
 //!
 //! Call the ops through the functions in [`ops`]; they take plain tensors, so any model struct

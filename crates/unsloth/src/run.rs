@@ -3,8 +3,8 @@
 //! files through tb-gguf and an Ollama Modelfile.
 //!
 //! Merge choice: the adapter is folded into the **unquantised** base checkpoint the run
-//! started from (f32 accumulation, one rounding to the base's dtype), as Unsloth does today
-//! (unsloth-zoo PR #810) and as PEFT's maintainers recommend; the quantised GGUF is then made
+//! started from (f32 accumulation, one rounding to the base's dtype), as Unsloth's merge does
+//! since unsloth-zoo PR #810 and as PEFT's maintainers recommend; the quantised GGUF is then made
 //! from that merged checkpoint, so quantisation happens once, at the end.
 //!
 //! With `[model] base_quant = "nf4" | "q4_k"` the adapted projections train against a 4-bit

@@ -40,7 +40,7 @@ where
     /// `Attention` also keeps the MLP's activations; `None` keeps every activation (see
     /// [`ActivationCheckpointing`] and [`crate::layer_backward`]).
     pub checkpoint_layers: ActivationCheckpointing,
-    /// Device.
+    /// Where the model, batches and kernels run (the CPU for Flex, a GPU for CubeCL).
     pub device: B::Device,
     /// Backend name for reports.
     pub backend_name: String,

@@ -44,7 +44,7 @@ struct TrainBenchArgs {
     /// The HF+PEFT peer script.
     #[arg(long, default_value = "benches/peers/hf_peft.py")]
     peer_script: PathBuf,
-    /// Do not append to <reports-dir>/history.parquet.
+    /// Do not append to REPORTS_DIR/history.parquet.
     #[arg(long)]
     no_history: bool,
 }

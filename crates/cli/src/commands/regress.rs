@@ -21,7 +21,7 @@ pub struct RegressArgs {
     /// Where history.parquet lives.
     #[arg(long, default_value = "reports")]
     reports_dir: PathBuf,
-    /// Where the trend charts go (default: <reports-dir>/trend).
+    /// Where the trend charts go (default: REPORTS_DIR/trend).
     #[arg(long)]
     charts_dir: Option<PathBuf>,
 }

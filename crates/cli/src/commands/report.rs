@@ -28,16 +28,16 @@ pub struct ReportArgs {
     /// A bench folder (`reports/bench-<utc>/`): its runs and peer results.
     #[arg(long)]
     bench: Option<PathBuf>,
-    /// Report id: the report goes to <reports-dir>/<id>/ (default: a UTC timestamp).
+    /// Report id: the report goes to REPORTS_DIR/ID/ (default: a UTC timestamp).
     #[arg(long)]
     id: Option<String>,
     /// Where reports and the history live.
     #[arg(long, default_value = "reports")]
     reports_dir: PathBuf,
-    /// Write the report here instead of <reports-dir>/<id>/.
+    /// Write the report here instead of REPORTS_DIR/ID/.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Also append the runs to <reports-dir>/history.parquet (a run already there is skipped).
+    /// Also append the runs to REPORTS_DIR/history.parquet (a run already there is skipped).
     #[arg(long)]
     history: bool,
 }

@@ -38,7 +38,7 @@ pub struct MethodArgs {
     /// Experiment file (TOML), e.g. configs/smollm2-135m.toml.
     #[arg(long)]
     config: PathBuf,
-    /// Continue this run folder (runs/<id>) from its newest checkpoint.
+    /// Continue this run folder (runs/ID) from its newest checkpoint.
     #[arg(long)]
     resume: Option<PathBuf>,
     /// Override `train.max_steps`.

@@ -326,7 +326,7 @@ impl HfLlamaConfig {
 /// Where one tensor lives.
 #[derive(Debug, Clone)]
 pub struct StoredTensor {
-    /// Index of the file in [`SafetensorsDir::files`].
+    /// Index of the file in the `files` of [`SafetensorsDir`].
     pub file: usize,
     /// Stored dtype.
     pub dtype: Dtype,

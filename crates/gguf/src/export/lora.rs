@@ -27,7 +27,7 @@ use crate::writer::{GgufWriter, TensorSpec};
 /// What [`export_lora_adapter`] wrote.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoraExportReport {
-    /// Rank.
+    /// LoRA rank `r` of the adapter (inner width of every A/B pair written).
     pub r: u32,
     /// `lora_alpha` of the adapter.
     pub lora_alpha: f32,

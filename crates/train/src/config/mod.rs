@@ -76,7 +76,8 @@ pub struct ModelSection {
     /// `load_in_4bit`: `"none"` (default, dense), `"nf4"` (bitsandbytes NF4, blocks of 64) or
     /// `"q4_k"` (llama.cpp Q4_K; every adapted projection's input width must be a multiple of
     /// 256). Only the Unsloth-style trainer implements it; `train peft` refuses anything but
-    /// `"none"`. Left out of the resolved config when `"none"`, so older configs hash the same.
+    /// `"none"`. Left out of the resolved config when `"none"`, so a config without the key and
+    /// one that sets it to `"none"` hash the same.
     #[serde(default, skip_serializing_if = "BaseQuant::is_none")]
     pub base_quant: BaseQuant,
 }
@@ -381,7 +382,8 @@ pub enum Targets {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LoraSection {
-    /// Rank.
+    /// `r`: rank of each LoRA pair (A is `[r, d_in]`, B `[d_out, r]`), 1 to 65 536; PEFT's
+    /// `r` in `adapter_config.json`.
     pub r: usize,
     /// Alpha (scale = alpha / r, or alpha / sqrt(r) with `rslora`).
     pub alpha: f64,

@@ -72,7 +72,7 @@ pub struct BranchShape {
     pub d_in: usize,
     /// Output width of the projection.
     pub d_out: usize,
-    /// Rank.
+    /// LoRA rank: rows of A, columns of B.
     pub r: usize,
 }
 
