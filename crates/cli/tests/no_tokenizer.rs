@@ -10,35 +10,26 @@ use common::*;
 fn a_folder_without_tokenizer_files_runs_on_token_ids() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tiny_hf_dir("tiny-mistral", &tmp.path().join("model"), true);
-    let with = tmp.path().join("with.safetensors");
-    let (ok, _, err) = tunebench(&[
-        "logits",
-        "--model",
-        model.to_str().unwrap(),
-        "--ids",
-        "1,2,3",
-        "--out",
-        with.to_str().unwrap(),
-    ]);
-    assert!(ok, "{err}");
+    // `logits --ids 1,2,3` into `out`, which must succeed; the logits written.
+    let logits = |out: &str| {
+        let out = tmp.path().join(out);
+        let (ok, _, err) = tunebench(&[
+            "logits",
+            "--model",
+            model.to_str().unwrap(),
+            "--ids",
+            "1,2,3",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(ok, "{err}");
+        std::fs::read(out).unwrap()
+    };
+    let with = logits("with.safetensors");
     for f in ["tokenizer.json", "tokenizer_config.json"] {
         std::fs::remove_file(model.join(f)).unwrap();
     }
-    let without = tmp.path().join("without.safetensors");
-    let (ok, _, err) = tunebench(&[
-        "logits",
-        "--model",
-        model.to_str().unwrap(),
-        "--ids",
-        "1,2,3",
-        "--out",
-        without.to_str().unwrap(),
-    ]);
-    assert!(ok, "{err}");
-    assert_eq!(
-        std::fs::read(&with).unwrap(),
-        std::fs::read(&without).unwrap()
-    );
+    assert_eq!(with, logits("without.safetensors"));
 
     let gguf = tmp.path().join("m.gguf");
     let (ok, _, err) = tunebench(&[

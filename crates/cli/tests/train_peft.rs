@@ -59,16 +59,6 @@ targets = ["q_proj", "v_proj", "down_proj"]
     path
 }
 
-fn only_run(runs: &Path) -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(runs)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    assert_eq!(dirs.len(), 1, "{dirs:?}");
-    dirs.pop().unwrap()
-}
-
 /// `tunebench train peft --config CFG --no-progress --json`, which must succeed; its outcome.
 fn train_peft(cfg: &Path) -> tb_train::TrainOutcome {
     let (ok, out, err) = tunebench(&[

@@ -82,16 +82,6 @@ targets = "all-linear"
     path
 }
 
-fn only_run(runs: &Path) -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(runs)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    assert_eq!(dirs.len(), 1, "{dirs:?}");
-    dirs.pop().unwrap()
-}
-
 /// `tunebench train unsloth ARGS --no-progress`, with warnings on stderr.
 fn train(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tunebench"))

@@ -128,14 +128,11 @@ impl<B: Backend> LoadedModel<B> {
     /// # Errors
     /// As [`Self::tokenizer`].
     pub fn into_parts(self) -> Result<(CausalLm<B>, TextTokenizer)> {
-        self.tokenizer()?;
-        let Self {
-            model, tokenizer, ..
-        } = self;
-        let tokenizer = tokenizer
-            .into_inner()
-            .ok_or_else(|| Error::Tokenizer("the tokenizer was read but is not there".into()))?;
-        Ok((model, tokenizer))
+        let tokenizer = match self.tokenizer.into_inner() {
+            Some(t) => t,
+            None => checked_tokenizer(self.dir.as_deref().unwrap_or(Path::new(".")), &self.config)?,
+        };
+        Ok((self.model, tokenizer))
     }
 }
 

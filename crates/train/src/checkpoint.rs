@@ -17,7 +17,7 @@ use tb_gguf::fsio::{sync_dir, write_atomic};
 
 use crate::error::{io, Error, Result};
 use crate::optimizer::{AdamW, AdamWSettings, NamedTensor};
-use crate::run_dir::file_sha256;
+use crate::run_dir::{bytes_sha256, file_sha256};
 
 /// The file listing every other file of a checkpoint; written last.
 const MANIFEST: &str = "manifest.json";
@@ -118,6 +118,11 @@ fn to_bytes(t: &NamedTensor) -> Vec<u8> {
 
 /// Writes named f32 tensors as one safetensors file (atomically).
 pub fn save_tensors(path: &Path, tensors: &[NamedTensor]) -> Result<()> {
+    Ok(write_atomic(path, &encode_tensors(path, tensors)?)?)
+}
+
+/// The bytes of a safetensors file holding named f32 tensors (`path` names it in errors).
+fn encode_tensors(path: &Path, tensors: &[NamedTensor]) -> Result<Vec<u8>> {
     let bytes: Vec<Vec<u8>> = tensors.iter().map(to_bytes).collect();
     let views: Vec<(String, TensorView<'_>)> = tensors
         .iter()
@@ -128,9 +133,8 @@ pub fn save_tensors(path: &Path, tensors: &[NamedTensor]) -> Result<()> {
                 .map_err(|e| Error::Method(format!("tensor `{}`: {e}", t.name)))
         })
         .collect::<Result<_>>()?;
-    let data = safetensors::serialize(views, None)
-        .map_err(|e| Error::Method(format!("{}: {e}", path.display())))?;
-    Ok(write_atomic(path, &data)?)
+    safetensors::serialize(views, None)
+        .map_err(|e| Error::Method(format!("{}: {e}", path.display())))
 }
 
 /// Reads every tensor of an F32 safetensors file, by name.
@@ -198,14 +202,14 @@ pub fn save_checkpoint(
     Ok(final_dir)
 }
 
-/// Writes the files of a checkpoint into `dir`, the manifest last.
+/// Writes the files of a checkpoint into `dir`, the manifest (digests of the bytes written,
+/// not read back) last.
 fn write_checkpoint_files(
     dir: &Path,
     params: &[NamedTensor],
     optimizer: &AdamW,
     state: &LoopState,
 ) -> Result<()> {
-    save_tensors(&dir.join("trainable.safetensors"), params)?;
     let mut moments = Vec::with_capacity(2 * params.len());
     for m in &optimizer.exp_avg {
         moments.push(NamedTensor {
@@ -219,23 +223,26 @@ fn write_checkpoint_files(
             ..v.clone()
         });
     }
-    save_tensors(&dir.join("optimizer.safetensors"), &moments)?;
     let opt_meta = serde_json::json!({ "step": optimizer.step, "settings": optimizer.settings });
-    write_atomic(&dir.join("optimizer.json"), opt_meta.to_string().as_bytes())?;
-    let text = serde_json::to_string_pretty(state).map_err(|source| Error::Json {
+    let state_text = serde_json::to_string_pretty(state).map_err(|source| Error::Json {
         path: dir.join("state.json"),
         source,
     })?;
-    write_atomic(&dir.join("state.json"), text.as_bytes())?;
-    let mut entries = Vec::new();
-    for file in FILES {
-        let (bytes, sha256) = file_sha256(&dir.join(file))?;
+    // One file's bytes at a time: the optimizer moments are twice the trainable tensors.
+    let mut entries = Vec::with_capacity(FILES.len());
+    let mut put = |file: &str, bytes: Vec<u8>| -> Result<()> {
+        write_atomic(&dir.join(file), &bytes)?;
         entries.push(ManifestEntry {
             file: file.to_string(),
-            bytes,
-            sha256,
+            bytes: bytes.len() as u64,
+            sha256: bytes_sha256(&bytes),
         });
-    }
+        Ok(())
+    };
+    put(FILES[0], encode_tensors(&dir.join(FILES[0]), params)?)?;
+    put(FILES[1], encode_tensors(&dir.join(FILES[1]), &moments)?)?;
+    put(FILES[2], opt_meta.to_string().into_bytes())?;
+    put(FILES[3], state_text.into_bytes())?;
     let path = dir.join(MANIFEST);
     let text = serde_json::to_string_pretty(&entries).map_err(|source| Error::Json {
         path: path.clone(),

@@ -294,6 +294,14 @@ pub fn file_sha256(path: &Path) -> Result<(u64, String)> {
     let mut f = File::open(path).map_err(io(path))?;
     let mut hasher = Sha256::new();
     let bytes = std::io::copy(&mut f, &mut hasher).map_err(io(path))?;
-    let digest = hasher.finalize();
-    Ok((bytes, digest.iter().map(|b| format!("{b:02x}")).collect()))
+    Ok((bytes, hex(&hasher.finalize())))
+}
+
+/// Hex SHA-256 of bytes in memory (what [`file_sha256`] gives for a file holding them).
+pub fn bytes_sha256(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }

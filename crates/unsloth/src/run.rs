@@ -333,11 +333,12 @@ fn export(
     if chat.template.is_none() {
         tracing::warn!("chat template not recognised (ChatML or Llama 3): the Modelfile has no TEMPLATE; Ollama will autodetect one from the GGUF");
     }
-    let first = format!("{}-{}.gguf", config.name, quants[0].name());
+    // The Modelfile's FROM is the first GGUF asked for (export runs only with `--gguf` types).
+    let first = &listed[0].0;
     let modelfile_path = run.join("Modelfile");
     tb_gguf::fsio::write_atomic(
         &modelfile_path,
-        modelfile(&first, &chat, config.eval.num_ctx).as_bytes(),
+        modelfile(first, &chat, config.eval.num_ctx).as_bytes(),
     )
     .map_err(tb_train::Error::from)?;
     let seconds = started.elapsed().as_secs_f64();

@@ -44,6 +44,17 @@ pub fn tiny_hf_dir(name: &str, dst: &Path, no_swa: bool) -> PathBuf {
     dst.to_path_buf()
 }
 
+/// The one run folder under `runs` (a test that expects exactly one).
+pub fn only_run(runs: &Path) -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(runs)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs.pop().unwrap()
+}
+
 /// Rewrites a JSON file.
 pub fn edit_json(path: &Path, f: impl FnOnce(&mut Json)) {
     let mut j: Json = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();

@@ -63,14 +63,7 @@ impl Attempt {
     /// Continues the unfinished attempt of `runs_dir` with the same settings, or starts one.
     pub fn open(runs_dir: &Path, settings: DemoSettings, restart: bool) -> Result<Self> {
         let state_file = runs_dir.join("demo-state.json");
-        let previous = match std::fs::read(&state_file) {
-            Ok(bytes) => Some(
-                serde_json::from_slice::<DemoState>(&bytes)
-                    .with_context(|| format!("reading {}", state_file.display()))?,
-            ),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e).with_context(|| format!("reading {}", state_file.display())),
-        };
+        let previous: Option<DemoState> = read_json_if_present(&state_file)?;
         if let Some(p) = previous.filter(|p| !p.finished && p.attempt.is_dir()) {
             if restart {
                 println!(
@@ -119,8 +112,7 @@ impl Attempt {
             settings: self.settings.clone(),
             finished,
         };
-        write_atomic(&self.state_file, &serde_json::to_vec_pretty(&state)?)?;
-        Ok(())
+        write_json(&self.state_file, &state)
     }
 
     /// Marks the attempt finished: the next demo starts a new one.
@@ -135,22 +127,17 @@ impl Attempt {
 
     /// The outcome of `method`'s training when this attempt finished it.
     pub fn outcome(&self, method: &str) -> Result<Option<TrainOutcome>> {
-        let path = self.dir.join(format!("{method}-outcome.json"));
-        match std::fs::read(&path) {
-            Ok(bytes) => Ok(Some(
-                serde_json::from_slice(&bytes)
-                    .with_context(|| format!("reading {}", path.display()))?,
-            )),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-        }
+        read_json_if_present(&self.outcome_file(method))
     }
 
     /// Keeps `method`'s outcome for a later continuation.
     pub fn keep_outcome(&self, method: &str, outcome: &TrainOutcome) -> Result<()> {
-        let path = self.dir.join(format!("{method}-outcome.json"));
-        write_atomic(&path, &serde_json::to_vec_pretty(outcome)?)?;
-        Ok(())
+        write_json(&self.outcome_file(method), outcome)
+    }
+
+    /// `<attempt>/<method>-outcome.json`.
+    fn outcome_file(&self, method: &str) -> PathBuf {
+        self.dir.join(format!("{method}-outcome.json"))
     }
 
     /// The run folder an interrupted training of `method` left in this attempt, if any.
@@ -167,4 +154,20 @@ impl Attempt {
         found.sort();
         Ok(found.pop())
     }
+}
+
+/// A JSON file's value, or `None` when the file does not exist.
+fn read_json_if_present<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    let read = || format!("reading {}", path.display());
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(read)?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(read),
+    }
+}
+
+/// Writes a value as pretty JSON, atomically.
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    write_atomic(path, &serde_json::to_vec_pretty(value)?)?;
+    Ok(())
 }
