@@ -10,6 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::eval_setup::write_two_models;
 use common::tiny::TinyLlama;
 use common::{fresh_models_dir, smollm2_gguf, CompatServer};
 use serde_json::Value;
@@ -29,19 +30,7 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let a = dir.path().join("tiny-a-f32.gguf");
-    let b = dir.path().join("tiny-b-q8_0.gguf");
-    TinyLlama {
-        mute_bytes: true,
-        ..TinyLlama::default()
-    }
-    .write(&a, GgmlType::F32);
-    TinyLlama {
-        seed: 11,
-        tied: true,
-        ..TinyLlama::default()
-    }
-    .write(&b, GgmlType::Q8_0);
+    let (a, b) = write_two_models(dir.path());
     let dataset = dir.path().join("eval.jsonl");
     std::fs::write(&dataset, DATASET).unwrap();
     Fixture { dir, a, b, dataset }

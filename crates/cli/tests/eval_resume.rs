@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::tiny::TinyLlama;
+use common::eval_setup::{comparable_summary, dataset_line, model_a};
 use serde_json::Value;
 use tb_gguf::GgmlType;
 
@@ -28,17 +28,13 @@ struct Fixture {
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let gguf = dir.path().join("tiny-f32.gguf");
-    TinyLlama {
-        mute_bytes: true,
-        ..TinyLlama::default()
-    }
-    .write(&gguf, GgmlType::F32);
+    model_a().write(&gguf, GgmlType::F32);
     let text: String = (0..ITEMS)
         .map(|i| {
-            format!(
-                "{{\"id\": \"t-{i:03}\", \"category\": \"billing\", \"split\": \"heldout\", \
-                 \"instruction\": \"Faturamı nasıl öderim? Soru {i}.\", \
-                 \"output\": \"Faturanızı uygulamadan ödeyebilirsiniz ({i}).\"}}\n"
+            dataset_line(
+                &format!("t-{i:03}"),
+                &format!("Faturamı nasıl öderim? Soru {i}."),
+                &format!("Faturanızı uygulamadan ödeyebilirsiniz ({i})."),
             )
         })
         .collect();
@@ -102,24 +98,8 @@ fn answers(dir: &Path) -> BTreeMap<(String, String), Value> {
 
 /// `summary.json` without what depends on the clock or on how the run was split up.
 fn metrics(dir: &Path) -> Value {
-    let mut v: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
-    let obj = v.as_object_mut().unwrap();
-    for k in ["seconds", "resumed_items"] {
-        obj.remove(k);
-    }
-    for m in obj["models"].as_array_mut().unwrap() {
-        let m = m.as_object_mut().unwrap();
-        for k in [
-            "seconds",
-            "resumed",
-            "eval_tokens_per_second",
-            "prompt_tokens_per_second",
-        ] {
-            m.remove(k);
-        }
-    }
-    v
+    let text = std::fs::read_to_string(dir.join("summary.json")).unwrap();
+    comparable_summary(serde_json::from_str(&text).unwrap())
 }
 
 fn complete_lines(path: &Path) -> usize {

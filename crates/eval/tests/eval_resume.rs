@@ -8,6 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::eval_setup::{comparable_summary, dataset_line, write_two_models};
 use common::tiny::TinyLlama;
 use serde_json::Value;
 use tb_data::Dataset;
@@ -29,19 +30,7 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let a = dir.path().join("a-f32.gguf");
-    let b = dir.path().join("b-q8_0.gguf");
-    TinyLlama {
-        mute_bytes: true,
-        ..TinyLlama::default()
-    }
-    .write(&a, GgmlType::F32);
-    TinyLlama {
-        seed: 11,
-        tied: true,
-        ..TinyLlama::default()
-    }
-    .write(&b, GgmlType::Q8_0);
+    let (a, b) = write_two_models(dir.path());
     let questions = [
         "Faturamı nasıl öderim?",
         "Yurt dışında internet paketi var mı?",
@@ -53,9 +42,10 @@ fn fixture() -> Fixture {
         .iter()
         .enumerate()
         .map(|(i, q)| {
-            format!(
-                "{{\"id\": \"t-{i}\", \"category\": \"billing\", \"split\": \"heldout\", \
-                 \"instruction\": \"{q}\", \"output\": \"Uygulamadan yapabilirsiniz, {i}.\"}}\n"
+            dataset_line(
+                &format!("t-{i}"),
+                q,
+                &format!("Uygulamadan yapabilirsiniz, {i}."),
             )
         })
         .collect();
@@ -136,22 +126,7 @@ fn assert_each_item_once(lines: &[String]) {
 
 /// The summary without what depends on the clock or on how the run was split up.
 fn metrics(summary: &Summary) -> Value {
-    let mut v = serde_json::to_value(summary).unwrap();
-    let obj = v.as_object_mut().unwrap();
-    obj.remove("seconds");
-    obj.remove("resumed_items");
-    for m in obj["models"].as_array_mut().unwrap() {
-        let m = m.as_object_mut().unwrap();
-        for k in [
-            "seconds",
-            "resumed",
-            "eval_tokens_per_second",
-            "prompt_tokens_per_second",
-        ] {
-            m.remove(k);
-        }
-    }
-    v
+    comparable_summary(serde_json::to_value(summary).unwrap())
 }
 
 /// A line without its timings.

@@ -13,15 +13,18 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tb_gguf::fsio::write_atomic;
 use tb_train::{ExperimentConfig, Machine, TrainOutcome};
 
 use crate::error::{io, Error, Result};
-use crate::fsio::median;
+use crate::fsio::{median, read_json};
 use crate::history::HistoryRow;
 use crate::runs::{load_run, parse_peer_output, PeerResult};
 use crate::tables::format_number;
+
+/// The file in the bench folder holding [`BenchOutcome`].
+pub const BENCH_FILE: &str = "bench.json";
 
 /// The HF+PEFT peer's method name.
 pub const HF_PEFT: &str = "hf-peft";
@@ -49,7 +52,7 @@ pub struct BenchPlan {
 }
 
 /// One process run.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Attempt {
     /// Method.
     pub method: String,
@@ -82,7 +85,7 @@ pub struct Attempt {
 }
 
 /// Medians and ratios of one method.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MethodStats {
     /// Method.
     pub method: String,
@@ -106,8 +109,8 @@ pub struct MethodStats {
     pub memory_vs_hf_peft: Option<f64>,
 }
 
-/// Everything a bench produced.
-#[derive(Debug, Clone, Default, Serialize)]
+/// Everything a bench produced: `bench.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct BenchOutcome {
     /// Every attempt, in run order.
     pub attempts: Vec<Attempt>,
@@ -118,6 +121,15 @@ pub struct BenchOutcome {
 }
 
 impl BenchOutcome {
+    /// Reads `dir/bench.json`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] or, for a malformed file or a missing field, [`Error::Parse`] naming the
+    /// file and (in serde's message) the field.
+    pub fn load(dir: &Path) -> Result<Self> {
+        read_json(&dir.join(BENCH_FILE))
+    }
+
     /// Failed attempts.
     pub fn failed(&self) -> usize {
         self.attempts.iter().filter(|a| !a.ok).count()
@@ -316,9 +328,16 @@ fn peer_attempt(
         attempt.error = Some(failure_line(&stderr, &stdout));
         return Ok(());
     }
-    let Some(mut p) = parse_peer_output(&stdout) else {
-        attempt.error = Some("the peer printed no JSON result line".into());
-        return Ok(());
+    let mut p = match parse_peer_output(&stdout) {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            attempt.error = Some("the peer printed no JSON result line".into());
+            return Ok(());
+        }
+        Err(e) => {
+            attempt.error = Some(format!("the peer's JSON result line is not a result: {e}"));
+            return Ok(());
+        }
     };
     if p.method.is_empty() {
         p.method = HF_PEFT.into();
@@ -346,7 +365,7 @@ pub fn plan_config_hash(plan: &BenchPlan) -> Result<String> {
 }
 
 fn save(plan: &BenchPlan, outcome: &BenchOutcome) -> Result<()> {
-    let path = plan.out_dir.join("bench.json");
+    let path = plan.out_dir.join(BENCH_FILE);
     let json = serde_json::to_vec_pretty(outcome).map_err(|e| Error::Parse {
         path: path.clone(),
         line: 0,

@@ -1,17 +1,14 @@
-//! Evaluation results written by `tunebench eval` (tb-eval), read tolerantly: every field has a
-//! serde default, unknown fields are ignored, so the report keeps working while the evaluator
-//! grows. One evaluation folder may hold:
+//! Evaluation results written by `tunebench eval` (tb-eval), read with tb-eval's own types so
+//! a field the evaluator renames or drops is an error naming the file and the field, never a
+//! silent zero. Unknown fields are ignored. One evaluation folder may hold:
 //!
-//! - `summary.json` (`tunebench eval --model NAME=FILE.gguf ... --out DIR`): `engine`,
-//!   `engine_reason` and `models[]` with `name`, `gguf`, `items`, `failed`, `chrf` and `bleu`
-//!   (corpus, 0–100), `rouge_l` (0–1), `exact_match` (0–1), `judge_score` (1–5, with
-//!   `--judge`), `perplexity`, `top1_accuracy`,
-//!   `eval_tokens_per_second`, `prompt_tokens_per_second`, `seconds`, `error`;
-//! - `results.jsonl`: one item per line with `model`, `split`, `scores.chrf`, `timings.seconds`,
-//!   `timings.load_seconds`, `error` (used for latency and the per-split generalisation figure);
-//! - `damage.json` (`tunebench eval damage --out DIR`): `source` and `rows[]` with `quant`,
-//!   `bytes`, `perplexity`, `top1_accuracy`, `chrf`, `embedded_decode_tokens_per_second` and
-//!   `ollama{prompt_tokens_per_second, eval_tokens_per_second, load_seconds}`.
+//! - `summary.json` (`tunebench eval --model NAME=FILE.gguf ... --out DIR`):
+//!   [`tb_eval::evaluation::Summary`];
+//! - `results.jsonl`: one [`tb_eval::evaluation::ItemResult`] per line (used for latency and the
+//!   per-split generalisation figure);
+//! - `damage.json` (`tunebench eval damage --out DIR`): [`tb_eval::damage::DamageReport`], read
+//!   through `DamageFile`, the fields the report uses under the producer's names and types
+//!   (the report tests read a serialised `DamageReport` through it).
 //!
 //! Method and quant type of an evaluated model come from its name, else its GGUF file name: the
 //! quant type is the first known ggml type token found (`Q4_K_M`, `Q8_0`, `F16`, ...; case does
@@ -22,9 +19,10 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use tb_eval::evaluation::{ItemResult, Summary};
 
-use crate::error::{io, Error, Result};
-use crate::fsio::median;
+use crate::error::{Error, Result};
+use crate::fsio::{median, read_json, read_json_lines};
 
 /// Quant types the parser knows, longest first so `Q4_K_M` wins over `Q4_K`.
 const QUANTS: [&str; 15] = [
@@ -50,69 +48,21 @@ pub fn method_in(text: &str) -> Option<String> {
         .map(|m| m.replace('_', "-"))
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct SummaryFile {
-    engine: Option<String>,
-    engine_reason: Option<String>,
-    models: Vec<ModelIn>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct ModelIn {
-    name: String,
-    gguf: Option<PathBuf>,
-    items: usize,
-    failed: usize,
-    chrf: Option<f64>,
-    bleu: Option<f64>,
-    rouge_l: Option<f64>,
-    exact_match: Option<f64>,
-    judge_score: Option<f64>,
-    perplexity: Option<f64>,
-    top1_accuracy: Option<f64>,
-    eval_tokens_per_second: Option<f64>,
-    prompt_tokens_per_second: Option<f64>,
-    error: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct ItemIn {
-    model: String,
-    split: Option<String>,
-    scores: Option<ScoresIn>,
-    timings: TimingsIn,
-    error: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct ScoresIn {
-    chrf: Option<f64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct TimingsIn {
-    seconds: Option<f64>,
-    load_seconds: Option<f64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+/// The part of `damage.json` ([`tb_eval::damage::DamageReport`]) the report reads: the same
+/// names, types and required fields, because tb-eval's type is written only (no
+/// `Deserialize`). `tests/bad_inputs.rs` reads a serialised `DamageReport` through it.
+#[derive(Debug, Deserialize)]
 struct DamageFile {
-    source: Option<PathBuf>,
-    ollama: Option<String>,
+    source: PathBuf,
+    ollama: String,
     rows: Vec<DamageRowIn>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+/// The part of [`tb_eval::damage::DamageRow`] the report reads.
+#[derive(Debug, Deserialize)]
 struct DamageRowIn {
     quant: String,
-    bytes: Option<u64>,
+    bytes: u64,
     perplexity: Option<f64>,
     top1_accuracy: Option<f64>,
     chrf: Option<f64>,
@@ -122,8 +72,8 @@ struct DamageRowIn {
     ollama: Option<OllamaIn>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+/// [`tb_eval::damage::OllamaSpeed`] as the report reads it.
+#[derive(Debug, Deserialize)]
 struct OllamaIn {
     prompt_tokens_per_second: Option<f64>,
     eval_tokens_per_second: Option<f64>,
@@ -195,15 +145,6 @@ pub struct EvalResults {
     pub engine_notes: Vec<String>,
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
-    serde_json::from_str(&text).map_err(|e| Error::Parse {
-        path: path.to_path_buf(),
-        line: e.line(),
-        message: e.to_string(),
-    })
-}
-
 fn split_name(name: &str, gguf: Option<&Path>) -> (String, String) {
     let file = gguf
         .and_then(|p| p.file_name())
@@ -231,32 +172,38 @@ pub fn load_eval_dir(dir: &Path) -> Result<EvalResults> {
         });
     }
     if summary_path.exists() {
-        let s: SummaryFile = read_json(&summary_path)?;
+        let s: Summary = read_json(&summary_path)?;
         let items = read_items(&dir.join("results.jsonl"))?;
-        let engine = s.engine.clone().unwrap_or_else(|| "?".into());
-        if let Some(r) = s.engine_reason {
-            out.engine_notes.push(r);
-        }
+        let engine = s.engine.as_str().to_string();
+        out.engine_notes.push(s.engine_reason);
         for m in &s.models {
             if let Some(e) = &m.error {
                 tracing::warn!(model = %m.name, "evaluation failed: {e}");
             }
-            let (method, quant) = split_name(&m.name, m.gguf.as_deref());
-            let mine: Vec<&ItemIn> = items.iter().filter(|i| i.model == m.name).collect();
+            let (method, quant) = split_name(&m.name, Some(&m.gguf));
+            // Answered items only; a score or time JSON held as `null` (NaN) is no figure.
+            let mine: Vec<&ItemResult> = items
+                .iter()
+                .filter(|i| i.model == m.name && i.error.is_none())
+                .collect();
             let split_chrf = |split: &str| {
                 let v: Vec<f64> = mine
                     .iter()
-                    .filter(|i| i.error.is_none() && i.split.as_deref() == Some(split))
-                    .filter_map(|i| i.scores.as_ref().and_then(|s| s.chrf))
+                    .filter(|i| i.split.as_deref() == Some(split))
+                    .filter_map(|i| i.scores.map(|s| s.chrf))
+                    .filter(|c| c.is_finite())
                     .collect();
                 (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
             };
             let seconds: Vec<f64> = mine
                 .iter()
-                .filter(|i| i.error.is_none())
-                .filter_map(|i| i.timings.seconds)
+                .map(|i| i.timings.seconds)
+                .filter(|t| t.is_finite())
                 .collect();
-            let load = mine.iter().find_map(|i| i.timings.load_seconds);
+            let load = items
+                .iter()
+                .filter(|i| i.model == m.name)
+                .find_map(|i| i.timings.load_seconds);
             out.quality.push(QualityRow {
                 method: method.clone(),
                 quant: quant.clone(),
@@ -281,24 +228,14 @@ pub fn load_eval_dir(dir: &Path) -> Result<EvalResults> {
                 decode_tokens_per_s: m.eval_tokens_per_second,
                 load_s: load,
                 latency_median_s: median(&seconds),
-                gguf_bytes: m
-                    .gguf
-                    .as_ref()
-                    .and_then(|p| std::fs::metadata(p).ok())
-                    .map(|md| md.len()),
+                gguf_bytes: std::fs::metadata(&m.gguf).ok().map(|md| md.len()),
             });
         }
     }
     if damage_path.exists() {
         let d: DamageFile = read_json(&damage_path)?;
-        let method = d
-            .source
-            .as_ref()
-            .and_then(|p| method_in(&p.to_string_lossy()))
-            .unwrap_or_else(|| "base".into());
-        if let Some(o) = d.ollama {
-            out.engine_notes.push(format!("damage study: {o}"));
-        }
+        let method = method_in(&d.source.to_string_lossy()).unwrap_or_else(|| "base".into());
+        out.engine_notes.push(format!("damage study: {}", d.ollama));
         for r in d.rows {
             let quant = quant_in(&r.quant).unwrap_or(r.quant.clone());
             out.quality.push(QualityRow {
@@ -317,7 +254,7 @@ pub fn load_eval_dir(dir: &Path) -> Result<EvalResults> {
                 quant: quant.clone(),
                 engine: "embedded".into(),
                 decode_tokens_per_s: r.embedded_decode_tokens_per_second,
-                gguf_bytes: r.bytes,
+                gguf_bytes: Some(r.bytes),
                 ..SpeedRow::default()
             });
             if let Some(o) = r.ollama {
@@ -328,7 +265,7 @@ pub fn load_eval_dir(dir: &Path) -> Result<EvalResults> {
                     prompt_tokens_per_s: o.prompt_tokens_per_second,
                     decode_tokens_per_s: o.eval_tokens_per_second,
                     load_s: o.load_seconds,
-                    gguf_bytes: r.bytes,
+                    gguf_bytes: Some(r.bytes),
                     ..SpeedRow::default()
                 });
             }
@@ -337,23 +274,11 @@ pub fn load_eval_dir(dir: &Path) -> Result<EvalResults> {
     Ok(out)
 }
 
-fn read_items(path: &Path) -> Result<Vec<ItemIn>> {
+fn read_items(path: &Path) -> Result<Vec<ItemResult>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        out.push(serde_json::from_str(line).map_err(|e| Error::Parse {
-            path: path.to_path_buf(),
-            line: i + 1,
-            message: e.to_string(),
-        })?);
-    }
-    Ok(out)
+    read_json_lines(path)
 }
 
 #[cfg(test)]

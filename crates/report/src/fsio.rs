@@ -1,7 +1,39 @@
-//! Small helpers: UTC timestamps, git commits, medians. Atomic writes are
+//! Small helpers: UTC timestamps, git commits, medians, reading a JSON file. Atomic writes are
 //! [`tb_gguf::fsio`]'s.
 
 use std::path::Path;
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{io, Error, Result};
+
+/// Reads a whole-file JSON document as the producer's type `T`; a missing or malformed field is
+/// an [`Error::Parse`] naming the file, the line and (in serde's message) the field.
+pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    serde_json::from_str(&text).map_err(|e| Error::Parse {
+        path: path.to_path_buf(),
+        line: e.line(),
+        message: e.to_string(),
+    })
+}
+
+/// Reads a JSON-lines file, one `T` per non-blank line; an error names the file and the line.
+pub(crate) fn read_json_lines<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(serde_json::from_str(line).map_err(|e| Error::Parse {
+            path: path.to_path_buf(),
+            line: i + 1,
+            message: e.to_string(),
+        })?);
+    }
+    Ok(out)
+}
 
 /// Now, UTC, as RFC 3339 (`2026-11-28T09:30:00Z`).
 pub fn utc_now_rfc3339() -> String {

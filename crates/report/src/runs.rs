@@ -2,13 +2,13 @@
 //! `config.toml`, `metrics.jsonl`, `summary.json`, see [`tb_train::RunDir`]) and the JSON lines
 //! printed by the HF+PEFT peer (`benches/peers/hf_peft.py`).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tb_train::{RunSummary, ServingPath, StepMetrics};
 
-use crate::error::{io, Error, Result};
+use crate::error::{io, Result};
+use crate::fsio::{read_json, read_json_lines};
 
 /// One finished training run.
 #[derive(Debug, Clone)]
@@ -29,13 +29,7 @@ pub struct Run {
 /// Reads one run folder. `summary.json` is required; `metrics.jsonl` and `config.toml` are
 /// optional. Errors name the file (and the line, for `metrics.jsonl`).
 pub fn load_run(dir: &Path) -> Result<Run> {
-    let summary_path = dir.join("summary.json");
-    let text = std::fs::read_to_string(&summary_path).map_err(io(&summary_path))?;
-    let summary: RunSummary = serde_json::from_str(&text).map_err(|e| Error::Parse {
-        path: summary_path.clone(),
-        line: e.line(),
-        message: e.to_string(),
-    })?;
+    let summary: RunSummary = read_json(&dir.join("summary.json"))?;
     let metrics_path = dir.join("metrics.jsonl");
     let metrics = if metrics_path.exists() {
         read_metrics(&metrics_path)?
@@ -61,21 +55,7 @@ pub fn load_run(dir: &Path) -> Result<Run> {
 
 /// Reads a `metrics.jsonl`; a malformed line is an error naming the file and line.
 pub fn read_metrics(path: &Path) -> Result<Vec<StepMetrics>> {
-    let file = std::fs::File::open(path).map_err(io(path))?;
-    let mut out = Vec::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(io(path))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let m = serde_json::from_str(&line).map_err(|e| Error::Parse {
-            path: path.to_path_buf(),
-            line: i + 1,
-            message: e.to_string(),
-        })?;
-        out.push(m);
-    }
-    Ok(out)
+    read_json_lines(path)
 }
 
 /// Every run folder directly under `runs_dir` that has a `summary.json`, oldest first (folder
@@ -99,10 +79,11 @@ pub fn find_runs(runs_dir: &Path) -> Result<Vec<Run>> {
     Ok(runs)
 }
 
-/// One result line of the HF+PEFT peer. Every field has a default so older or newer peers
-/// still load; `tokens_per_s` and `peak_rss_mib` are what the report compares.
+/// One result line of the HF+PEFT peer (`benches/peers/hf_peft.py` prints it; this is its one
+/// Rust type). A field the script always prints is required, so a renamed one is an error naming
+/// it; fields the script adds later are ignored. `tokens_per_s` and `peak_rss_mib` are what the
+/// report compares.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
 pub struct PeerResult {
     /// Method name (`hf-peft`).
     pub method: String,
@@ -132,37 +113,34 @@ pub struct PeerResult {
     pub micro_batch: usize,
     /// Longest example.
     pub max_seq_len: usize,
-    /// An id given by the bench driver (`bench-<stamp>-hf-peft-<k>`); empty from the script.
+    /// An id given by the bench driver (`bench-<stamp>-hf-peft-<k>`); the script does not print
+    /// it, so it reads as empty from the script's line.
+    #[serde(default)]
     pub run_id: String,
 }
 
-/// Parses the peer's stdout: the last line that is a JSON object is the result.
-pub fn parse_peer_output(stdout: &str) -> Option<PeerResult> {
+/// Parses the peer's stdout: the last line that is a JSON object is the result. `None`: no such
+/// line.
+///
+/// # Errors
+/// That line is not a [`PeerResult`] (serde's message names the missing or malformed field).
+pub fn parse_peer_output(stdout: &str) -> Result<Option<PeerResult>, serde_json::Error> {
     stdout
         .lines()
         .rev()
         .map(str::trim)
-        .filter(|l| l.starts_with('{'))
-        .find_map(|l| serde_json::from_str(l).ok())
+        .find(|l| l.starts_with('{'))
+        .map(serde_json::from_str)
+        .transpose()
 }
 
 /// Reads a JSON-lines file of peer results (one object per line); errors name file and line.
 pub fn load_peers(path: &Path) -> Result<Vec<PeerResult>> {
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let mut p: PeerResult = serde_json::from_str(line).map_err(|e| Error::Parse {
-            path: path.to_path_buf(),
-            line: i + 1,
-            message: e.to_string(),
-        })?;
+    let mut peers: Vec<PeerResult> = read_json_lines(path)?;
+    for p in &mut peers {
         if p.method.is_empty() {
             p.method = "hf-peft".into();
         }
-        out.push(p);
     }
-    Ok(out)
+    Ok(peers)
 }

@@ -45,7 +45,8 @@ fn interleaves_methods_records_failures_and_goes_on() {
         "import json, sys\nprint('loading', file=sys.stderr)\nprint('warming up')\n\
          print(json.dumps({'method': 'hf-peft', 'steps': 4, 'seconds': 2.0, 'tokens': 400, \
          'loss_tokens': 160, 'tokens_per_s': 200.0, 'loss_tokens_per_s': 80.0, \
-         'peak_rss_mib': 4000.0, 'first_loss': 3.0, 'last_loss': 2.5, 'threads': 2, 'torch': 'fake'}))\n",
+         'peak_rss_mib': 4000.0, 'first_loss': 3.0, 'last_loss': 2.5, 'threads': 2, 'torch': 'fake', \
+         'dtype': 'f32', 'micro_batch': 4, 'max_seq_len': 64}))\n",
     );
     let plan = BenchPlan {
         config: f.join("runs/20260101T000000Z-peft/config.toml"),
@@ -109,7 +110,30 @@ fn interleaves_methods_records_failures_and_goes_on() {
         .filter(|r| r.method == HF_PEFT)
         .all(|r| r.config_hash == hash));
 
-    assert!(plan.out_dir.join("bench.json").exists());
+    let saved = tb_report::BenchOutcome::load(&plan.out_dir).unwrap();
+    assert_eq!(saved.attempts, outcome.attempts);
+    assert_eq!(saved.peers, outcome.peers);
     let peers = tb_report::load_peers(&plan.out_dir.join("peers.jsonl")).unwrap();
     assert_eq!(peers.len(), 2);
+}
+
+/// The bench folders committed under `reports/` read with the driver's own types.
+#[test]
+fn committed_bench_folders_read() {
+    let reports = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../reports");
+    let mut read = 0;
+    for entry in std::fs::read_dir(&reports).unwrap() {
+        let dir = entry.unwrap().path();
+        if !dir.join(tb_report::bench::BENCH_FILE).exists() {
+            continue;
+        }
+        let outcome = tb_report::BenchOutcome::load(&dir).unwrap();
+        assert!(!outcome.attempts.is_empty(), "{}", dir.display());
+        let peers = dir.join("peers.jsonl");
+        if peers.exists() {
+            assert_eq!(tb_report::load_peers(&peers).unwrap(), outcome.peers);
+        }
+        read += 1;
+    }
+    assert!(read > 0, "no bench.json under {}", reports.display());
 }

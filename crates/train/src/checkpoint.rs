@@ -139,12 +139,16 @@ fn encode_tensors(path: &Path, tensors: &[NamedTensor]) -> Result<Vec<u8>> {
 
 /// Reads every tensor of an F32 safetensors file, by name.
 pub fn load_tensors(path: &Path) -> Result<HashMap<String, NamedTensor>> {
-    let bytes = std::fs::read(path).map_err(io(path))?;
+    decode_tensors(path, &std::fs::read(path).map_err(io(path))?)
+}
+
+/// Every tensor of the F32 safetensors file `path` whose bytes are `bytes`, by name.
+fn decode_tensors(path: &Path, bytes: &[u8]) -> Result<HashMap<String, NamedTensor>> {
     let bad = |message: String| Error::Checkpoint {
         path: path.to_path_buf(),
         message,
     };
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 {
@@ -251,51 +255,107 @@ fn write_checkpoint_files(
     Ok(write_atomic(&path, text.as_bytes())?)
 }
 
-/// Checks every file of a checkpoint against its manifest (size, then SHA-256).
+/// The manifest of the checkpoint in `dir`, checked to list exactly the checkpoint's files.
+fn read_manifest(dir: &Path) -> Result<Vec<ManifestEntry>> {
+    let manifest = dir.join(MANIFEST);
+    let bad = |message: String| Error::Checkpoint {
+        path: manifest.clone(),
+        message,
+    };
+    let text = std::fs::read_to_string(&manifest).map_err(|e| {
+        bad(format!(
+            "{e} (a checkpoint is complete only with its manifest)"
+        ))
+    })?;
+    let entries: Vec<ManifestEntry> =
+        serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let listed: Vec<&str> = entries.iter().map(|e| e.file.as_str()).collect();
+    if listed != FILES {
+        return Err(bad(format!(
+            "lists {listed:?}, a checkpoint holds {FILES:?}"
+        )));
+    }
+    Ok(entries)
+}
+
+impl ManifestEntry {
+    /// Checks the size of the file at `path` against this entry.
+    fn check_size(&self, path: &Path, size: u64) -> Result<()> {
+        if size == self.bytes {
+            return Ok(());
+        }
+        Err(Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: format!(
+                "{size} bytes where the manifest says {} (truncated or overwritten)",
+                self.bytes
+            ),
+        })
+    }
+
+    /// Checks the SHA-256 of the file at `path` against this entry.
+    fn check_sha256(&self, path: &Path, sha256: &str) -> Result<()> {
+        if sha256 == self.sha256 {
+            return Ok(());
+        }
+        Err(Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: "content differs from the SHA-256 in manifest.json (damaged on disk)".into(),
+        })
+    }
+}
+
+/// Checks every file of a checkpoint against its manifest (size, then SHA-256), streaming each
+/// file through the hash without keeping it.
 ///
 /// # Errors
 /// [`Error::Checkpoint`] naming the missing, truncated or altered file.
 pub fn verify_checkpoint(dir: &Path) -> Result<()> {
-    let manifest = dir.join(MANIFEST);
-    let bad = |path: PathBuf, message: String| Error::Checkpoint { path, message };
-    let text = std::fs::read_to_string(&manifest).map_err(|e| {
-        bad(
-            manifest.clone(),
-            format!("{e} (a checkpoint is complete only with its manifest)"),
-        )
-    })?;
-    let entries: Vec<ManifestEntry> =
-        serde_json::from_str(&text).map_err(|e| bad(manifest.clone(), e.to_string()))?;
-    let listed: Vec<&str> = entries.iter().map(|e| e.file.as_str()).collect();
-    if listed != FILES {
-        return Err(bad(
-            manifest,
-            format!("lists {listed:?}, a checkpoint holds {FILES:?}"),
-        ));
-    }
-    for entry in &entries {
+    for entry in read_manifest(dir)? {
         let path = dir.join(&entry.file);
         let size = std::fs::metadata(&path)
-            .map_err(|e| bad(path.clone(), e.to_string()))?
+            .map_err(|e| Error::Checkpoint {
+                path: path.clone(),
+                message: e.to_string(),
+            })?
             .len();
-        if size != entry.bytes {
-            return Err(bad(
-                path,
-                format!(
-                    "{size} bytes where the manifest says {} (truncated or overwritten)",
-                    entry.bytes
-                ),
-            ));
-        }
+        entry.check_size(&path, size)?;
         let (_, sha256) = file_sha256(&path)?;
-        if sha256 != entry.sha256 {
-            return Err(bad(
-                path,
-                "content differs from the SHA-256 in manifest.json (damaged on disk)".into(),
-            ));
-        }
+        entry.check_sha256(&path, &sha256)?;
     }
     Ok(())
+}
+
+/// The bytes of a checkpoint's files, in [`FILES`] order, each read from disk once.
+struct CheckpointBytes([Vec<u8>; FILES.len()]);
+
+impl CheckpointBytes {
+    /// Reads every file of the checkpoint in `dir`, checking each against the manifest (size,
+    /// then SHA-256 of the bytes read) when `manifest` is given.
+    fn read(dir: &Path, manifest: Option<&[ManifestEntry]>) -> Result<Self> {
+        let mut files: [Vec<u8>; FILES.len()] = Default::default();
+        for (i, (file, bytes)) in FILES.iter().zip(&mut files).enumerate() {
+            let path = dir.join(file);
+            *bytes = std::fs::read(&path).map_err(|e| Error::Checkpoint {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            if let Some(entry) = manifest.and_then(|m| m.get(i)) {
+                entry.check_size(&path, bytes.len() as u64)?;
+                entry.check_sha256(&path, &bytes_sha256(bytes))?;
+            }
+        }
+        Ok(Self(files))
+    }
+
+    /// Takes the bytes of `file`, one of [`FILES`], so they are freed once decoded.
+    fn take(&mut self, file: &str) -> Vec<u8> {
+        FILES
+            .iter()
+            .position(|f| *f == file)
+            .map(|i| std::mem::take(&mut self.0[i]))
+            .unwrap_or_default()
+    }
 }
 
 /// Everything a checkpoint restores.
@@ -315,20 +375,27 @@ pub struct Restored {
 /// # Errors
 /// [`Error::Checkpoint`] naming the file that is unreadable or does not fit.
 pub fn load_checkpoint(dir: &Path, expected: &[NamedTensor]) -> Result<Restored> {
+    decode_checkpoint(dir, CheckpointBytes::read(dir, None)?, expected)
+}
+
+/// [`load_checkpoint`] from the bytes of the checkpoint's files.
+fn decode_checkpoint(
+    dir: &Path,
+    mut files: CheckpointBytes,
+    expected: &[NamedTensor],
+) -> Result<Restored> {
     let bad = |file: &str, message: String| Error::Checkpoint {
         path: dir.join(file),
         message,
     };
-    let read =
-        |file: &str| std::fs::read_to_string(dir.join(file)).map_err(|e| bad(file, e.to_string()));
-    let state: LoopState =
-        serde_json::from_str(&read("state.json")?).map_err(|e| bad("state.json", e.to_string()))?;
+    let state: LoopState = serde_json::from_slice(&files.take("state.json"))
+        .map_err(|e| bad("state.json", e.to_string()))?;
     #[derive(Deserialize)]
     struct OptMeta {
         step: usize,
         settings: AdamWSettings,
     }
-    let meta: OptMeta = serde_json::from_str(&read("optimizer.json")?)
+    let meta: OptMeta = serde_json::from_slice(&files.take("optimizer.json"))
         .map_err(|e| bad("optimizer.json", e.to_string()))?;
     if meta.step != state.step {
         return Err(bad(
@@ -339,8 +406,9 @@ pub fn load_checkpoint(dir: &Path, expected: &[NamedTensor]) -> Result<Restored>
             ),
         ));
     }
-    let mut params_by_name = load_tensors(&dir.join("trainable.safetensors"))?;
-    let mut moments = load_tensors(&dir.join("optimizer.safetensors"))?;
+    let (trainable, opt) = ("trainable.safetensors", "optimizer.safetensors");
+    let mut params_by_name = decode_tensors(&dir.join(trainable), &files.take(trainable))?;
+    let mut moments = decode_tensors(&dir.join(opt), &files.take(opt))?;
     let take =
         |map: &mut HashMap<String, NamedTensor>, file: &str, key: String, e: &NamedTensor| {
             let t = map
@@ -360,7 +428,6 @@ pub fn load_checkpoint(dir: &Path, expected: &[NamedTensor]) -> Result<Restored>
                 ..t
             })
         };
-    let (trainable, opt) = ("trainable.safetensors", "optimizer.safetensors");
     let mut params = Vec::new();
     let mut exp_avg = Vec::new();
     let mut exp_avg_sq = Vec::new();
@@ -411,8 +478,10 @@ pub fn resume_point(
     let candidates = checkpoint_dirs(run)?;
     let mut rejected = Vec::new();
     for (step, dir) in &candidates {
-        let checked = verify_checkpoint(dir)
-            .and_then(|()| load_checkpoint(dir, expected))
+        // Each file is read once: hashed against the manifest, then decoded from those bytes.
+        let checked = read_manifest(dir)
+            .and_then(|manifest| CheckpointBytes::read(dir, Some(&manifest)))
+            .and_then(|files| decode_checkpoint(dir, files, expected))
             .and_then(|r| check_belongs(dir, *step, config_hash, r));
         match checked {
             Ok(restored) => {

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use tb_report::fsio::{git_commit, utc_now_rfc3339, utc_stamp};
 use tb_report::{Environment, HistoryRow, ReportInputs};
@@ -43,17 +43,10 @@ pub struct ReportArgs {
 }
 
 fn bench_inputs(dir: &Path, inputs: &mut ReportInputs) -> Result<()> {
-    let path = dir.join("bench.json");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let attempts = json["attempts"].as_array().cloned().unwrap_or_default();
-    for a in attempts {
-        if a["ok"].as_bool() == Some(true) {
-            if let Some(run) = a["run_dir"].as_str() {
-                inputs.runs.push(tb_report::load_run(Path::new(run))?);
-            }
+    let bench = tb_report::bench::BenchOutcome::load(dir)?;
+    for a in bench.attempts.iter().filter(|a| a.ok) {
+        if let Some(run) = &a.run_dir {
+            inputs.runs.push(tb_report::load_run(run)?);
         }
     }
     let peers = dir.join("peers.jsonl");

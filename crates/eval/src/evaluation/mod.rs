@@ -57,6 +57,16 @@ pub enum EngineKind {
     Embedded,
 }
 
+impl EngineKind {
+    /// The name results files use: `ollama` or `embedded`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Ollama => "ollama",
+            EngineKind::Embedded => "embedded",
+        }
+    }
+}
+
 /// A model to evaluate.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelSpec {
@@ -67,7 +77,7 @@ pub struct ModelSpec {
 }
 
 /// Settings of a run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSettings {
     /// Most new tokens per answer.
     pub max_tokens: usize,
@@ -82,12 +92,14 @@ pub struct RunSettings {
     pub judge: Option<String>,
     /// Only the first N items.
     pub limit: Option<usize>,
-    /// Dot-product path of the embedded engine.
+    /// Dot-product path of the embedded engine (not written: `summary.json` reads back
+    /// [`Kernel::Auto`]).
     #[serde(skip)]
     pub kernel: Kernel,
     /// Continue the run whose `results.jsonl` is already in the output folder: keep the items
     /// answered with the same [`AnswerKey`], answer the rest. When false, an output folder that
-    /// holds results is an error ([`Error::ExistingResults`]).
+    /// holds results is an error ([`Error::ExistingResults`]). Not written: `summary.json`
+    /// counts the kept items instead ([`Summary::resumed_items`]).
     #[serde(skip)]
     pub resume: bool,
 }
@@ -197,8 +209,9 @@ pub struct ItemResult {
     pub answered_with: Option<AnswerKey>,
 }
 
-/// Per-model aggregate in `summary.json`.
-#[derive(Debug, Clone, Serialize)]
+/// Per-model aggregate in `summary.json`. Every field is written; the `Option`s are `null` when
+/// there is nothing to measure (no answered item, no perplexity or judge asked for).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelSummary {
     /// Model name.
     pub name: String,
@@ -235,8 +248,8 @@ pub struct ModelSummary {
     pub error: Option<String>,
 }
 
-/// `summary.json`.
-#[derive(Debug, Clone, Serialize)]
+/// `summary.json`, read back by tb-report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
     /// Dataset file.
     pub dataset: PathBuf,

@@ -35,6 +35,7 @@ fn notice(message: &str) {
     let _ = writeln!(std::io::stderr(), "tb-eval tests: {message}");
 }
 
+pub mod eval_setup;
 pub mod tiny;
 
 /// Installs tools/ollama-compat's pinned dependencies on first use (see tb-testkit).
