@@ -340,7 +340,7 @@ fn modelfile_and_eval_create_the_same_ollama_model_for_chatml_llama3_and_turkcel
             mix: tb_gguf::QuantMix::F16,
             threads: 1,
         };
-        tb_gguf::export_hf_dir(&dir, &gguf, options).unwrap();
+        tb_model::gguf_export::export_hf_dir(&dir, &gguf, options).unwrap();
         let session = tb_eval::engine::Session::open(&gguf).unwrap();
         let for_modelfile = OllamaTemplate::for_tokenizer(&hf);
         let for_eval = OllamaTemplate::for_tokenizer(session.tokenizer());

@@ -117,6 +117,15 @@ pub enum DamageError {
         #[source]
         source: tb_gguf::Error,
     },
+    /// Exporting an HF directory failed.
+    #[error("{path}: {source}")]
+    Export {
+        /// The HF directory.
+        path: PathBuf,
+        /// What the exporter reported.
+        #[source]
+        source: tb_model::Error,
+    },
     /// Bad settings.
     #[error("{0}")]
     InvalidInput(String),
@@ -165,8 +174,15 @@ pub fn make_quantized_files(
         for &mix in types {
             let out = out_dir.join(format!("{stem}-{}.gguf", mix.name()));
             let t0 = Instant::now();
-            tb_gguf::export_hf_dir(source, &out, tb_gguf::ExportOptions { mix, threads })
-                .map_err(gguf_err(source))?;
+            tb_model::gguf_export::export_hf_dir(
+                source,
+                &out,
+                tb_gguf::ExportOptions { mix, threads },
+            )
+            .map_err(|e| DamageError::Export {
+                path: source.to_path_buf(),
+                source: e,
+            })?;
             tracing::info!(file = %out.display(), seconds = t0.elapsed().as_secs_f64(), "exported {}", mix.name());
             files.push((mix, out));
         }

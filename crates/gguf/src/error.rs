@@ -111,14 +111,23 @@ pub enum Error {
     /// the wrong number of bytes.
     #[error("writer: {0}")]
     Writer(String),
-    /// An HF model or PEFT adapter directory cannot be converted (missing file or tensor,
-    /// unsupported architecture or tokenizer, NaN weight, adapter/base mismatch, ...).
+    /// Export input cannot be converted (unsupported tokenizer, NaN weight, a tensor the
+    /// llama architecture does not have, ...).
     #[error("{path}: {message}")]
     Convert {
         /// The file or directory involved.
         path: PathBuf,
         /// What is wrong, naming the key or tensor.
         message: String,
+    },
+    /// A caller's [`crate::export::TensorSource`] could not read a tensor.
+    #[error("reading tensor `{tensor}`: {source}")]
+    Source {
+        /// The tensor's source name.
+        tensor: String,
+        /// What the source reported.
+        #[source]
+        source: crate::export::SourceError,
     },
     /// Quantized data failed validation (NaN/Inf, as llama.cpp's `ggml_validate_row_data`).
     #[error("tensor '{tensor}': {message}")]

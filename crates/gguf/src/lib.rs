@@ -9,8 +9,9 @@
 //! * [`mix`] and [`quantize_gguf`]: llama-quantize's per-tensor type rules (Q4_K_M, Q4_0, Q8_0,
 //!   F16, BF16, F32) and a re-quantizer for whole files.
 //! * [`naming`]: HF → GGUF tensor names and the q/k rotary row permutation.
-//! * [`export`]: HF Llama/Mistral directory → GGUF (any mix, tokenizer metadata included) and
-//!   PEFT LoRA adapter → llama.cpp adapter GGUF.
+//! * [`export`]: a parsed Llama/Mistral model (hyperparameters, tokenizer files, a
+//!   [`TensorSource`] read one tensor at a time) → GGUF in any mix, and LoRA A/B matrices →
+//!   llama.cpp adapter GGUF. Parsing HF and PEFT files is left to the crates that own them.
 //!
 //! Format reference: ggml `docs/gguf.md`; the project's notes are in
 //! `shared/reference/gguf-and-quantization.md`.
@@ -28,7 +29,9 @@ pub mod types;
 pub mod writer;
 
 pub use error::{Error, Result};
-pub use export::{export_hf_dir, export_lora_adapter, ExportOptions, ExportReport};
+pub use export::{
+    export_llama, write_lora_adapter, ExportOptions, ExportReport, LlamaHparams, TensorSource,
+};
 pub use metadata::{Array, Metadata, Value, ValueType};
 pub use mix::{ModelFacts, QuantMix};
 pub use naming::{gguf_to_hf_name, hf_to_gguf_name, permute_qk, unpermute_qk};

@@ -180,6 +180,11 @@ impl SafetensorsCheckpoint {
         Ok((shard, entry))
     }
 
+    /// The shard file holding a tensor.
+    pub fn path_of(&self, name: &str) -> Result<&Path> {
+        Ok(self.info(name)?.0.path.as_path())
+    }
+
     /// Shape of a tensor.
     pub fn shape(&self, name: &str) -> Result<Vec<usize>> {
         Ok(self.info(name)?.1.shape.clone())

@@ -5,6 +5,7 @@
 //!   sliding-window / packed masks, SwiGLU MLP, tied or separate LM head; names mirror HF.
 //! - Loading: [`SafetensorsCheckpoint`] (single or sharded, memory-mapped, F32/F16/BF16) and
 //!   [`GgufModel`] (llama-arch GGUFs through tb-gguf).
+//! - [`gguf_export`]: HF directory → GGUF, parsed here and written by tb-gguf.
 //! - [`TextTokenizer`] and [`ChatTemplate`], and [`OllamaTemplate`]: the chat template as Ollama
 //!   takes it; [`generate`] with a KV cache.
 
@@ -19,6 +20,7 @@ pub mod error;
 pub mod fetch;
 pub mod frozen_linear;
 pub mod generation;
+pub mod gguf_export;
 pub mod gguf_import;
 pub mod gguf_tokenizer;
 pub mod import;
@@ -38,7 +40,7 @@ pub use cache::KvCache;
 pub use causal_lm::{CausalLm, ForwardOptions};
 pub use chat_template::{ChatMessage, ChatTemplate};
 pub use checkpoint::{SafetensorsCheckpoint, StoredDtype};
-pub use config::{Architecture, ModelConfig};
+pub use config::{Architecture, ModelConfig, RopeScaling};
 pub use error::{Error, Result};
 pub use frozen_linear::{frozen_linear, FrozenLinearBackend};
 pub use generation::{generate, Generation, GenerationConfig, Sampling, StopReason};

@@ -48,7 +48,15 @@ impl ModelDir {
 
     /// Builds the Burn model from the weights.
     pub fn load<B: Backend>(&self, device: &B::Device) -> Result<CausalLm<B>> {
+        self.require_plain_rope()?;
         load_safetensors(&self.config, &self.checkpoint, device)
+    }
+
+    /// [`ModelConfig::require_plain_rope`], naming this directory's `config.json`.
+    fn require_plain_rope(&self) -> Result<()> {
+        let origin = self.path.join("config.json");
+        self.config
+            .require_plain_rope(&origin.display().to_string())
     }
 
     /// [`Self::load`] with [`LoadOptions`] (weight dtype, [`WeightSink`](crate::weights::WeightSink)).
@@ -57,6 +65,7 @@ impl ModelDir {
         device: &B::Device,
         options: LoadOptions<'_>,
     ) -> Result<CausalLm<B>> {
+        self.require_plain_rope()?;
         load_safetensors_with(&self.config, &self.checkpoint, device, options)
     }
 }

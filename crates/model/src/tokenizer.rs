@@ -44,7 +44,7 @@ impl std::fmt::Debug for TextTokenizer {
     }
 }
 
-fn read_json_opt(path: &Path) -> Result<Option<Value>> {
+pub(crate) fn read_json_opt(path: &Path) -> Result<Option<Value>> {
     if !path.exists() {
         return Ok(None);
     }

@@ -156,6 +156,7 @@ pub fn build_model_with<B: Backend>(
     fetch: &mut FetchTensor<'_>,
     options: LoadOptions<'_>,
 ) -> Result<CausalLm<B>> {
+    config.require_plain_rope("model config")?;
     let LoadOptions { dtype, mut sink } = options;
     let matrix = |fetch: &mut FetchTensor<'_>, name: &str, rows: usize, cols: usize| {
         let data = fetch(name, &[rows, cols])?;

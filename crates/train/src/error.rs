@@ -90,13 +90,14 @@ pub enum Error {
     /// Merging would produce NaN/Inf, or base and adapter disagree.
     #[error("merge: {0}")]
     Merge(String),
-    /// Writing a GGUF after training failed.
+    /// Writing a GGUF (model or LoRA adapter) failed.
     #[error("writing {path}: {source}")]
     Export {
         /// The GGUF being written.
         path: PathBuf,
-        /// What the exporter reported.
-        source: tb_gguf::Error,
+        /// What the exporter reported (tb-gguf's errors arrive wrapped as
+        /// [`tb_model::Error::Gguf`]); boxed to keep this enum small.
+        source: Box<tb_model::Error>,
     },
     /// A trainer-specific failure (adapter shapes, kernels, ...).
     #[error("{0}")]

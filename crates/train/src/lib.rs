@@ -8,7 +8,8 @@
 //! - [`Trainer`] + [`run_training`]: the shared loop (accumulation, clipping, schedule, eval
 //!   loss, checkpoints and resume, progress bar, throughput and peak-memory probes).
 //! - [`cross_entropy_sum`]: the plain masked loss.
-//! - [`lora`]: PEFT's `LoraConfig`, LoRA initialisation and PEFT-format adapter folders.
+//! - [`lora`]: PEFT's `LoraConfig`, LoRA initialisation, PEFT-format adapter folders and their
+//!   export as llama.cpp LoRA GGUFs ([`export_lora_adapter`]).
 
 pub mod checkpoint;
 pub mod config;
@@ -30,9 +31,9 @@ pub use config::{
     Targets,
 };
 pub use error::{Error, Result};
-pub use lora::{Adapter, LoraConfig};
+pub use lora::{export_lora_adapter, Adapter, LoraConfig, LoraExportReport};
 pub use loss::cross_entropy_sum;
-pub use merge::{merge_adapter, merge_into_dir, MergeReport};
+pub use merge::{base_projections, merge_adapter, merge_into_dir, MergeReport};
 pub use optimizer::{clip_global_norm, global_norm, AdamW, AdamWSettings, NamedTensor};
 pub use outcome::{TrainOutcome, TrainRequest};
 pub use probe::{peak_rss_mib, Machine};

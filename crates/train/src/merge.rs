@@ -82,6 +82,24 @@ fn shard_map(
     Ok(files)
 }
 
+/// The decoder projections of a checkpoint: HF module name → (in, out).
+pub fn base_projections(
+    checkpoint: &SafetensorsCheckpoint,
+) -> Result<BTreeMap<String, (usize, usize)>> {
+    let mut projections = BTreeMap::new();
+    for name in checkpoint.names() {
+        if let Some(module) = name.strip_suffix(".weight") {
+            if module.contains(".self_attn.") || module.contains(".mlp.") {
+                let shape = checkpoint.shape(name)?;
+                if shape.len() == 2 {
+                    projections.insert(module.to_string(), (shape[1], shape[0]));
+                }
+            }
+        }
+    }
+    Ok(projections)
+}
+
 /// Merges the adapter folder `adapter_dir` into the HF checkpoint `base_dir`, writing a
 /// complete HF model folder at `out` (which must not exist or be empty).
 pub fn merge_into_dir(base_dir: &Path, adapter_dir: &Path, out: &Path) -> Result<MergeReport> {
@@ -108,18 +126,7 @@ pub fn merge_adapter(base_dir: &Path, adapter: &Adapter, out: &Path) -> Result<M
     ModelConfig::from_hf_file(base_dir.join("config.json"))?;
     let checkpoint = SafetensorsCheckpoint::open(base_dir)?;
     // Names and shapes first: an adapter for another base says what differs.
-    let mut projections = BTreeMap::new();
-    for name in checkpoint.names() {
-        if let Some(module) = name.strip_suffix(".weight") {
-            if module.contains(".self_attn.") || module.contains(".mlp.") {
-                let shape = checkpoint.shape(name)?;
-                if shape.len() == 2 {
-                    projections.insert(module.to_string(), (shape[1], shape[0]));
-                }
-            }
-        }
-    }
-    adapter.check_against(&projections)?;
+    adapter.check_against(&base_projections(&checkpoint)?)?;
     for m in adapter.modules.values() {
         for t in [&m.a, &m.b] {
             if let Some(i) = t.data.iter().position(|x| !x.is_finite()) {

@@ -313,7 +313,7 @@ fn export(
     for mix in quants {
         let file = format!("{}-{}.gguf", config.name, mix.name());
         let out = run.join(&file);
-        let r = tb_gguf::export_hf_dir(
+        let r = tb_model::gguf_export::export_hf_dir(
             &merged,
             &out,
             ExportOptions {
@@ -323,7 +323,7 @@ fn export(
         )
         .map_err(|source| tb_train::Error::Export {
             path: out.clone(),
-            source,
+            source: Box::new(source),
         })?;
         tracing::info!(file = %out.display(), bytes = r.bytes_out, "GGUF written");
         listed.push((file, r.bytes_out));

@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use tb_gguf::{export_hf_dir, export_lora_adapter, ExportOptions, QuantMix};
+use tb_gguf::{ExportOptions, QuantMix};
+use tb_model::gguf_export::export_hf_dir;
+use tb_train::export_lora_adapter;
 
 /// Arguments of `export`.
 #[derive(Args)]
@@ -148,6 +150,7 @@ pub fn run_export_lora(args: ExportLoraArgs) -> Result<()> {
         lora_alpha = r.lora_alpha,
         gguf_alpha = r.gguf_alpha,
         targets = r.targets,
+        rescaled = r.rescaled,
         bytes = r.bytes_out,
         "exported LoRA adapter"
     );

@@ -1,7 +1,12 @@
-//! HF → GGUF: export a Llama/Mistral model directory, or a PEFT LoRA adapter, as GGUF.
+//! Writing `llama`-architecture GGUFs from already-parsed input: a model (hyperparameters,
+//! tokenizer files, tensors read one at a time) or a LoRA adapter.
 //!
-//! [`export_hf_dir`] reads `config.json`, the safetensors weights and the tokenizer files and
-//! writes a `llama`-architecture GGUF the way `convert_hf_to_gguf.py` (+ `llama-quantize` for
+//! This crate owns the GGUF side only; reading HF `config.json`, safetensors and PEFT
+//! `adapter_config.json` belongs to the crates that own those formats (tb-model's
+//! `gguf_export::export_hf_dir`, tb-train's `lora::export_lora_adapter`), which call
+//! [`export_llama`] and [`write_lora_adapter`].
+//!
+//! [`export_llama`] writes a GGUF the way `convert_hf_to_gguf.py` (+ `llama-quantize` for
 //! quantized mixes) would:
 //!
 //! * keys typed as llama.cpp checks them (u32 ints, f32 floats, i32 token types, bool flags);
@@ -9,33 +14,31 @@
 //!   ([`crate::permute_qk`], `n_head_kv` for k), tensors in llama.cpp's order
 //!   ([`crate::mix::llama_tensor_order`]), 1-D tensors and norms F32;
 //! * types from [`crate::mix::plan_tensor_types`]. A quantized mix first rounds every weight to
-//!   the intermediate float type (F16, or BF16 for BF16 checkpoints) and quantizes from that,
-//!   so a Q4_K_M export is byte-identical to exporting F16 and running `llama-quantize`;
+//!   the intermediate float type (F16, or BF16 for BF16 sources) and quantizes from that, so a
+//!   Q4_K_M export is byte-identical to exporting F16 and running `llama-quantize`;
 //! * RoPE: `rope_theta`, linear scaling as `llama.rope.scaling.*`, Llama-3.1 (`llama3`) scaling
-//!   as the generated `rope_freqs.weight` tensor (as `convert_hf_to_gguf.py` does); other rope
-//!   types are an error. A `sliding_window` is logged as a warning: llama.cpp's `llama`
-//!   architecture has no sliding-window attention;
+//!   as the generated `rope_freqs.weight` tensor (as `convert_hf_to_gguf.py` does);
 //! * tokenizer metadata per [`vocab`];
 //! * a NaN or Inf weight aborts with an error naming the tensor; tensors are streamed one at a
 //!   time into a temporary file renamed into place at the end, so a failure leaves no file.
-//!
-//! [`export_lora_adapter`] writes llama.cpp's LoRA adapter GGUF (Ollama's `ADAPTER`).
 
-pub mod hf;
+mod hparams;
 mod lora;
 pub mod spm;
 pub mod vocab;
 
 use std::path::Path;
 
-pub use hf::{HfLlamaConfig, RopeScaling, SafetensorsDir};
-pub use lora::{export_lora_adapter, LoraExportReport};
+pub use hparams::{
+    LlamaHparams, RopeScaling, SourceDtype, SourceError, SourceTensor, TensorSource,
+};
+pub use lora::{write_lora_adapter, LoraAdapterGguf, LoraPair, LoraWriteReport};
+pub use vocab::TokenizerFiles;
 
 use crate::error::{Error, Result};
-use crate::metadata::Metadata;
 use crate::mix::{llama_tensor_order, plan_tensor_types, ModelFacts, PlanInput, QuantMix};
-use crate::naming::{hf_to_gguf_name, is_skipped_hf_tensor, permute_qk, qk_kind, QkKind};
-use crate::quantize::{QuantizedTensor, GGML_QNT_VERSION};
+use crate::naming::{hf_to_gguf_name, permute_qk, qk_kind, QkKind};
+use crate::quantize::QuantizedTensor;
 use crate::types::GgmlType;
 use crate::writer::{GgufWriter, TensorSpec};
 
@@ -48,7 +51,7 @@ pub struct ExportOptions {
     pub threads: usize,
 }
 
-/// What [`export_hf_dir`] wrote.
+/// What [`export_llama`] wrote.
 #[derive(Debug, Clone)]
 pub struct ExportReport {
     /// Tensors in file order (`from` is the intermediate type a quantized mix started from).
@@ -61,103 +64,54 @@ pub struct ExportReport {
     pub tokenizer_pre: String,
 }
 
+/// One tensor of the output, in file order.
 struct Planned {
-    /// HF name (empty for a generated tensor).
-    hf: String,
+    /// Source name (empty for a generated tensor).
+    source: String,
     /// Values of a generated tensor (`rope_freqs.weight`).
     generated: Option<Vec<f32>>,
     gguf: String,
     shape: Vec<usize>,
     ne: Vec<u64>,
+    /// Heads of the q/k row permutation.
     qk: Option<usize>,
 }
 
-/// The `llama.*` and `general.*` keys for `cfg`.
-pub fn model_metadata(cfg: &HfLlamaConfig, name: &str, mix: QuantMix) -> Metadata {
-    let mut md = Metadata::new();
-    md.set("general.architecture", "llama");
-    md.set("general.type", "model");
-    md.set("general.name", name);
-    md.set("llama.block_count", cfg.n_layer);
-    md.set("llama.context_length", cfg.n_ctx);
-    md.set("llama.embedding_length", cfg.n_embd);
-    md.set("llama.feed_forward_length", cfg.n_ff);
-    md.set("llama.attention.head_count", cfg.n_head);
-    md.set("llama.attention.head_count_kv", cfg.n_head_kv);
-    md.set("llama.rope.freq_base", cfg.rope_theta);
-    md.set("llama.attention.layer_norm_rms_epsilon", cfg.rms_eps);
-    if let RopeScaling::Linear(f) = cfg.rope_scaling {
-        md.set("llama.rope.scaling.type", "linear");
-        md.set("llama.rope.scaling.factor", f);
-    }
-    if cfg.explicit_head_dim {
-        md.set("llama.attention.key_length", cfg.head_dim);
-        md.set("llama.attention.value_length", cfg.head_dim);
-    }
-    md.set("general.file_type", mix.file_type().id());
-    md.set("llama.vocab_size", cfg.vocab_size);
-    md.set("llama.rope.dimension_count", cfg.head_dim);
-    md.set("general.quantization_version", GGML_QNT_VERSION);
-    md
-}
-
-fn plan(dir: &Path, cfg: &HfLlamaConfig, st: &SafetensorsDir) -> Result<Vec<Planned>> {
-    let mut out = Vec::new();
-    for (hf, t) in st.tensors() {
-        if is_skipped_hf_tensor(hf) || (cfg.tied_embeddings && hf == "lm_head.weight") {
-            continue;
-        }
-        let path = st.path_of(t);
-        let gguf = hf_to_gguf_name(hf).ok_or_else(|| {
+/// Maps the source's tensors to GGUF names and llama.cpp's order, adding `rope_freqs.weight`
+/// for llama3 scaling.
+fn plan(
+    hp: &LlamaHparams,
+    tensors: &[SourceTensor],
+    source: &impl TensorSource,
+) -> Result<Vec<Planned>> {
+    let mut out = Vec::with_capacity(tensors.len() + 1);
+    for t in tensors {
+        let gguf = hf_to_gguf_name(&t.name).ok_or_else(|| {
             Error::convert(
-                path,
-                format!("unexpected tensor `{hf}` for a {} model", cfg.architecture),
-            )
-        })?;
-        let want = cfg.expected_shape(hf).ok_or_else(|| {
-            Error::convert(
-                path,
+                source.origin(&t.name),
                 format!(
-                    "tensor `{hf}` does not belong to a {}-layer model",
-                    cfg.n_layer
+                    "unexpected tensor `{}` for a llama-architecture model",
+                    t.name
                 ),
             )
         })?;
-        if t.shape != want {
-            return Err(Error::convert(
-                path,
-                format!(
-                    "tensor `{hf}` has shape {:?}, config.json implies {want:?}",
-                    t.shape
-                ),
-            ));
-        }
         let qk = match qk_kind(&gguf) {
-            Some(QkKind::Query) => Some(cfg.n_head as usize),
-            Some(QkKind::Key) => Some(cfg.n_head_kv as usize),
+            Some(QkKind::Query) => Some(hp.n_head as usize),
+            Some(QkKind::Key) => Some(hp.n_head_kv as usize),
             None => None,
         };
-        let ne = t.shape.iter().rev().map(|&d| d as u64).collect();
         out.push(Planned {
-            hf: hf.clone(),
+            source: t.name.clone(),
             generated: None,
             gguf,
             shape: t.shape.clone(),
-            ne,
+            ne: t.shape.iter().rev().map(|&d| d as u64).collect(),
             qk,
         });
     }
-    for req in cfg.required_tensors() {
-        if !st.tensors().contains_key(&req) {
-            return Err(Error::convert(dir, format!("missing tensor `{req}`")));
-        }
-    }
-    if let Some(f) = cfg
-        .rope_scaling
-        .llama3_factors(cfg.rope_theta, cfg.head_dim)
-    {
+    if let Some(f) = hp.rope_scaling.llama3_factors(hp.rope_theta, hp.head_dim) {
         out.push(Planned {
-            hf: String::new(),
+            source: String::new(),
             ne: vec![f.len() as u64],
             shape: vec![f.len()],
             generated: Some(f),
@@ -169,35 +123,19 @@ fn plan(dir: &Path, cfg: &HfLlamaConfig, st: &SafetensorsDir) -> Result<Vec<Plan
     Ok(out)
 }
 
-/// Exports the HF model directory `dir` to the GGUF file `out` (see the module docs).
-pub fn export_hf_dir(dir: &Path, out: &Path, opts: ExportOptions) -> Result<ExportReport> {
-    let cfg = HfLlamaConfig::from_dir(dir)?;
-    if let Some(w) = cfg.sliding_window.filter(|&w| w < cfg.n_ctx) {
-        tracing::warn!(
-            sliding_window = w,
-            context = cfg.n_ctx,
-            "llama.cpp's llama architecture has no sliding-window attention: outputs differ from HF beyond {w} tokens"
-        );
-    }
-    let st = SafetensorsDir::open(dir)?;
-    let planned = plan(dir, &cfg, &st)?;
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model".into());
-    let mut md = model_metadata(&cfg, &name, opts.mix);
-    vocab::add_tokenizer_metadata(dir, &cfg, &mut md)?;
-
-    let bf16_source = st
-        .tensors()
-        .values()
-        .any(|t| t.dtype == safetensors::Dtype::BF16);
-    let intermediate = match opts.mix {
+/// The type each planned tensor starts from (as the F16/BF16 intermediate file would hold it)
+/// and the type it is written as.
+fn plan_types(
+    hp: &LlamaHparams,
+    planned: &[Planned],
+    bf16_source: bool,
+    mix: QuantMix,
+) -> Result<(Vec<GgmlType>, Vec<GgmlType>)> {
+    let intermediate = match mix {
         QuantMix::F32 | QuantMix::F16 | QuantMix::BF16 => None,
         _ if bf16_source => Some(GgmlType::BF16),
         _ => Some(GgmlType::F16),
     };
-    // Source types as the F16/BF16 intermediate file would hold them.
     let src_types: Vec<GgmlType> = planned
         .iter()
         .map(|p| {
@@ -219,12 +157,78 @@ pub fn export_hf_dir(dir: &Path, out: &Path, opts: ExportOptions) -> Result<Expo
         .collect();
     let facts = ModelFacts {
         arch: "llama".into(),
-        n_layer: cfg.n_layer,
-        n_head: cfg.n_head,
-        n_head_kv: cfg.n_head_kv,
+        n_layer: hp.n_layer,
+        n_head: hp.n_head,
+        n_head_kv: hp.n_head_kv,
         n_expert: 0,
     };
-    let types = plan_tensor_types(opts.mix, &facts, &inputs, false)?;
+    let types = plan_tensor_types(mix, &facts, &inputs, false)?;
+    Ok((src_types, types))
+}
+
+/// Reads, checks, permutes and encodes one planned tensor.
+fn encode(
+    p: &Planned,
+    from: GgmlType,
+    to: GgmlType,
+    source: &impl TensorSource,
+) -> Result<Vec<u8>> {
+    let mut values = source.read_f32(&p.source).map_err(|e| Error::Source {
+        tensor: p.source.clone(),
+        source: e,
+    })?;
+    if let Some(pos) = values.iter().position(|v| !v.is_finite()) {
+        return Err(Error::convert(
+            source.origin(&p.source),
+            format!(
+                "tensor `{}` ({}) has a non-finite value {} at index {pos}",
+                p.source, p.gguf, values[pos]
+            ),
+        ));
+    }
+    let expected: usize = p.shape.iter().product();
+    if values.len() != expected {
+        return Err(Error::convert(
+            source.origin(&p.source),
+            format!(
+                "tensor `{}` has {} values, its shape {:?} needs {expected}",
+                p.source,
+                values.len(),
+                p.shape
+            ),
+        ));
+    }
+    if let Some(n_head) = p.qk {
+        let cols = p.shape.get(1).copied().unwrap_or(1);
+        values = permute_qk(&values, p.shape[0], cols, n_head)?;
+    }
+    if from != GgmlType::F32 && from != to {
+        let rounded = crate::codec::quantize_to_vec(from, &values)?;
+        values = crate::codec::dequantize_to_vec(from, &rounded)?;
+    }
+    let bytes = crate::codec::quantize_to_vec(to, &values)?;
+    crate::codec::validate(to, &bytes).map_err(|message| Error::Validation {
+        tensor: p.gguf.clone(),
+        message: format!("encoded data validation failed: {message}"),
+    })?;
+    Ok(bytes)
+}
+
+/// Writes the model described by `hp`, `tokenizer` and `source` to the GGUF file `out` (see
+/// the module docs).
+pub fn export_llama(
+    hp: &LlamaHparams,
+    tokenizer: &TokenizerFiles,
+    source: &impl TensorSource,
+    out: &Path,
+    opts: ExportOptions,
+) -> Result<ExportReport> {
+    let tensors = source.tensors();
+    let planned = plan(hp, &tensors, source)?;
+    let mut md = hp.metadata(opts.mix);
+    vocab::add_tokenizer_metadata(tokenizer, hp.vocab_size, &mut md)?;
+    let bf16_source = tensors.iter().any(|t| t.dtype == SourceDtype::BF16);
+    let (src_types, types) = plan_types(hp, &planned, bf16_source, opts.mix)?;
     let mut writer = GgufWriter::new(md)?;
     for (p, &ty) in planned.iter().zip(&types) {
         if !ty.has_codec() {
@@ -241,35 +245,10 @@ pub fn export_hf_dir(dir: &Path, out: &Path, opts: ExportOptions) -> Result<Expo
     let bytes_out = pool.install(|| {
         writer.write_to_file(out, |i, spec, sink| {
             let p = &planned[i];
-            if let Some(v) = &p.generated {
-                return sink.write_f32(v);
+            match &p.generated {
+                Some(v) => sink.write_f32(v),
+                None => sink.write_bytes(&encode(p, src_types[i], spec.ty, source)?),
             }
-            let path = st.path_of(&st.tensors()[&p.hf]);
-            let mut values = st.read_f32(&p.hf)?;
-            if let Some(pos) = values.iter().position(|v| !v.is_finite()) {
-                return Err(Error::convert(
-                    path,
-                    format!(
-                        "tensor `{}` ({}) has a non-finite value {} at index {pos}",
-                        p.hf, p.gguf, values[pos]
-                    ),
-                ));
-            }
-            if let Some(n_head) = p.qk {
-                let cols = p.shape.get(1).copied().unwrap_or(1);
-                values = permute_qk(&values, p.shape[0], cols, n_head)?;
-            }
-            let from = src_types[i];
-            if from != GgmlType::F32 && from != spec.ty {
-                let rounded = crate::codec::quantize_to_vec(from, &values)?;
-                values = crate::codec::dequantize_to_vec(from, &rounded)?;
-            }
-            let bytes = crate::codec::quantize_to_vec(spec.ty, &values)?;
-            crate::codec::validate(spec.ty, &bytes).map_err(|message| Error::Validation {
-                tensor: spec.name.clone(),
-                message: format!("encoded data validation failed: {message}"),
-            })?;
-            sink.write_bytes(&bytes)
         })
     })?;
     let md = writer.metadata();

@@ -168,10 +168,9 @@ impl SpmModel {
         })
     }
 
-    /// Reads and parses a `tokenizer.model` file.
-    pub fn open(path: &Path) -> Result<Self> {
-        let buf = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
-        Self::parse(&buf)
+    /// Parses the bytes of a `tokenizer.model` file (`path` is named in messages).
+    pub fn parse_file(buf: &[u8], path: &Path) -> Result<Self> {
+        Self::parse(buf)
             .map_err(|m| Error::convert(path, format!("invalid SentencePiece model: {m}")))
     }
 }

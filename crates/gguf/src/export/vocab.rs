@@ -1,4 +1,5 @@
-//! Tokenizer metadata for an exported GGUF, from the HF tokenizer files of a model directory.
+//! Tokenizer metadata for an exported GGUF, from the HF tokenizer files of a model directory
+//! (read by the caller into [`TokenizerFiles`]).
 //!
 //! * `tokenizer.model` present → SentencePiece ("llama"): real piece scores and types from the
 //!   protobuf, padded to `vocab_size` with `[PADi]` (score −10000, UNUSED), then
@@ -14,12 +15,11 @@
 //!
 //! Special tokens, add_bos/add_eos and the chat template follow gguf-py's `SpecialVocab`.
 
-use std::collections::HashMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 
 use serde_json::Value as Json;
 
-use super::hf::{read_json_opt, HfLlamaConfig};
 use super::spm::{piece_type, SpmModel};
 use crate::error::{Error, Result};
 use crate::metadata::Metadata;
@@ -138,14 +138,51 @@ impl Vocab {
     }
 }
 
-/// Adds the `tokenizer.*` keys for the model in `dir` to `md`.
-pub fn add_tokenizer_metadata(dir: &Path, cfg: &HfLlamaConfig, md: &mut Metadata) -> Result<()> {
-    let n_vocab = cfg.vocab_size as usize;
-    let tok_path = dir.join("tokenizer.json");
-    let tok_json = read_json_opt(&tok_path)?;
-    let tok_cfg = read_json_opt(&dir.join("tokenizer_config.json"))?.unwrap_or(Json::Null);
+/// The tokenizer files of a model directory, each parsed (JSON) or read (bytes, text); `None`
+/// where the file does not exist.
+#[derive(Debug, Clone, Default)]
+pub struct TokenizerFiles {
+    /// The directory (named in messages, with the file names below).
+    pub dir: PathBuf,
+    /// `tokenizer.json`.
+    pub tokenizer_json: Option<Json>,
+    /// `tokenizer_config.json`.
+    pub tokenizer_config: Option<Json>,
+    /// `tokenizer.model` (SentencePiece protobuf).
+    pub sentencepiece: Option<Vec<u8>>,
+    /// `added_tokens.json`.
+    pub added_tokens: Option<Json>,
+    /// `special_tokens_map.json`.
+    pub special_tokens_map: Option<Json>,
+    /// `generation_config.json`.
+    pub generation_config: Option<Json>,
+    /// `chat_template.jinja`.
+    pub chat_template_jinja: Option<String>,
+    /// `chat_template.json`.
+    pub chat_template_json: Option<Json>,
+    /// Special token ids the model's config gives (`bos`, `eos`, `pad`, `unk`): the fallback
+    /// when the tokenizer files name none.
+    pub config_token_ids: BTreeMap<String, u32>,
+}
+
+impl TokenizerFiles {
+    /// The path of file `name` in [`Self::dir`].
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+/// Adds the `tokenizer.*` keys for a model with `vocab_size` tokens to `md`.
+pub fn add_tokenizer_metadata(
+    files: &TokenizerFiles,
+    vocab_size: u32,
+    md: &mut Metadata,
+) -> Result<()> {
+    let n_vocab = vocab_size as usize;
+    let tok_path = files.path("tokenizer.json");
+    let tok_json = files.tokenizer_json.as_ref();
+    let tok_cfg = files.tokenizer_config.clone().unwrap_or(Json::Null);
     let added: Vec<Added> = tok_json
-        .as_ref()
         .and_then(|j| j.get("added_tokens"))
         .and_then(Json::as_array)
         .map(|a| {
@@ -161,15 +198,14 @@ pub fn add_tokenizer_metadata(dir: &Path, cfg: &HfLlamaConfig, md: &mut Metadata
         })
         .unwrap_or_default();
 
-    let spm_path = dir.join("tokenizer.model");
     let mut add_space_prefix = tok_cfg.get("add_prefix_space").and_then(Json::as_bool);
-    let vocab = if spm_path.is_file() {
-        let spm = SpmModel::open(&spm_path)?;
+    let vocab = if let Some(bytes) = &files.sentencepiece {
+        let spm = SpmModel::parse_file(bytes, &files.path("tokenizer.model"))?;
         let mut v = Vocab::padded(n_vocab, Some(-10000.0));
         for (id, p) in spm.pieces.iter().enumerate().take(n_vocab) {
             v.set(id, p.piece.clone(), p.score, p.kind);
         }
-        if let Some(j) = read_json_opt(&dir.join("added_tokens.json"))? {
+        if let Some(j) = &files.added_tokens {
             for (text, id) in j.as_object().into_iter().flatten() {
                 if let Some(id) = id.as_u64().map(|i| i as usize).filter(|&i| i < n_vocab) {
                     v.set(id, text.clone(), -1000.0, piece_type::USER_DEFINED);
@@ -209,9 +245,9 @@ pub fn add_tokenizer_metadata(dir: &Path, cfg: &HfLlamaConfig, md: &mut Metadata
         md.set("tokenizer.ggml.pre", "default");
         v
     } else {
-        let j = tok_json.as_ref().ok_or_else(|| {
+        let j = tok_json.ok_or_else(|| {
             Error::convert(
-                dir,
+                &files.dir,
                 "no tokenizer.json or tokenizer.model: cannot write the vocabulary",
             )
         })?;
@@ -230,14 +266,14 @@ pub fn add_tokenizer_metadata(dir: &Path, cfg: &HfLlamaConfig, md: &mut Metadata
         md.set("tokenizer.ggml.scores", s.clone());
     }
     md.set("tokenizer.ggml.token_type", vocab.types.clone());
-    if let Some(m) = pending_merges(tok_json.as_ref(), md) {
+    if let Some(m) = pending_merges(tok_json, md) {
         md.set("tokenizer.ggml.merges", m);
     }
-    special_tokens(dir, cfg, tok_json.as_ref(), &tok_cfg, &added, &vocab, md)?;
+    special_tokens(files, tok_json, &tok_cfg, &added, &vocab, md);
     if let Some(a) = add_space_prefix {
         md.set("tokenizer.ggml.add_space_prefix", a);
     }
-    if let Some(t) = chat_template(dir, &tok_cfg)? {
+    if let Some(t) = chat_template(files, &tok_cfg) {
         md.set("tokenizer.chat_template", t);
     }
     Ok(())
@@ -432,16 +468,15 @@ fn template_ends(tok_json: Option<&Json>) -> (Option<String>, Option<String>) {
 }
 
 fn special_tokens(
-    dir: &Path,
-    cfg: &HfLlamaConfig,
+    files: &TokenizerFiles,
     tok_json: Option<&Json>,
     tok_cfg: &Json,
     added: &[Added],
     vocab: &Vocab,
     md: &mut Metadata,
-) -> Result<()> {
-    let stm = read_json_opt(&dir.join("special_tokens_map.json"))?.unwrap_or(Json::Null);
-    let gen = read_json_opt(&dir.join("generation_config.json"))?.unwrap_or(Json::Null);
+) {
+    let stm = files.special_tokens_map.as_ref().unwrap_or(&Json::Null);
+    let gen = files.generation_config.as_ref().unwrap_or(&Json::Null);
     let n = vocab.tokens.len();
     let mut texts: HashMap<&str, String> = HashMap::new();
     let mut set = |typ: &'static str, key: &str, md: &mut Metadata| -> Option<u32> {
@@ -475,8 +510,8 @@ fn special_tokens(
                 v => v.as_u64(),
             }
         };
-        let id = cfg
-            .token_ids
+        let id = files
+            .config_token_ids
             .get(typ)
             .copied()
             .or_else(|| from_gen().map(|x| x as u32));
@@ -499,36 +534,30 @@ fn special_tokens(
             md.set(format!("tokenizer.ggml.add_{typ}_token"), b);
         }
     }
-    Ok(())
 }
 
-fn chat_template(dir: &Path, tok_cfg: &Json) -> Result<Option<String>> {
+fn chat_template(files: &TokenizerFiles, tok_cfg: &Json) -> Option<String> {
     match tok_cfg.get("chat_template") {
-        Some(Json::String(s)) => return Ok(Some(s.clone())),
+        Some(Json::String(s)) => return Some(s.clone()),
         Some(Json::Array(list)) => {
             let default = list
                 .iter()
                 .find(|t| t.get("name").and_then(Json::as_str) == Some("default"));
-            return Ok(default
+            return default
                 .and_then(|t| t.get("template"))
                 .and_then(Json::as_str)
-                .map(str::to_owned));
+                .map(str::to_owned);
         }
         _ => {}
     }
-    let jinja = dir.join("chat_template.jinja");
-    if jinja.is_file() {
-        return std::fs::read_to_string(&jinja)
-            .map(Some)
-            .map_err(|e| Error::io("read", jinja, e));
+    if let Some(t) = &files.chat_template_jinja {
+        return Some(t.clone());
     }
-    Ok(
-        read_json_opt(&dir.join("chat_template.json"))?.and_then(|j| {
-            j.get("chat_template")
-                .and_then(Json::as_str)
-                .map(str::to_owned)
-        }),
-    )
+    files.chat_template_json.as_ref().and_then(|j| {
+        j.get("chat_template")
+            .and_then(Json::as_str)
+            .map(str::to_owned)
+    })
 }
 
 #[cfg(test)]

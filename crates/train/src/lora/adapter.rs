@@ -247,7 +247,7 @@ impl Adapter {
             Err(Error::Adapter {
                 path,
                 message: format!(
-                    "adapter does not fit this base model ({n} problem(s)): {}{}",
+                    "adapter does not fit this base model (made for another base model?) ({n} problem(s)): {}{}",
                     problems.join("; "),
                     if n > 6 { "; ..." } else { "" }
                 ),

@@ -1,14 +1,15 @@
-//! Bad input to the HF → GGUF and LoRA exporters: each case is a clear error that names the
-//! problem (tensor, key, architecture, pre-tokenizer), and no output file (nor a temporary one)
-//! is left behind.
+//! Bad input to the HF → GGUF exporter: each case is a clear error that names the problem
+//! (tensor, key, architecture, pre-tokenizer), and no output file (nor a temporary one) is left
+//! behind. Also what the exporter accepts that the Burn model refuses (RoPE scaling).
 
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value as Json};
-use tb_gguf::{export_hf_dir, export_lora_adapter, ExportOptions, QuantMix};
+use tb_gguf::{ExportOptions, QuantMix};
+use tb_model::gguf_export::export_hf_dir;
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
 /// A copy of tiny-mistral with the fixture tokenizer; `edit` may change any tensor.
@@ -164,45 +165,74 @@ fn shape_that_contradicts_config_and_missing_tokenizer_are_errors() {
     assert!(e.contains("config.json is missing"), "{e}");
 }
 
+/// config.json's linear and llama3 RoPE scaling: the GGUF carries them (llama.rope.scaling.*
+/// keys; the rope_freqs.weight tensor), while building the Burn model from the same folder is
+/// refused with an error naming config.json and the field.
 #[test]
-fn lora_refuses_dora_unknown_tensors_and_missing_targets() {
+fn rope_scaling_exports_but_the_model_refuses_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let base = model_dir(&tmp.path().join("base"), |_, _| true);
-    let src =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/peft-tiny-mistral/adapter");
-    let adapter = tmp.path().join("adapter");
-    std::fs::create_dir_all(&adapter).unwrap();
-    for f in ["adapter_config.json", "adapter_model.safetensors"] {
-        std::fs::copy(src.join(f), adapter.join(f)).unwrap();
-    }
-    let out = tmp.path().join("a.gguf");
-    export_lora_adapter(&adapter, &base, &out).unwrap();
-    std::fs::remove_file(&out).unwrap();
-
-    edit_json(&adapter.join("adapter_config.json"), |c| {
-        c["use_dora"] = json!(true)
-    });
-    let e = export_lora_adapter(&adapter, &base, &out)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("DoRA"), "{e}");
-    edit_json(&adapter.join("adapter_config.json"), |c| {
-        c["use_dora"] = json!(false)
-    });
-
-    // a base without layer 1: the adapter targets tensors it does not have
-    let small = model_dir(&tmp.path().join("small"), |n, _| {
-        !n.starts_with("model.layers.1.")
-    });
-    edit_json(&small.join("config.json"), |c| {
-        c["num_hidden_layers"] = json!(1)
-    });
-    let e = export_lora_adapter(&adapter, &small, &out)
-        .unwrap_err()
-        .to_string();
+    let dir = model_dir(&tmp.path().join("linear"), |_, _| true);
+    edit_json(
+        &dir.join("config.json"),
+        |c| {
+            c["rope_parameters"] =
+                json!({"rope_theta": 10000.0, "rope_type": "linear", "factor": 4.0})
+        },
+    );
+    let out = tmp.path().join("linear.gguf");
+    let opts = ExportOptions {
+        mix: QuantMix::F32,
+        threads: 1,
+    };
+    export_hf_dir(&dir, &out, opts).unwrap();
+    let f = tb_gguf::GgufFile::open(&out).unwrap();
+    assert_eq!(
+        f.metadata().get_str("llama.rope.scaling.type").unwrap(),
+        "linear"
+    );
+    assert_eq!(
+        f.metadata().get_f32("llama.rope.scaling.factor").unwrap(),
+        4.0
+    );
+    let model = tb_model::ModelDir::open(&dir).unwrap();
+    let Err(e) = model.load::<tb_model::CpuBackend>(&Default::default()) else {
+        panic!("the Burn model has no linear RoPE scaling");
+    };
+    let e = e.to_string();
     assert!(
-        e.contains("model.layers.1.") && e.contains("another base model"),
+        e.contains("config.json") && e.contains("`rope_scaling`") && e.contains("`linear`"),
         "{e}"
     );
-    assert!(!out.exists());
+
+    let dir = model_dir(&tmp.path().join("llama3"), |_, _| true);
+    edit_json(
+        &dir.join("config.json"),
+        |c| {
+            c["rope_scaling"] = json!({"rope_type": "llama3", "factor": 8.0, "original_max_position_embeddings": 16})
+        },
+    );
+    let out = tmp.path().join("llama3.gguf");
+    export_hf_dir(&dir, &out, opts).unwrap();
+    let freqs = tb_gguf::GgufFile::open(&out)
+        .unwrap()
+        .tensor_f32("rope_freqs.weight")
+        .unwrap();
+    assert_eq!(freqs.len(), 8);
+    assert_eq!(freqs[7], 8.0);
+    let Err(e) = tb_model::LoadedModel::<tb_model::CpuBackend>::load(&dir, &Default::default())
+    else {
+        panic!("the Burn model has no llama3 RoPE scaling");
+    };
+    let e = e.to_string();
+    assert!(
+        e.contains("`rope_scaling`") && e.contains("`llama3`"),
+        "{e}"
+    );
+
+    // a scaling neither side knows is refused when config.json is read, naming the field
+    edit_json(&dir.join("config.json"), |c| {
+        c["rope_scaling"] = json!({"rope_type": "yarn", "factor": 4.0})
+    });
+    let e = fails(&dir);
+    assert!(e.contains("`rope_scaling`") && e.contains("`yarn`"), "{e}");
 }

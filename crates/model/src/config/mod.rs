@@ -1,10 +1,15 @@
 //! Model configuration for Llama-family decoders (`LlamaForCausalLM`, `MistralForCausalLM`).
 //!
-//! Read from an HF `config.json` ([`ModelConfig::from_hf_file`]) or from GGUF `llama.*` metadata
-//! ([`ModelConfig::from_gguf`]). Every value is validated; an invalid or unsupported value is an
-//! [`Error::Config`] naming the field.
+//! Read from an HF `config.json` ([`ModelConfig::from_hf_file`], the one parser of that file)
+//! or from GGUF `llama.*` metadata ([`ModelConfig::from_gguf`]). Every value is validated; an
+//! invalid or unsupported value is an [`Error::Config`] naming the field.
+//!
+//! The config carries what the file says even where the Burn model cannot compute it (RoPE
+//! scaling): GGUF export writes it, and [`ModelConfig::require_plain_rope`] refuses it where a
+//! model is built.
 
-use std::path::Path;
+mod gguf;
+mod hf;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -39,6 +44,96 @@ impl Architecture {
     }
 }
 
+/// RoPE scaling of an HF config (`rope_scaling` / `rope_parameters`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub enum RopeScaling {
+    /// Plain RoPE (`rope_type` "default" or absent).
+    #[default]
+    None,
+    /// Linear position interpolation (`rope_type` "linear").
+    Linear {
+        /// `factor`.
+        factor: f64,
+    },
+    /// Llama 3.1+ frequency-dependent scaling (`rope_type` "llama3").
+    Llama3 {
+        /// `factor` (default 8).
+        factor: f64,
+        /// `low_freq_factor` (default 1).
+        low_freq_factor: f64,
+        /// `high_freq_factor` (default 4).
+        high_freq_factor: f64,
+        /// `original_max_position_embeddings` (default 8192).
+        original_max_position_embeddings: f64,
+    },
+}
+
+impl RopeScaling {
+    /// The HF `rope_type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RopeScaling::None => "default",
+            RopeScaling::Linear { .. } => "linear",
+            RopeScaling::Llama3 { .. } => "llama3",
+        }
+    }
+
+    /// Checks the factors (finite, positive; llama3's high factor above its low factor).
+    pub(crate) fn check(&self) -> std::result::Result<(), String> {
+        let factors: &[(&str, f64)] = match self {
+            RopeScaling::None => &[],
+            RopeScaling::Linear { factor } => &[("factor", *factor)],
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            } => {
+                if high_freq_factor <= low_freq_factor {
+                    return Err(format!(
+                        "`high_freq_factor` {high_freq_factor} must be above `low_freq_factor` {low_freq_factor}"
+                    ));
+                }
+                &[
+                    ("factor", *factor),
+                    ("low_freq_factor", *low_freq_factor),
+                    ("high_freq_factor", *high_freq_factor),
+                    (
+                        "original_max_position_embeddings",
+                        *original_max_position_embeddings,
+                    ),
+                ]
+            }
+        };
+        match factors.iter().find(|(_, v)| !(v.is_finite() && *v > 0.0)) {
+            Some((key, v)) => Err(format!("`{key}` must be a finite number > 0, found {v}")),
+            None => Ok(()),
+        }
+    }
+
+    /// The object HF writes for this scaling (`null` for none).
+    pub fn to_hf_json(&self) -> Value {
+        match *self {
+            RopeScaling::None => Value::Null,
+            RopeScaling::Linear { factor } => {
+                serde_json::json!({"rope_type": "linear", "factor": factor})
+            }
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            } => serde_json::json!({
+                "rope_type": "llama3",
+                "factor": factor,
+                "low_freq_factor": low_freq_factor,
+                "high_freq_factor": high_freq_factor,
+                "original_max_position_embeddings": original_max_position_embeddings,
+            }),
+        }
+    }
+}
+
 /// Hyper-parameters of a Llama/Mistral decoder, named as in HF `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
@@ -56,10 +151,17 @@ pub struct ModelConfig {
     pub num_key_value_heads: usize,
     /// Width of one head (`head_dim`, default `hidden_size / num_attention_heads`).
     pub head_dim: usize,
+    /// Whether the source states `head_dim` (`config.json` `head_dim`, GGUF
+    /// `llama.attention.key_length`); written back only then.
+    #[serde(default)]
+    pub explicit_head_dim: bool,
     /// Epsilon of RMSNorm (`rms_norm_eps`).
     pub rms_norm_eps: f64,
     /// RoPE base frequency (`rope_theta`).
     pub rope_theta: f64,
+    /// RoPE scaling (`rope_scaling` / `rope_parameters`).
+    #[serde(default)]
+    pub rope_scaling: RopeScaling,
     /// Longest position the model was trained for (`max_position_embeddings`).
     pub max_position_embeddings: usize,
     /// Sliding attention window in tokens (`sliding_window`; Mistral only, `None` = full causal).
@@ -72,265 +174,17 @@ pub struct ModelConfig {
     pub bos_token_id: Option<u32>,
     /// End-of-sequence token ids from the config (`eos_token_id`, int or list).
     pub eos_token_ids: Vec<u32>,
+    /// Padding token id from the config (`pad_token_id`), if it is a valid id.
+    #[serde(default)]
+    pub pad_token_id: Option<u32>,
+    /// Unknown-token id from the config (`unk_token_id`), if it is a valid id.
+    #[serde(default)]
+    pub unk_token_id: Option<u32>,
 }
 
 const LIMIT: usize = 1 << 24;
 
 impl ModelConfig {
-    /// Reads and validates an HF `config.json`.
-    pub fn from_hf_file(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let value: Value = serde_json::from_str(&text).map_err(|source| Error::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_hf_json(&value, &path.display().to_string())
-    }
-
-    /// Validates an HF `config.json` already parsed; `origin` names it in errors.
-    pub fn from_hf_json(v: &Value, origin: &str) -> Result<Self> {
-        let err = |field: &str, msg: String| Error::config(origin, field, msg);
-        let obj = v
-            .as_object()
-            .ok_or_else(|| err("<root>", "expected a JSON object".into()))?;
-
-        let model_type = obj.get("model_type").and_then(Value::as_str);
-        let arch_name = match obj.get("architectures") {
-            Some(Value::Array(a)) if !a.is_empty() => a[0].as_str().map(str::to_owned),
-            Some(Value::Array(_)) => return Err(err("architectures", "is empty".into())),
-            Some(other) => {
-                return Err(err(
-                    "architectures",
-                    format!("expected a list, found {other}"),
-                ))
-            }
-            None => None,
-        };
-        let architecture = match (arch_name.as_deref(), model_type) {
-            (Some("LlamaForCausalLM"), _) | (None, Some("llama")) => Architecture::Llama,
-            (Some("MistralForCausalLM"), _) | (None, Some("mistral")) => Architecture::Mistral,
-            (Some(other), _) => {
-                return Err(err(
-                    "architectures",
-                    format!("unsupported architecture `{other}` (supported: LlamaForCausalLM, MistralForCausalLM)"),
-                ))
-            }
-            (None, Some(other)) => {
-                return Err(err(
-                    "model_type",
-                    format!("unsupported model_type `{other}` (supported: llama, mistral)"),
-                ))
-            }
-            (None, None) => {
-                return Err(err(
-                    "architectures",
-                    "missing (and no model_type either)".into(),
-                ))
-            }
-        };
-
-        let req_usize = |field: &str| -> Result<usize> {
-            match obj.get(field) {
-                None | Some(Value::Null) => Err(err(field, "missing".into())),
-                Some(v) => v.as_u64().map(|x| x as usize).ok_or_else(|| {
-                    err(field, format!("expected a non-negative integer, found {v}"))
-                }),
-            }
-        };
-        let opt_usize = |field: &str| -> Result<Option<usize>> {
-            match obj.get(field) {
-                None | Some(Value::Null) => Ok(None),
-                Some(v) => v.as_u64().map(|x| Some(x as usize)).ok_or_else(|| {
-                    err(field, format!("expected a non-negative integer, found {v}"))
-                }),
-            }
-        };
-        let opt_f64 = |field: &str| -> Result<Option<f64>> {
-            match obj.get(field) {
-                None | Some(Value::Null) => Ok(None),
-                Some(v) => v
-                    .as_f64()
-                    .map(Some)
-                    .ok_or_else(|| err(field, format!("expected a number, found {v}"))),
-            }
-        };
-        let opt_bool = |field: &str| -> Result<Option<bool>> {
-            match obj.get(field) {
-                None | Some(Value::Null) => Ok(None),
-                Some(v) => v
-                    .as_bool()
-                    .map(Some)
-                    .ok_or_else(|| err(field, format!("expected true or false, found {v}"))),
-            }
-        };
-        let token_ids = |field: &str| -> Result<Vec<u32>> {
-            match obj.get(field) {
-                None | Some(Value::Null) => Ok(Vec::new()),
-                Some(Value::Array(a)) => a
-                    .iter()
-                    .map(|x| {
-                        x.as_u64()
-                            .and_then(|x| u32::try_from(x).ok())
-                            .ok_or_else(|| err(field, format!("expected token ids, found {x}")))
-                    })
-                    .collect(),
-                Some(v) => v
-                    .as_u64()
-                    .and_then(|x| u32::try_from(x).ok())
-                    .map(|x| vec![x])
-                    .ok_or_else(|| err(field, format!("expected a token id, found {v}"))),
-            }
-        };
-
-        if let Some(act) = obj.get("hidden_act").and_then(Value::as_str) {
-            if act != "silu" {
-                return Err(err(
-                    "hidden_act",
-                    format!("unsupported activation `{act}` (only silu)"),
-                ));
-            }
-        }
-        for flag in ["attention_bias", "mlp_bias"] {
-            if opt_bool(flag)? == Some(true) {
-                return Err(err(flag, "bias in projections is not supported".into()));
-            }
-        }
-        // transformers < 5 writes `rope_theta` + `rope_scaling`; 5.x writes `rope_parameters`
-        // {rope_theta, rope_type}. Only plain ("default") RoPE is supported.
-        for field in ["rope_scaling", "rope_parameters"] {
-            if let Some(params) = obj.get(field).filter(|v| !v.is_null()) {
-                let kind = params
-                    .get("rope_type")
-                    .or_else(|| params.get("type"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("default");
-                if kind != "default" {
-                    return Err(err(
-                        field,
-                        format!("RoPE scaling `{kind}` is not supported (found {params})"),
-                    ));
-                }
-            }
-        }
-        let rope_theta = match obj
-            .get("rope_parameters")
-            .and_then(|p| p.get("rope_theta"))
-            .filter(|v| !v.is_null())
-        {
-            Some(v) => Some(v.as_f64().ok_or_else(|| {
-                err(
-                    "rope_parameters.rope_theta",
-                    format!("expected a number, found {v}"),
-                )
-            })?),
-            None => opt_f64("rope_theta")?,
-        };
-
-        let hidden_size = req_usize("hidden_size")?;
-        let num_attention_heads = req_usize("num_attention_heads")?;
-        let head_dim = match opt_usize("head_dim")? {
-            Some(h) => h,
-            None if num_attention_heads > 0 => hidden_size / num_attention_heads,
-            None => 0,
-        };
-        let sliding_window = match architecture {
-            Architecture::Mistral => opt_usize("sliding_window")?,
-            Architecture::Llama => None,
-        };
-        let config = ModelConfig {
-            architecture,
-            hidden_size,
-            intermediate_size: req_usize("intermediate_size")?,
-            num_hidden_layers: req_usize("num_hidden_layers")?,
-            num_attention_heads,
-            num_key_value_heads: opt_usize("num_key_value_heads")?.unwrap_or(num_attention_heads),
-            head_dim,
-            rms_norm_eps: opt_f64("rms_norm_eps")?.unwrap_or(1e-6),
-            rope_theta: rope_theta.unwrap_or(10_000.0),
-            max_position_embeddings: opt_usize("max_position_embeddings")?.unwrap_or(2048),
-            sliding_window,
-            tie_word_embeddings: opt_bool("tie_word_embeddings")?.unwrap_or(false),
-            vocab_size: req_usize("vocab_size")?,
-            bos_token_id: token_ids("bos_token_id")?.first().copied(),
-            eos_token_ids: token_ids("eos_token_id")?,
-        };
-        config.validate(origin)?;
-        Ok(config)
-    }
-
-    /// Builds the config from GGUF `llama.*` metadata (llama.cpp's key names and types).
-    ///
-    /// `has_output` says whether the file has a separate `output.weight` (else the embeddings are
-    /// tied, as llama.cpp falls back to `token_embd`).
-    pub fn from_gguf(file: &tb_gguf::GgufFile) -> Result<Self> {
-        let origin = "GGUF metadata";
-        let md = file.metadata();
-        let arch = md.get_str("general.architecture")?;
-        if arch != "llama" {
-            return Err(Error::config(
-                origin,
-                "general.architecture",
-                format!("unsupported architecture `{arch}` (supported: llama)"),
-            ));
-        }
-        let u = |key: &str| -> Result<usize> { Ok(md.get_u32(key)? as usize) };
-        let hidden_size = u("llama.embedding_length")?;
-        let num_attention_heads = u("llama.attention.head_count")?;
-        let num_key_value_heads = match md.opt_u32("llama.attention.head_count_kv")? {
-            Some(v) => v as usize,
-            None => num_attention_heads,
-        };
-        let head_dim = match md.opt_u32("llama.attention.key_length")? {
-            Some(v) => v as usize,
-            None if num_attention_heads > 0 => hidden_size / num_attention_heads,
-            None => 0,
-        };
-        if let Some(rot) = md.opt_u32("llama.rope.dimension_count")? {
-            if rot as usize != head_dim {
-                return Err(Error::config(
-                    origin,
-                    "llama.rope.dimension_count",
-                    format!("partial rotary embeddings ({rot} of {head_dim}) are not supported"),
-                ));
-            }
-        }
-        if let Some(kind) = md.get("llama.rope.scaling.type") {
-            let is_none = matches!(md.get_str("llama.rope.scaling.type"), Ok("none"));
-            if !is_none {
-                return Err(Error::config(
-                    origin,
-                    "llama.rope.scaling.type",
-                    format!("RoPE scaling is not supported (found {kind:?})"),
-                ));
-            }
-        }
-        let vocab_size = match md.opt_u32("llama.vocab_size")? {
-            Some(v) => v as usize,
-            None => md.get_str_array("tokenizer.ggml.tokens")?.len(),
-        };
-        let eos = md.opt_u32("tokenizer.ggml.eos_token_id")?;
-        let config = ModelConfig {
-            architecture: Architecture::Llama,
-            hidden_size,
-            intermediate_size: u("llama.feed_forward_length")?,
-            num_hidden_layers: u("llama.block_count")?,
-            num_attention_heads,
-            num_key_value_heads,
-            head_dim,
-            rms_norm_eps: md.get_f32("llama.attention.layer_norm_rms_epsilon")? as f64,
-            rope_theta: md.opt_f32("llama.rope.freq_base")?.unwrap_or(10_000.0) as f64,
-            max_position_embeddings: u("llama.context_length")?,
-            sliding_window: None,
-            tie_word_embeddings: file.tensor("output.weight").is_err(),
-            vocab_size,
-            bos_token_id: md.opt_u32("tokenizer.ggml.bos_token_id")?,
-            eos_token_ids: eos.into_iter().collect(),
-        };
-        config.validate(origin)?;
-        Ok(config)
-    }
-
     /// Checks internal consistency; `origin` names the source in errors.
     pub fn validate(&self, origin: &str) -> Result<()> {
         let err = |field: &str, msg: String| Err(Error::config(origin, field, msg));
@@ -403,6 +257,23 @@ impl ModelConfig {
         Ok(())
     }
 
+    /// Refuses RoPE scaling, which the Burn model does not compute: building a model from such
+    /// a config would silently run it with plain RoPE. `origin` names the config in the error.
+    pub fn require_plain_rope(&self, origin: &str) -> Result<()> {
+        match &self.rope_scaling {
+            RopeScaling::None => Ok(()),
+            other => Err(Error::config(
+                origin,
+                "rope_scaling",
+                format!(
+                    "RoPE scaling `{}` is not supported by the Burn model (training, inference); only `export gguf` writes it (found {})",
+                    other.kind(),
+                    other.to_hf_json()
+                ),
+            )),
+        }
+    }
+
     /// Query heads per key/value head.
     pub fn gqa_groups(&self) -> usize {
         self.num_attention_heads / self.num_key_value_heads
@@ -418,7 +289,6 @@ impl ModelConfig {
             "num_hidden_layers": self.num_hidden_layers,
             "num_attention_heads": self.num_attention_heads,
             "num_key_value_heads": self.num_key_value_heads,
-            "head_dim": self.head_dim,
             "hidden_act": "silu",
             "rms_norm_eps": self.rms_norm_eps,
             "rope_theta": self.rope_theta,
@@ -427,12 +297,21 @@ impl ModelConfig {
             "vocab_size": self.vocab_size,
             "attention_bias": false,
             "mlp_bias": false,
-            "rope_scaling": null,
+            "rope_scaling": self.rope_scaling.to_hf_json(),
             "torch_dtype": torch_dtype,
         });
         if let Some(obj) = v.as_object_mut() {
+            if self.explicit_head_dim {
+                obj.insert("head_dim".into(), self.head_dim.into());
+            }
             if let Some(b) = self.bos_token_id {
                 obj.insert("bos_token_id".into(), b.into());
+            }
+            if let Some(p) = self.pad_token_id {
+                obj.insert("pad_token_id".into(), p.into());
+            }
+            if let Some(u) = self.unk_token_id {
+                obj.insert("unk_token_id".into(), u.into());
             }
             match self.eos_token_ids.as_slice() {
                 [] => {}
@@ -515,7 +394,7 @@ mod tests {
             ),
             (
                 "rope_scaling",
-                serde_json::json!({"type": "linear", "factor": 2.0}),
+                serde_json::json!({"type": "linear"}),
                 "rope_scaling",
             ),
             (
@@ -541,6 +420,52 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("`vocab_size`: missing"), "{e}");
+    }
+
+    /// config.json's rope scaling: read (export writes it), refused where the Burn model is
+    /// built, with the field named, before any weight is read.
+    #[test]
+    fn linear_rope_scaling_is_read_but_no_model_is_built_from_it() {
+        let mut v = turkcell();
+        v["rope_scaling"] = serde_json::json!({"type": "linear", "factor": 2.0});
+        let c = ModelConfig::from_hf_json(&v, "config.json").unwrap();
+        assert_eq!(c.rope_scaling, RopeScaling::Linear { factor: 2.0 });
+        let back = ModelConfig::from_hf_json(&c.to_hf_json("float16"), "rt").unwrap();
+        assert_eq!(back, c);
+        let mut fetched = 0;
+        let built = crate::weights::build_model::<crate::CpuBackend>(
+            &c,
+            &Default::default(),
+            &mut |_, _| {
+                fetched += 1;
+                Err(Error::InvalidInput("no weights here".into()))
+            },
+        );
+        let Err(e) = built else {
+            panic!("a linear-scaled config must not build");
+        };
+        let e = e.to_string();
+        assert_eq!(fetched, 0);
+        assert!(
+            e.contains("`rope_scaling`") && e.contains("`linear`") && e.contains("not supported"),
+            "{e}"
+        );
+        // llama3 in the transformers 5 layout, defaults filled in
+        let mut v5 = turkcell();
+        v5["rope_parameters"] =
+            serde_json::json!({"rope_type": "llama3", "factor": 8.0, "rope_theta": 5e5});
+        let c = ModelConfig::from_hf_json(&v5, "x").unwrap();
+        assert_eq!(c.rope_theta, 5e5);
+        assert_eq!(
+            c.rope_scaling,
+            RopeScaling::Llama3 {
+                factor: 8.0,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max_position_embeddings: 8192.0
+            }
+        );
+        assert!(c.require_plain_rope("x").is_err());
     }
 
     #[test]
