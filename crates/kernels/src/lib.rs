@@ -54,7 +54,8 @@
 //! lacks is an [`Error::IsaUnavailable`], not a silent fallback), and the `*_with_isa` entry
 //! points take one explicitly so tests and benches can run every path.
 //!
-//! `unsafe` is confined to the x86 kernel files (`kernels/avx*.rs`, and a C prefetch in
+//! `unsafe` is confined to the x86 kernel files (`kernels/avx*.rs`, the SIMD block transposes of
+//! B packing in `kernels/transpose.rs`, and a C prefetch in
 //! `kernels/mod.rs`), behind safe wrappers that check their panels and tile.
 //!
 //! # Vector primitives
@@ -111,7 +112,7 @@ pub fn gemm_with_isa<T: Element>(
     match precision {
         Precision::Bf16 => u16::with_scratch(true, |buf| {
             let packed = buf.ensure(layout.len());
-            pack_b(&b, &layout, true, packed);
+            pack_b(kernel, &b, &layout, true, packed);
             run_with(
                 kernel,
                 layout,
@@ -124,7 +125,7 @@ pub fn gemm_with_isa<T: Element>(
         }),
         Precision::F32 => f32::with_scratch(true, |buf| {
             let packed = buf.ensure(layout.len());
-            pack_b(&b, &layout, false, packed);
+            pack_b(kernel, &b, &layout, false, packed);
             run_with(kernel, layout, BData::F32(packed), &a, c, alpha, accumulate);
         }),
     }

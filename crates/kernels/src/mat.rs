@@ -9,10 +9,25 @@ use half::bf16;
 
 use crate::{Error, Result};
 
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for f32 {}
-    impl Sealed for half::bf16 {}
+pub(crate) mod sealed {
+    use crate::kernels::transpose::SrcLanes;
+    use half::slice::HalfFloatSliceExt;
+
+    /// Closes [`super::Element`] to f32 and bf16, and gives the packing code their storage.
+    pub trait Sealed: Sized {
+        /// A slice as transpose source lanes (bf16: its bits, read as k pairs or widened).
+        fn lanes(data: &[Self]) -> SrcLanes<'_>;
+    }
+    impl Sealed for f32 {
+        fn lanes(data: &[f32]) -> SrcLanes<'_> {
+            SrcLanes::F32(data)
+        }
+    }
+    impl Sealed for half::bf16 {
+        fn lanes(data: &[half::bf16]) -> SrcLanes<'_> {
+            SrcLanes::Pairs(data.reinterpret_cast())
+        }
+    }
 }
 
 /// An element type B may hold: `f32` or [`half::bf16`].

@@ -12,6 +12,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use crate::kernels::transpose::{transpose_lanes, DstLanes, SrcLanes};
 use crate::kernels::Kernel;
 use crate::mat::{round_bf16, Element, MatRef};
 use crate::{Error, Isa, Precision, Result};
@@ -33,6 +34,8 @@ pub(crate) trait PackElem: Copy + Default + Send + Sync + 'static {
     /// packed B. The buffer is taken out of the thread-local while `f` runs, so a nested call on
     /// the same thread (rayon work stealing) gets a fresh one instead of a borrow conflict.
     fn with_scratch<R>(b: bool, f: impl FnOnce(&mut AlignedBuf<Self>) -> R) -> R;
+    /// A panel as transpose destination lanes.
+    fn lanes_mut(dst: &mut [Self]) -> DstLanes<'_>;
 
     /// Packed rows for `kc` k values.
     #[inline(always)]
@@ -94,6 +97,9 @@ impl PackElem for f32 {
         SCRATCH_F32.with(|s| s[b as usize].set(buf));
         out
     }
+    fn lanes_mut(dst: &mut [f32]) -> DstLanes<'_> {
+        DstLanes::F32(dst)
+    }
 }
 
 impl PackElem for u16 {
@@ -115,6 +121,9 @@ impl PackElem for u16 {
         let out = f(&mut buf);
         SCRATCH_U16.with(|s| s[b as usize].set(buf));
         out
+    }
+    fn lanes_mut(dst: &mut [u16]) -> DstLanes<'_> {
+        DstLanes::Pairs(dst)
     }
 }
 
@@ -205,8 +214,11 @@ impl BLayout {
     }
 }
 
-/// Packs all of `b` into `dst` (length `layout.len()`), panels in parallel for big B.
+/// Packs all of `b` into `dst` (length `layout.len()`), panels in parallel for big B; a B whose
+/// columns are contiguous along k goes through `kernel`'s SIMD block transposes where it has
+/// them.
 pub(crate) fn pack_b<T: Element, P: PackElem>(
+    kernel: Kernel,
     b: &MatRef<'_, T>,
     layout: &BLayout,
     round: bool,
@@ -226,7 +238,7 @@ pub(crate) fn pack_b<T: Element, P: PackElem>(
         let k0 = kb * layout.kc;
         let kc = layout.kc_of(kb);
         let one = |(jp, panel): (usize, &mut [P])| {
-            pack_b_panel(b, k0, kc, jp * layout.nr, layout.nr, round, panel)
+            pack_b_panel(kernel, b, k0, kc, jp * layout.nr, layout.nr, round, panel)
         };
         if layout.len() >= PAR_PACK_MIN {
             block.par_chunks_mut(panel_len).enumerate().for_each(one);
@@ -243,7 +255,9 @@ pub(crate) fn pack_b<T: Element, P: PackElem>(
 
 /// One `kc × nr` panel of B at `(k0, j0)`: `dst[index(p, j)] = B(k0 + p, j0 + j)`, zeros past
 /// the last column and in an odd pair's missing half.
+#[allow(clippy::too_many_arguments)]
 fn pack_b_panel<T: Element, P: PackElem>(
+    kernel: Kernel,
     b: &MatRef<'_, T>,
     k0: usize,
     kc: usize,
@@ -258,11 +272,14 @@ fn pack_b_panel<T: Element, P: PackElem>(
     }
     let (rs, cs) = (b.row_stride, b.col_stride);
     if rs == 1 && cs != 1 {
-        // Columns of B are contiguous along k (B = Wᵀ of an [out, in] weight): read W's rows.
+        // Columns of B are contiguous along k (B = Wᵀ of an [out, in] weight): whole tiles
+        // through the SIMD transposes, the rest from W's rows one value at a time.
+        let (steps, cols_done) = transpose_panel(kernel, b, k0, kc, j0, cols, nr, round, dst);
         for j in 0..cols {
+            let from = if j < cols_done { steps } else { 0 };
             let start = (j0 + j) * cs + k0;
-            for (p, &x) in b.data[start..start + kc].iter().enumerate() {
-                dst[P::index(p, j, nr)] = P::from_b(x, round);
+            for (p, &x) in b.data[start + from..start + kc].iter().enumerate() {
+                dst[P::index(from + p, j, nr)] = P::from_b(x, round);
             }
         }
     } else if cs == 1 {
@@ -279,6 +296,40 @@ fn pack_b_panel<T: Element, P: PackElem>(
             }
         }
     }
+}
+
+/// The SIMD part of a transposed panel (see [`crate::kernels::transpose`]): returns the k values
+/// and columns it packed, `(0, 0)` where nothing applies — rounding an f32 weight (to bf16 or in
+/// place) is left to the scalar loop.
+#[allow(clippy::too_many_arguments)]
+fn transpose_panel<T: Element, P: PackElem>(
+    kernel: Kernel,
+    b: &MatRef<'_, T>,
+    k0: usize,
+    kc: usize,
+    j0: usize,
+    cols: usize,
+    nr: usize,
+    round: bool,
+    dst: &mut [P],
+) -> (usize, usize) {
+    let start = j0 * b.col_stride + k0;
+    let (src, steps, unit) = match (T::lanes(b.data), P::PAIRS, round) {
+        (SrcLanes::F32(s), false, false) => (SrcLanes::F32(&s[start..]), kc, 1),
+        (SrcLanes::Pairs(s), true, _) => (SrcLanes::Pairs(&s[start..]), kc / 2, 2),
+        (SrcLanes::Pairs(s), false, false) => (SrcLanes::Widen(&s[start..]), kc, 1),
+        _ => return (0, 0),
+    };
+    let (s, c) = transpose_lanes(
+        kernel,
+        src,
+        b.col_stride,
+        P::lanes_mut(dst),
+        nr,
+        steps,
+        cols,
+    );
+    (s * unit, c)
 }
 
 /// Which A block to pack, and how.
@@ -413,12 +464,12 @@ impl PackedB {
         let data = match precision {
             Precision::Bf16 => {
                 let mut buf = AlignedBuf::default();
-                pack_b(&b, &layout, true, buf.ensure(layout.len()));
+                pack_b(kernel, &b, &layout, true, buf.ensure(layout.len()));
                 PackedData::Bf16(buf)
             }
             Precision::F32 => {
                 let mut buf = AlignedBuf::default();
-                pack_b(&b, &layout, false, buf.ensure(layout.len()));
+                pack_b(kernel, &b, &layout, false, buf.ensure(layout.len()));
                 PackedData::F32(buf)
             }
         };

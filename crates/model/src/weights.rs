@@ -84,7 +84,8 @@ pub enum WeightDtype {
     /// f32 (what the loaders decode every stored dtype to).
     #[default]
     F32,
-    /// bf16: half the memory; the frozen-linear op widens it exactly as it packs it.
+    /// bf16: half the memory; the frozen-linear op multiplies it in bf16 where the CPU's
+    /// `vdpbf16ps` is fast, else widens it exactly to f32 as it packs it.
     Bf16,
 }
 

@@ -123,6 +123,39 @@ fn flex_forward_and_backward_match_triple_loops() {
     }
 }
 
+/// Which arithmetic a bf16 weight gets follows the ISA tb-kernels chose: bf16 products
+/// (activations rounded to bf16, as PyTorch's bf16 autocast) on its `vdpbf16ps` kernel, else
+/// f32 products of the widened weight. Each is checked against the triple loop of its own
+/// operands, tightly enough that the other arithmetic fails.
+#[test]
+fn bf16_weight_arithmetic_follows_the_active_isa() {
+    let (rows, d_in, d_out) = (37, 129, 45);
+    let mut rng = StdRng::seed_from_u64(11);
+    let x = random(&mut rng, rows * d_in);
+    let w_hf = bf16_round(&random(&mut rng, d_out * d_in));
+    let w = weight::<Flex>(&w_hf, d_in, d_out, DType::BF16);
+    let xt = Tensor::<Flex, 2>::from_data(
+        TensorData::new(x.clone(), [rows, d_in]),
+        &Default::default(),
+    );
+    let y = values(frozen_linear(xt, w));
+    let bf16_products = naive(&bf16_round(&x), &w_hf, rows, d_in, d_out);
+    let f32_products = naive(&x, &w_hf, rows, d_in, d_out);
+    let active = tb_kernels::Isa::active().expect("TB_GEMM_ISA names an ISA this CPU has");
+    let (want, other) = if active == tb_kernels::Isa::Avx512Bf16 {
+        (&bf16_products, &f32_products)
+    } else {
+        (&f32_products, &bf16_products)
+    };
+    eprintln!("active ISA {active}");
+    let e = rel_err(&y, want);
+    assert!(e < 1e-5, "{active}: {e} from its own arithmetic");
+    assert!(
+        rel_err(&y, other) > 1e-4,
+        "{active}: the other arithmetic matched as closely"
+    );
+}
+
 #[test]
 fn autodiff_frozen_weight_gives_input_gradient_only() {
     let mut rng = StdRng::seed_from_u64(11);

@@ -7,8 +7,13 @@
 //! buffer and dots it with every activation row. Nothing but that scratch row is ever
 //! materialised in f32, so memory stays at the size of the file.
 //!
-//! The dot products are tb-kernels' ([`tb_kernels::vector`]): the scalar reference, or the
-//! fastest path the CPU has. [`Kernel`] selects one explicitly; the tests run both and compare.
+//! A batch of a few rows (decoding) takes tb-kernels' dot products ([`tb_kernels::vector`]):
+//! the scalar reference, or the fastest path the CPU has. A batch of [`GEMM_MIN_ROWS`] or more
+//! (a prompt's prefill, a perplexity pass) packs the activations once as tb-kernels' GEMM
+//! operand and multiplies a block of [`GEMM_ROWS_PER_TASK`] dequantised weight rows at a time by
+//! them — the same register-blocked micro-kernels as the trainers' frozen-base op, with the
+//! scratch block the only f32 copy of the weight. [`Kernel::Scalar`] keeps the dot-product
+//! reference for every batch; the tests run both and compare.
 
 use rayon::prelude::*;
 use tb_gguf::codec::{
@@ -86,8 +91,14 @@ pub struct QuantMatrix<'a> {
     pub decode: RowDecoder,
 }
 
-/// Output rows handed to one rayon task.
+/// Output rows handed to one rayon task on the dot-product path.
 const ROWS_PER_TASK: usize = 16;
+
+/// Activation rows from which [`QuantMatrix::matmul`] runs tb-kernels' GEMM instead of dots.
+pub const GEMM_MIN_ROWS: usize = 4;
+
+/// Weight rows dequantised and multiplied per task on the GEMM path.
+pub const GEMM_ROWS_PER_TASK: usize = 64;
 
 impl QuantMatrix<'_> {
     /// Bytes of one encoded row.
@@ -108,10 +119,28 @@ impl QuantMatrix<'_> {
     /// - returns `[n, rows]` row-major
     pub fn matmul(&self, x: &[f32], n: usize, kernel: Kernel) -> Vec<f32> {
         debug_assert_eq!(x.len(), n * self.cols);
+        // Computed transposed ([rows, n]) so every task writes one contiguous slice.
+        let yt = match kernel {
+            Kernel::Auto if n >= GEMM_MIN_ROWS => self.matmul_t_gemm(x, n),
+            _ => self.matmul_t_dots(x, n, kernel),
+        };
+        if n == 1 {
+            return yt;
+        }
+        let mut y = vec![0f32; n * self.rows];
+        for r in 0..self.rows {
+            for t in 0..n {
+                y[t * self.rows + r] = yt[r * n + t];
+            }
+        }
+        y
+    }
+
+    /// `(x · Wᵀ)ᵀ` by dot products, one weight row at a time.
+    fn matmul_t_dots(&self, x: &[f32], n: usize, kernel: Kernel) -> Vec<f32> {
         let dot = kernel.dot();
         let cols = self.cols;
         let rb = self.row_bytes();
-        // Computed transposed ([rows, n]) so every task writes one contiguous slice.
         let mut yt = vec![0f32; self.rows * n];
         yt.par_chunks_mut(ROWS_PER_TASK * n)
             .enumerate()
@@ -126,16 +155,41 @@ impl QuantMatrix<'_> {
                     }
                 }
             });
-        if n == 1 {
-            return yt;
-        }
-        let mut y = vec![0f32; n * self.rows];
-        for r in 0..self.rows {
-            for t in 0..n {
-                y[t * self.rows + r] = yt[r * n + t];
-            }
-        }
-        y
+        yt
+    }
+
+    /// `(x · Wᵀ)ᵀ = W · xᵀ` by tb-kernels' GEMM: `xᵀ` packed once, then per task a block of
+    /// weight rows dequantised into a scratch `[block, cols]` matrix (the A operand) and
+    /// multiplied into its `[block, n]` slice of the result.
+    fn matmul_t_gemm(&self, x: &[f32], n: usize) -> Vec<f32> {
+        let cols = self.cols;
+        let rb = self.row_bytes();
+        let xt = tb_kernels::MatRef::row_major(x, n, cols)
+            .and_then(|x| tb_kernels::PackedB::new(x.t(), tb_kernels::Precision::F32));
+        let packed = match xt {
+            Ok(p) => p,
+            // Shapes are checked by the caller; an unavailable forced ISA falls back to dots.
+            Err(_) => return self.matmul_t_dots(x, n, Kernel::Auto),
+        };
+        let mut yt = vec![0f32; self.rows * n];
+        yt.par_chunks_mut(GEMM_ROWS_PER_TASK * n)
+            .enumerate()
+            .for_each(|(task, out)| {
+                let block = out.len() / n;
+                let r0 = task * GEMM_ROWS_PER_TASK;
+                let mut w = vec![0f32; block * cols];
+                for (i, row) in w.chunks_exact_mut(cols).enumerate() {
+                    let r = r0 + i;
+                    (self.decode)(&self.data[r * rb..(r + 1) * rb], row);
+                }
+                let a = tb_kernels::MatRef::row_major(&w, block, cols);
+                let c = tb_kernels::MatMut::row_major(out, block, n);
+                let done = a.and_then(|a| tb_kernels::gemm_packed(a, &packed, c?, 1.0, false));
+                if let Err(e) = done {
+                    panic!("invariant: engine GEMM operands agree ({e})");
+                }
+            });
+        yt
     }
 }
 
@@ -152,7 +206,16 @@ mod tests {
 
     #[test]
     fn matmul_equals_dequantised_product_for_every_type() {
-        let (rows, cols, n) = (37, 256, 3);
+        for n in [3, GEMM_MIN_ROWS, 37] {
+            matmul_matches_for_every_type(n);
+        }
+        assert!(row_decoder(GgmlType::IQ2_XS).is_none());
+    }
+
+    /// Both kernels against the f64 product of the dequantised weight, for `n` activation rows
+    /// (the dot path below [`GEMM_MIN_ROWS`], tb-kernels' GEMM from there on).
+    fn matmul_matches_for_every_type(n: usize) {
+        let (rows, cols) = (137, 256);
         let mut s = 11;
         let w: Vec<f32> = (0..rows * cols).map(|_| lcg(&mut s)).collect();
         let x: Vec<f32> = (0..n * cols).map(|_| lcg(&mut s)).collect();
@@ -188,12 +251,11 @@ mod tests {
                         let got = y[t * rows + r] as f64;
                         assert!(
                             (got - want).abs() < 1e-4,
-                            "{ty} {kernel:?}: {got} vs {want}"
+                            "{ty} {kernel:?} n={n}: {got} vs {want}"
                         );
                     }
                 }
             }
         }
-        assert!(row_decoder(GgmlType::IQ2_XS).is_none());
     }
 }

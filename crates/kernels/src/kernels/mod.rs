@@ -20,6 +20,7 @@ mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod avx512bf16;
 mod scalar;
+pub(crate) mod transpose;
 
 #[cfg(target_arch = "x86_64")]
 use std::hint::black_box;

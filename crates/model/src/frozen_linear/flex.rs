@@ -6,7 +6,7 @@ use burn::backend::Flex;
 use burn::tensor::ops::FloatTensorOps;
 use burn::tensor::{DType, FloatDType, TensorData, TensorMetadata};
 use half::bf16;
-use tb_kernels::{MatMut, MatRef, Precision};
+use tb_kernels::{Isa, MatMut, MatRef, Precision};
 
 use super::{default_bwd, default_fwd, FrozenLinearBackend};
 
@@ -80,10 +80,10 @@ impl<'a> WeightView<'a> {
 
 /// `lhs·W` with lhs `[rows, W.rows]`, returned in lhs's dtype.
 ///
-/// A bf16 weight is widened exactly while its panels are packed and multiplied in f32: on an
-/// AVX512_BF16 Xeon tb-kernels' `vdpbf16ps` kernel measured about 0.6× its f32 kernel at the
-/// training shapes (criterion, 2026-12-02), so bf16 products would cost precision for no speed.
-/// The bf16 weight still halves the memory the base takes.
+/// An f32 weight multiplies in f32. A bf16 weight multiplies with [`bf16_precision`]'s
+/// arithmetic: bf16 products (`vdpbf16ps`, activations rounded to bf16 as PyTorch's bf16
+/// autocast does) where tb-kernels chose its AVX512_BF16 kernel for this CPU, else f32 products
+/// of the exactly widened weight.
 fn multiply(lhs: FlexTensor, w: WeightView<'_>) -> FlexTensor {
     let dtype = lhs.dtype();
     let lhs = if dtype == DType::F32 {
@@ -113,7 +113,7 @@ fn multiply(lhs: FlexTensor, w: WeightView<'_>) -> FlexTensor {
             }
             Storage::Bf16(data) => {
                 let b = MatRef::new(data, w.rows, w.cols, w.row_stride, w.col_stride)?;
-                tb_kernels::gemm(a, b, c, 1.0, false, Precision::F32)
+                tb_kernels::gemm(a, b, c, 1.0, false, bf16_precision())
             }
         }
     });
@@ -125,5 +125,18 @@ fn multiply(lhs: FlexTensor, w: WeightView<'_>) -> FlexTensor {
         y
     } else {
         Flex::float_cast(y, FloatDType::from(dtype))
+    }
+}
+
+/// The arithmetic of a product with a bf16 weight: [`Precision::Bf16`] where the active ISA is
+/// [`Isa::Avx512Bf16`] — tb-kernels picks it only where its `vdpbf16ps` kernel measures clearly
+/// faster than f32 FMAs (about 2× on Zen 4; it does not on Sapphire Rapids without AMX, where
+/// `vdpbf16ps` issues at a quarter of the FMA rate) — and [`Precision::F32`] elsewhere, where
+/// bf16 products would cost precision for no speed. The bf16 weight halves the base's memory
+/// either way. `TB_GEMM_ISA` forces one path.
+pub(crate) fn bf16_precision() -> Precision {
+    match Isa::active() {
+        Ok(Isa::Avx512Bf16) => Precision::Bf16,
+        _ => Precision::F32,
     }
 }

@@ -5,7 +5,8 @@
 //! does best while the model code stays one: on Flex (the CPU) the op runs tb-kernels' GEMM,
 //! which chooses its micro-kernel for the CPU at run time (AVX-512 BF16, AVX-512F, AVX2+FMA or
 //! a scalar reference) and reads the weight in place, f32 or bf16, in any stride (the loaders
-//! keep HF's `[out, in]` storage and view it transposed); a bf16 weight is widened exactly as
+//! keep HF's `[out, in]` storage and view it transposed); a bf16 weight multiplies in bf16 where
+//! the CPU's `vdpbf16ps` kernel is the fast one, else it is widened exactly as
 //! it is packed. Under [`Autodiff`] a frozen weight
 //! records one backward node with the input as its only parent; a weight that requires a
 //! gradient falls back to Burn's own matmul, so `dW` is still there for whoever asks. Other
