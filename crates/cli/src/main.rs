@@ -110,9 +110,66 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes joined by `: ` (anyhow's `{:#}`), leaving out a cause whose text
+/// the message so far already ends with: library errors that show their source in their own
+/// message (`"{path}: {source}"`) would otherwise print it twice.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.is_empty() {
+            out = text;
+        } else if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    /// An error that shows its source in its own message and also reports it as the source.
+    #[derive(Debug)]
+    struct Shows {
+        path: &'static str,
+        source: std::io::Error,
+    }
+
+    impl std::fmt::Display for Shows {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{}: {}", self.path, self.source)
+        }
+    }
+
+    impl std::error::Error for Shows {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+
+    #[test]
+    fn causes_already_in_the_message_print_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "model directory not found");
+        let e = anyhow::Error::new(Shows {
+            path: "m",
+            source: io,
+        })
+        .context("training (peft)");
+        assert_eq!(
+            error_chain(&e),
+            "training (peft): m: model directory not found"
+        );
+        let plain = anyhow::anyhow!("disk full").context("writing out.gguf");
+        assert_eq!(error_chain(&plain), "writing out.gguf: disk full");
     }
 }
 
