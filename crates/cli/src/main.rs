@@ -133,6 +133,11 @@ fn error_chain(e: &anyhow::Error) -> String {
     out
 }
 
+/// Default folder for downloaded and imported models.
+pub(crate) fn default_models_dir() -> PathBuf {
+    PathBuf::from("models")
+}
+
 #[cfg(test)]
 mod tests {
     use super::error_chain;
@@ -171,9 +176,4 @@ mod tests {
         let plain = anyhow::anyhow!("disk full").context("writing out.gguf");
         assert_eq!(error_chain(&plain), "writing out.gguf: disk full");
     }
-}
-
-/// Default folder for downloaded and imported models.
-pub(crate) fn default_models_dir() -> PathBuf {
-    PathBuf::from("models")
 }

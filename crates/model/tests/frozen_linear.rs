@@ -147,7 +147,6 @@ fn bf16_weight_arithmetic_follows_the_active_isa() {
     } else {
         (&f32_products, &bf16_products)
     };
-    eprintln!("active ISA {active}");
     let e = rel_err(&y, want);
     assert!(e < 1e-5, "{active}: {e} from its own arithmetic");
     assert!(
