@@ -226,6 +226,28 @@ pub(super) fn parse_header(buf: &[u8]) -> Result<Parsed> {
         pos: 0,
         v1: false,
     };
+    let (version, n_tensors, n_kv) = parse_preamble(&mut c)?;
+    let metadata = parse_metadata(&mut c, n_kv)?;
+    let alignment = alignment_of(&metadata)?;
+    let mut infos = Vec::with_capacity(n_tensors as usize);
+    let mut names = HashMap::with_capacity(n_tensors as usize);
+    for i in 0..n_tensors {
+        infos.push(parse_tensor_info(&mut c, i, &mut names)?);
+    }
+    let data_offset = place_tensors(&mut infos, c.pos as u64, alignment, buf.len() as u64)?;
+    Ok(Parsed {
+        version,
+        metadata,
+        tensors: infos,
+        alignment,
+        data_offset,
+    })
+}
+
+/// Magic, version, tensor count and metadata key count; the counts are bounded by what the
+/// rest of the file could hold (a tensor info takes at least 24 bytes, v1: 16; a key-value pair
+/// at least 13, v1: 9).
+fn parse_preamble(c: &mut Cursor<'_>) -> Result<(u32, u64, u64)> {
     let magic: [u8; 4] = c.array(|| "magic".into())?;
     if magic != GGUF_MAGIC {
         return Err(Error::BadMagic { found: magic });
@@ -238,7 +260,6 @@ pub(super) fn parse_header(buf: &[u8]) -> Result<Parsed> {
 
     let at = c.pos;
     let n_tensors = c.len(|| "tensor count".into())?;
-    // a tensor info takes at least 24 bytes (v1: 16), a KV at least 13 (v1: 9)
     let min_info = if c.v1 { 16 } else { 24 };
     c.limit(
         || "tensor count".into(),
@@ -255,7 +276,11 @@ pub(super) fn parse_header(buf: &[u8]) -> Result<Parsed> {
         c.remaining() / min_kv,
         at,
     )?;
+    Ok((version, n_tensors, n_kv))
+}
 
+/// `n_kv` key-value pairs: keys non-empty and unique.
+fn parse_metadata(c: &mut Cursor<'_>, n_kv: u64) -> Result<Metadata> {
     let mut metadata = Metadata::new();
     for i in 0..n_kv {
         let at = c.pos;
@@ -274,98 +299,112 @@ pub(super) fn parse_header(buf: &[u8]) -> Result<Parsed> {
                 message,
             })?;
     }
+    Ok(metadata)
+}
 
-    let alignment = match metadata.get(KEY_ALIGNMENT) {
-        None => DEFAULT_ALIGNMENT,
-        Some(Value::U32(a)) if a.is_power_of_two() => *a as u64,
-        Some(v) => {
-            return Err(Error::Malformed {
-                offset: 0,
-                message: format!(
-                    "'{KEY_ALIGNMENT}' must be a power-of-two u32, found {} {v:?}",
-                    v.type_description()
-                ),
-            })
-        }
-    };
+/// `general.alignment` (a power-of-two u32), or the default.
+fn alignment_of(metadata: &Metadata) -> Result<u64> {
+    match metadata.get(KEY_ALIGNMENT) {
+        None => Ok(DEFAULT_ALIGNMENT),
+        Some(Value::U32(a)) if a.is_power_of_two() => Ok(u64::from(*a)),
+        Some(v) => Err(Error::Malformed {
+            offset: 0,
+            message: format!(
+                "'{KEY_ALIGNMENT}' must be a power-of-two u32, found {} {v:?}",
+                v.type_description()
+            ),
+        }),
+    }
+}
 
-    let mut infos = Vec::with_capacity(n_tensors as usize);
-    let mut names = HashMap::with_capacity(n_tensors as usize);
-    for i in 0..n_tensors {
-        let at = c.pos;
-        let name = c.string(&|| format!("name of tensor {i}"))?;
-        if name.len() > MAX_TENSOR_NAME_LEN {
-            return Err(Error::LimitExceeded {
-                what: format!("name length of tensor {i} ('{name}')"),
-                value: name.len() as u64,
-                limit: MAX_TENSOR_NAME_LEN as u64,
-                offset: at as u64,
-            });
-        }
-        if names.insert(name.clone(), i).is_some() {
-            return Err(Error::Malformed {
-                offset: at as u64,
-                message: format!("duplicate tensor name '{name}'"),
-            });
-        }
-        let at = c.pos;
-        let n_dims = c.u32(|| format!("n_dims of tensor '{name}'"))?;
-        c.limit(
-            || format!("n_dims of tensor '{name}'"),
-            n_dims as u64,
-            MAX_DIMS as u64,
-            at,
-        )?;
-        let mut ne = Vec::with_capacity(n_dims as usize);
-        for j in 0..n_dims {
-            let d = c.len(|| format!("dim {j} of tensor '{name}'"))?;
-            if d > i64::MAX as u64 {
-                return Err(Error::tensor(
-                    &name,
-                    format!("dimension {j} = {d} is negative as int64"),
-                ));
-            }
-            ne.push(d);
-        }
-        let n_el = ne
-            .iter()
-            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
-            .filter(|&n| n <= i64::MAX as u64);
-        if n_el.is_none() {
-            return Err(Error::tensor(
-                &name,
-                format!("element count of shape {ne:?} overflows int64"),
-            ));
-        }
-        let type_id = c.u32(|| format!("type of tensor '{name}'"))?;
-        let ty = GgmlType::from_id(type_id).ok_or_else(|| Error::UnknownGgmlType {
-            tensor: name.clone(),
-            type_id,
-        })?;
-        let size = ty.tensor_size(&ne).ok_or_else(|| {
-            Error::tensor(
-                &name,
-                format!(
-                    "shape {ne:?}: row length {} is not a multiple of the {ty} block size {} (or the size overflows)",
-                    ne.first().copied().unwrap_or(1),
-                    ty.block_size()
-                ),
-            )
-        })?;
-        let offset = c.u64(|| format!("data offset of tensor '{name}'"))?;
-        infos.push(TensorInfo {
-            name,
-            ty,
-            ne,
-            offset,
-            file_offset: 0,
-            size,
+/// Tensor info `i`: a unique name within the length limit, at most [`MAX_DIMS`] dimensions
+/// whose product fits int64, a known type whose block size divides the rows, and the data
+/// offset (placed in the file by [`place_tensors`]).
+fn parse_tensor_info(
+    c: &mut Cursor<'_>,
+    i: u64,
+    names: &mut HashMap<String, u64>,
+) -> Result<TensorInfo> {
+    let at = c.pos;
+    let name = c.string(&|| format!("name of tensor {i}"))?;
+    if name.len() > MAX_TENSOR_NAME_LEN {
+        return Err(Error::LimitExceeded {
+            what: format!("name length of tensor {i} ('{name}')"),
+            value: name.len() as u64,
+            limit: MAX_TENSOR_NAME_LEN as u64,
+            offset: at as u64,
         });
     }
+    if names.insert(name.clone(), i).is_some() {
+        return Err(Error::Malformed {
+            offset: at as u64,
+            message: format!("duplicate tensor name '{name}'"),
+        });
+    }
+    let at = c.pos;
+    let n_dims = c.u32(|| format!("n_dims of tensor '{name}'"))?;
+    c.limit(
+        || format!("n_dims of tensor '{name}'"),
+        n_dims as u64,
+        MAX_DIMS as u64,
+        at,
+    )?;
+    let mut ne = Vec::with_capacity(n_dims as usize);
+    for j in 0..n_dims {
+        let d = c.len(|| format!("dim {j} of tensor '{name}'"))?;
+        if d > i64::MAX as u64 {
+            return Err(Error::tensor(
+                &name,
+                format!("dimension {j} = {d} is negative as int64"),
+            ));
+        }
+        ne.push(d);
+    }
+    let n_el = ne
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= i64::MAX as u64);
+    if n_el.is_none() {
+        return Err(Error::tensor(
+            &name,
+            format!("element count of shape {ne:?} overflows int64"),
+        ));
+    }
+    let type_id = c.u32(|| format!("type of tensor '{name}'"))?;
+    let ty = GgmlType::from_id(type_id).ok_or_else(|| Error::UnknownGgmlType {
+        tensor: name.clone(),
+        type_id,
+    })?;
+    let size = ty.tensor_size(&ne).ok_or_else(|| {
+        Error::tensor(
+            &name,
+            format!(
+                "shape {ne:?}: row length {} is not a multiple of the {ty} block size {} (or the size overflows)",
+                ne.first().copied().unwrap_or(1),
+                ty.block_size()
+            ),
+        )
+    })?;
+    let offset = c.u64(|| format!("data offset of tensor '{name}'"))?;
+    Ok(TensorInfo {
+        name,
+        ty,
+        ne,
+        offset,
+        file_offset: 0,
+        size,
+    })
+}
 
-    let header_end = c.pos as u64;
+/// Sets each tensor's `file_offset` after the aligned end of the header and checks its data is
+/// aligned and inside the file; returns the data section's offset.
+fn place_tensors(
+    infos: &mut [TensorInfo],
+    header_end: u64,
+    alignment: u64,
+    file_len: u64,
+) -> Result<u64> {
     let data_offset = header_end.div_ceil(alignment) * alignment;
-    let file_len = buf.len() as u64;
     if !infos.is_empty() && data_offset > file_len {
         return Err(Error::Truncated {
             what: "padding before the tensor data section".into(),
@@ -375,7 +414,7 @@ pub(super) fn parse_header(buf: &[u8]) -> Result<Parsed> {
         });
     }
     let mut expected = 0u64;
-    for t in &mut infos {
+    for t in infos.iter_mut() {
         if t.offset % alignment != 0 {
             return Err(Error::tensor(
                 &t.name,
@@ -406,12 +445,5 @@ pub(super) fn parse_header(buf: &[u8]) -> Result<Parsed> {
             .offset
             .saturating_add(t.size.div_ceil(alignment).saturating_mul(alignment));
     }
-
-    Ok(Parsed {
-        version,
-        metadata,
-        tensors: infos,
-        alignment,
-        data_offset,
-    })
+    Ok(data_offset)
 }
