@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tb_data::Dataset;
 use tb_gguf::{GgmlType, GgufFile, GgufWriter, QuantMix, TensorSpec};
 use tb_model::OllamaTemplate;
@@ -45,7 +45,7 @@ pub struct DamageSettings {
 }
 
 /// Ollama's speed on one file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OllamaSpeed {
     /// Mean prompt tokens/s.
     pub prompt_tokens_per_second: Option<f64>,
@@ -58,7 +58,7 @@ pub struct OllamaSpeed {
 }
 
 /// One row of the study.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DamageRow {
     /// `F16`, `Q8_0`, `Q4_K_M`, `Q4_0`.
     pub quant: String,
@@ -91,7 +91,7 @@ pub struct DamageRow {
 }
 
 /// `damage.json`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DamageReport {
     /// The model source.
     pub source: PathBuf,

@@ -6,9 +6,7 @@
 //!   [`tb_eval::evaluation::Summary`];
 //! - `results.jsonl`: one [`tb_eval::evaluation::ItemResult`] per line (used for latency and the
 //!   per-split generalisation figure);
-//! - `damage.json` (`tunebench eval damage --out DIR`): [`tb_eval::damage::DamageReport`], read
-//!   through `DamageFile`, the fields the report uses under the producer's names and types
-//!   (the report tests read a serialised `DamageReport` through it).
+//! - `damage.json` (`tunebench eval damage --out DIR`): [`tb_eval::damage::DamageReport`].
 //!
 //! Method and quant type of an evaluated model come from its name, else its GGUF file name: the
 //! quant type is the first known ggml type token found (`Q4_K_M`, `Q8_0`, `F16`, ...; case does
@@ -16,9 +14,9 @@
 //! in the name (else the name without the quant token). So name models `peft-Q4_K_M` or
 //! `unsloth-F16` when evaluating.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde::Deserialize;
+use tb_eval::damage::DamageReport;
 use tb_eval::evaluation::{ItemResult, Summary};
 
 use crate::error::{Error, Result};
@@ -46,38 +44,6 @@ pub fn method_in(text: &str) -> Option<String> {
         .iter()
         .find(|m| lower.contains(*m))
         .map(|m| m.replace('_', "-"))
-}
-
-/// The part of `damage.json` ([`tb_eval::damage::DamageReport`]) the report reads: the same
-/// names, types and required fields, because tb-eval's type is written only (no
-/// `Deserialize`). `tests/bad_inputs.rs` reads a serialised `DamageReport` through it.
-#[derive(Debug, Deserialize)]
-struct DamageFile {
-    source: PathBuf,
-    ollama: String,
-    rows: Vec<DamageRowIn>,
-}
-
-/// The part of [`tb_eval::damage::DamageRow`] the report reads.
-#[derive(Debug, Deserialize)]
-struct DamageRowIn {
-    quant: String,
-    bytes: u64,
-    perplexity: Option<f64>,
-    top1_accuracy: Option<f64>,
-    chrf: Option<f64>,
-    chrf_items: usize,
-    ppl_items: usize,
-    embedded_decode_tokens_per_second: Option<f64>,
-    ollama: Option<OllamaIn>,
-}
-
-/// [`tb_eval::damage::OllamaSpeed`] as the report reads it.
-#[derive(Debug, Deserialize)]
-struct OllamaIn {
-    prompt_tokens_per_second: Option<f64>,
-    eval_tokens_per_second: Option<f64>,
-    load_seconds: Option<f64>,
 }
 
 /// Quality of one model (method × quant type).
@@ -233,7 +199,7 @@ pub fn load_eval_dir(dir: &Path) -> Result<EvalResults> {
         }
     }
     if damage_path.exists() {
-        let d: DamageFile = read_json(&damage_path)?;
+        let d: DamageReport = read_json(&damage_path)?;
         let method = method_in(&d.source.to_string_lossy()).unwrap_or_else(|| "base".into());
         out.engine_notes.push(format!("damage study: {}", d.ollama));
         for r in d.rows {
