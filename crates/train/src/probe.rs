@@ -21,10 +21,28 @@ pub fn rss_mib() -> Option<f64> {
     status_kib("VmRSS:").map(|k| k as f64 / 1024.0)
 }
 
+/// SIMD features named in a machine's fingerprint, in this order, where `/proc/cpuinfo` lists
+/// them (x86 `flags`, Arm `Features`): the ones that change which kernels run and how fast.
+const ISA_FLAGS: &[&str] = &[
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_bf16",
+    "avx512_fp16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_bf16",
+    "asimd",
+    "sve",
+    "sve2",
+    "bf16",
+    "i8mm",
+];
+
 /// What the run ran on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Machine {
-    /// CPU model name.
+    /// CPU model name (`model name`; the architecture where the OS gives none).
     pub cpu: String,
     /// Logical CPUs available to this process.
     pub threads: usize,
@@ -32,18 +50,20 @@ pub struct Machine {
     pub memory_mib: f64,
     /// Operating system.
     pub os: String,
+    /// Vendor, family and model numbers (`AuthenticAMD 25/17`): tells apart CPUs that share a
+    /// model name (cloud VMs often report only "AMD EPYC"). Absent from summaries written
+    /// before it was recorded, and where `/proc/cpuinfo` has no such fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_id: Option<String>,
+    /// The [`ISA_FLAGS`] this CPU has, in that order (absent from older summaries).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub isa: Vec<String>,
 }
 
 impl Machine {
     /// Reads `/proc/cpuinfo` and `/proc/meminfo` (fields stay empty elsewhere).
     pub fn probe() -> Self {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let cpu = cpuinfo
-            .lines()
-            .find(|l| l.starts_with("model name"))
-            .and_then(|l| l.split(':').nth(1))
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|| std::env::consts::ARCH.to_string());
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
         let memory_mib = meminfo
             .lines()
@@ -52,31 +72,120 @@ impl Machine {
             .and_then(|v| v.parse::<f64>().ok())
             .map(|k| k / 1024.0)
             .unwrap_or(0.0);
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::from_cpuinfo(&cpuinfo, threads, memory_mib)
+    }
+
+    /// The machine a `/proc/cpuinfo` text describes (its first processor), with the given
+    /// thread count and memory.
+    pub fn from_cpuinfo(cpuinfo: &str, threads: usize, memory_mib: f64) -> Self {
+        let field = |name: &str| {
+            cpuinfo
+                .lines()
+                .find(|l| l.split(':').next().map(str::trim) == Some(name))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let cpu = field("model name").unwrap_or_else(|| std::env::consts::ARCH.to_string());
+        let cpu_id = match (field("vendor_id"), field("cpu family"), field("model")) {
+            (Some(v), Some(f), Some(m)) => Some(format!("{v} {f}/{m}")),
+            _ => None,
+        };
+        let flags = field("flags")
+            .or_else(|| field("Features"))
+            .unwrap_or_default();
+        let present: Vec<&str> = flags.split_whitespace().collect();
+        let isa = ISA_FLAGS
+            .iter()
+            .filter(|f| present.contains(f))
+            .map(|f| f.to_string())
+            .collect();
         Self {
             cpu,
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            threads,
             memory_mib,
             os: std::env::consts::OS.to_string(),
+            cpu_id,
+            isa,
         }
     }
 
-    /// A short fingerprint (CPU, threads, memory rounded to GiB) for history rows.
+    /// The key history rows and `regress` group by: CPU name, vendor/family/model, threads,
+    /// memory rounded to GiB and the SIMD features, e.g.
+    /// `AMD EPYC [AuthenticAMD 25/17] x2 24GiB avx2+fma+avx512f+avx512_bf16`; two CPUs that
+    /// run different kernels never share it. Summaries without `cpu_id`/`isa` keep the short
+    /// form `AMD EPYC x2 24GiB`.
     pub fn fingerprint(&self) -> String {
-        format!(
-            "{} x{} {:.0}GiB",
-            self.cpu,
+        let mut key = self.cpu.clone();
+        if let Some(id) = &self.cpu_id {
+            key.push_str(&format!(" [{id}]"));
+        }
+        key.push_str(&format!(
+            " x{} {:.0}GiB",
             self.threads,
             self.memory_mib / 1024.0
-        )
+        ));
+        if !self.isa.is_empty() {
+            key.push(' ');
+            key.push_str(&self.isa.join("+"));
+        }
+        key
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::Machine;
+
+    const ZEN4: &str = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_bf16 avx512vl\n\nprocessor\t: 1\nvendor_id\t: AuthenticAMD\n";
+    const ZEN3: &str = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 fma\n";
+
+    #[test]
+    fn cpus_sharing_a_model_name_get_different_keys() {
+        let zen4 = Machine::from_cpuinfo(ZEN4, 2, 24.0 * 1024.0);
+        assert_eq!(zen4.cpu_id.as_deref(), Some("AuthenticAMD 25/17"));
+        assert_eq!(zen4.isa, ["avx2", "fma", "avx512f", "avx512_bf16"]);
+        assert_eq!(
+            zen4.fingerprint(),
+            "AMD EPYC [AuthenticAMD 25/17] x2 24GiB avx2+fma+avx512f+avx512_bf16"
+        );
+        let zen3 = Machine::from_cpuinfo(ZEN3, 2, 24.0 * 1024.0);
+        assert_eq!(
+            zen3.fingerprint(),
+            "AMD EPYC [AuthenticAMD 25/1] x2 24GiB avx2+fma"
+        );
+        assert_ne!(zen3.fingerprint(), zen4.fingerprint());
+        let arm = Machine::from_cpuinfo("Features\t: fp asimd sve bf16\n", 4, 8192.0);
+        assert_eq!(
+            arm.fingerprint(),
+            format!("{} x4 8GiB asimd+sve+bf16", std::env::consts::ARCH)
+        );
+    }
+
+    #[test]
+    fn summaries_without_the_cpu_fields_keep_their_key() {
+        let old = r#"{"cpu":"AMD EPYC","threads":2,"memory_mib":24105.2578125,"os":"linux"}"#;
+        let m: Machine = serde_json::from_str(old).unwrap();
+        assert_eq!(m.fingerprint(), "AMD EPYC x2 24GiB");
+        let back: serde_json::Value = serde_json::to_value(&m).unwrap();
+        assert_eq!(
+            back,
+            serde_json::from_str::<serde_json::Value>(old).unwrap()
+        );
+    }
+
+    /// The current size is read first: other tests allocate on other threads meanwhile, and
+    /// a peak read later is at least any size read before it.
     #[test]
     fn peak_is_at_least_current() {
-        if let (Some(peak), Some(now)) = (super::peak_rss_mib(), super::rss_mib()) {
-            assert!(peak >= now * 0.99 && now > 0.0);
+        let now = super::rss_mib();
+        let peak = super::peak_rss_mib();
+        if let (Some(peak), Some(now)) = (peak, now) {
+            assert!(
+                peak >= now && now > 0.0,
+                "peak {peak} MiB, current {now} MiB"
+            );
         }
     }
 }
