@@ -55,7 +55,9 @@ pub struct Machine {
     /// before it was recorded, and where `/proc/cpuinfo` has no such fields.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_id: Option<String>,
-    /// The [`ISA_FLAGS`] this CPU has, in that order (absent from older summaries).
+    /// The SIMD features among those that change which kernels run (avx2, fma, avx512f,
+    /// avx512_bf16, avx512_fp16, avx_vnni, amx_tile, amx_bf16; Arm asimd, sve, sve2, bf16,
+    /// i8mm) this CPU has, in that order (absent from older summaries).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub isa: Vec<String>,
 }
