@@ -1,8 +1,8 @@
 //! Matmuls against a packed 4-bit base that dequantise one tile at a time into a small
-//! scratch buffer and multiply it with the `gemm` crate, so no dense copy of the weight ever
-//! exists:
-//! - forward `y = x·Wᵀ`: one rayon task per tile of [`FWD_TILE_ROWS`] output rows
-//!   (`64 × d_in` scratch), writing rows of `yᵀ`;
+//! scratch buffer and multiply it with tb-kernels' GEMM (the frozen-base op's micro-kernels),
+//! so no dense copy of the weight ever exists:
+//! - forward `y = x·Wᵀ`: `xᵀ` packed once as the GEMM's B operand, then one rayon task per tile
+//!   of [`FWD_TILE_ROWS`] output rows (`64 × d_in` scratch, the A operand), writing rows of `yᵀ`;
 //! - backward `dx = dy·W`: one rayon task per block column of `W` (64 columns for NF4, 256
 //!   for Q4_K), accumulating over tiles of [`BWD_TILE_ROWS`] rows (`256 × block` scratch),
 //!   writing rows of `dxᵀ`.
@@ -12,7 +12,8 @@
 
 use rayon::prelude::*;
 
-use super::strided_gemm::{gemm, Strided};
+use tb_kernels::{gemm, gemm_packed, MatMut, MatRef, PackedB, Precision};
+
 use crate::packed_base::PackedWeight;
 
 /// Output rows dequantised per forward tile.
@@ -42,7 +43,9 @@ pub(crate) fn forward(x: &[f32], tokens: usize, w: &PackedWeight) -> Vec<f32> {
     if tokens == 0 {
         return Vec::new();
     }
-    let xt = Strided::row_major(x, tokens, d_in).t();
+    let xt = MatRef::row_major(x, tokens, d_in)
+        .and_then(|x| PackedB::new(x.t(), Precision::F32))
+        .unwrap_or_else(|e| panic!("packed forward: {e}"));
     let all_blocks = 0..w.blocks_per_row();
     let mut yt = vec![0.0; d_out * tokens];
     yt.par_chunks_mut(FWD_TILE_ROWS * tokens)
@@ -53,7 +56,12 @@ pub(crate) fn forward(x: &[f32], tokens: usize, w: &PackedWeight) -> Vec<f32> {
             scratch.resize(rows * d_in, 0.0);
             w.dequantize_tile(r0..r0 + rows, all_blocks.clone(), scratch);
             // yᵀ[r0.., :] = W[r0.., :] · xᵀ
-            gemm(dst, false, Strided::row_major(scratch, rows, d_in), xt, 1.0);
+            let done = MatRef::row_major(scratch, rows, d_in).and_then(|a| {
+                gemm_packed(a, &xt, MatMut::row_major(dst, rows, tokens)?, 1.0, false)
+            });
+            if let Err(e) = done {
+                panic!("packed forward tile: {e}");
+            }
         });
     transpose(&yt, d_out, tokens)
 }
@@ -76,9 +84,15 @@ pub(crate) fn backward(dy: &[f32], tokens: usize, w: &PackedWeight) -> Vec<f32> 
                 scratch.resize(rows * width, 0.0);
                 w.dequantize_tile(r0..r0 + rows, block..block + 1, scratch);
                 // dxᵀ[cols, :] += W[r0.., cols]ᵀ · dy[:, r0..]ᵀ
-                let lhs = Strided::row_major(scratch, rows, width).t();
-                let rhs = Strided::new(dy, r0, [rows, tokens], [1, d_out]);
-                gemm(dst, r0 > 0, lhs, rhs, 1.0);
+                let lhs = MatRef::row_major(scratch, rows, width).map(MatRef::t);
+                let rhs = MatRef::new(&dy[r0..], rows, tokens, 1, d_out);
+                let done = lhs.and_then(|a| {
+                    let c = MatMut::row_major(dst, width, tokens)?;
+                    gemm(a, rhs?, c, 1.0, r0 > 0, Precision::F32)
+                });
+                if let Err(e) = done {
+                    panic!("packed backward tile: {e}");
+                }
             }
         });
     transpose(&dxt, d_in, tokens)

@@ -1,6 +1,6 @@
 //! A strided f32 matrix view and the single-threaded GEMM over such views (the `gemm` crate
-//! behind a bounds-checked wrapper), shared by the Flex kernels that multiply small blocks: the
-//! per-example attention and the tiled matmuls against a packed 4-bit base.
+//! behind a bounds-checked wrapper), for the Flex kernel that multiplies small blocks: the
+//! per-example attention (head-sized products).
 
 /// A strided f32 matrix inside a slice: element `(i, j)` is `data[offset + i·rs + j·cs]`.
 #[derive(Clone, Copy)]
@@ -14,11 +14,6 @@ pub(crate) struct Strided<'a> {
 }
 
 impl<'a> Strided<'a> {
-    /// A row-major `[rows, cols]` matrix.
-    pub(crate) fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        Self::new(data, 0, [rows, cols], [cols, 1])
-    }
-
     /// Checks that every element lies inside `data` (the GEMM reads through raw pointers).
     pub(crate) fn new(
         data: &'a [f32],
