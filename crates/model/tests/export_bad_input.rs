@@ -2,54 +2,12 @@
 //! (tensor, key, architecture, pre-tokenizer), and no output file (nor a temporary one) is left
 //! behind. Also what the exporter accepts that the Burn model refuses (RoPE scaling).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde_json::{json, Value as Json};
+use serde_json::json;
 use tb_gguf::{ExportOptions, QuantMix};
 use tb_model::gguf_export::export_hf_dir;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-/// A copy of tiny-mistral with the fixture tokenizer; `edit` may change any tensor.
-fn model_dir(dst: &Path, edit: impl Fn(&str, &mut Vec<f32>) -> bool) -> PathBuf {
-    std::fs::create_dir_all(dst).unwrap();
-    let src = fixtures().join("tiny-mistral");
-    std::fs::copy(src.join("config.json"), dst.join("config.json")).unwrap();
-    for f in ["tokenizer.json", "tokenizer_config.json"] {
-        std::fs::copy(fixtures().join("tokenizer").join(f), dst.join(f)).unwrap();
-    }
-    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut kept: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    for (name, view) in st.tensors() {
-        let mut v: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        if edit(&name, &mut v) {
-            let data = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-            kept.push((name, view.shape().to_vec(), data));
-        }
-    }
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = kept
-        .iter()
-        .map(|(n, s, d)| {
-            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d);
-            (n.clone(), view.unwrap())
-        })
-        .collect();
-    safetensors::serialize_to_file(views, None, &dst.join("model.safetensors")).unwrap();
-    dst.to_path_buf()
-}
-
-fn edit_json(path: &Path, f: impl FnOnce(&mut Json)) {
-    let mut j: Json = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    f(&mut j);
-    std::fs::write(path, serde_json::to_string(&j).unwrap()).unwrap();
-}
+use tb_testkit::{edit_json, tiny_mistral_dir};
 
 /// Exports `dir` into an empty folder and returns the error text; checks nothing was left.
 fn fails(dir: &Path) -> String {
@@ -71,7 +29,7 @@ fn fails(dir: &Path) -> String {
 #[test]
 fn the_unmodified_copy_exports() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = model_dir(&tmp.path().join("m"), |_, _| true);
+    let dir = tiny_mistral_dir(&tmp.path().join("m"), |_, _| true);
     let out = tmp.path().join("ok.gguf");
     let opts = ExportOptions {
         mix: QuantMix::Q4_K_M,
@@ -86,7 +44,7 @@ fn the_unmodified_copy_exports() {
 #[test]
 fn missing_tensor_is_named() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = model_dir(tmp.path(), |n, _| n != "model.layers.1.mlp.up_proj.weight");
+    let dir = tiny_mistral_dir(tmp.path(), |n, _| n != "model.layers.1.mlp.up_proj.weight");
     let e = fails(&dir);
     assert!(
         e.contains("missing tensor `model.layers.1.mlp.up_proj.weight`"),
@@ -98,7 +56,7 @@ fn missing_tensor_is_named() {
 fn nan_and_inf_weights_are_named() {
     for bad in [f32::NAN, f32::INFINITY] {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = model_dir(tmp.path(), |n, v| {
+        let dir = tiny_mistral_dir(tmp.path(), |n, v| {
             if n == "model.layers.0.self_attn.k_proj.weight" {
                 v[77] = bad;
             }
@@ -118,7 +76,7 @@ fn nan_and_inf_weights_are_named() {
 #[test]
 fn unknown_architecture_is_named() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = model_dir(tmp.path(), |_, _| true);
+    let dir = tiny_mistral_dir(tmp.path(), |_, _| true);
     edit_json(&dir.join("config.json"), |c| {
         c["architectures"] = json!(["GPT2LMHeadModel"])
     });
@@ -132,7 +90,7 @@ fn unknown_architecture_is_named() {
 #[test]
 fn unsupported_pre_tokenizer_is_named() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = model_dir(tmp.path(), |_, _| true);
+    let dir = tiny_mistral_dir(tmp.path(), |_, _| true);
     edit_json(&dir.join("tokenizer.json"), |t| {
         t["pre_tokenizer"] = json!({"type": "Whitespace"})
     });
@@ -146,7 +104,7 @@ fn unsupported_pre_tokenizer_is_named() {
 #[test]
 fn shape_that_contradicts_config_and_missing_tokenizer_are_errors() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = model_dir(tmp.path(), |_, _| true);
+    let dir = tiny_mistral_dir(tmp.path(), |_, _| true);
     edit_json(&dir.join("config.json"), |c| {
         c["intermediate_size"] = json!(96)
     });
@@ -171,7 +129,7 @@ fn shape_that_contradicts_config_and_missing_tokenizer_are_errors() {
 #[test]
 fn rope_scaling_exports_but_the_model_refuses_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = model_dir(&tmp.path().join("linear"), |_, _| true);
+    let dir = tiny_mistral_dir(&tmp.path().join("linear"), |_, _| true);
     edit_json(
         &dir.join("config.json"),
         |c| {
@@ -204,7 +162,7 @@ fn rope_scaling_exports_but_the_model_refuses_it() {
         "{e}"
     );
 
-    let dir = model_dir(&tmp.path().join("llama3"), |_, _| true);
+    let dir = tiny_mistral_dir(&tmp.path().join("llama3"), |_, _| true);
     edit_json(
         &dir.join("config.json"),
         |c| {

@@ -4,9 +4,8 @@
 
 mod common;
 
-use std::path::Path;
-
 use serde_json::Value;
+use tb_testkit::edit_json;
 
 #[test]
 fn missing_summary_names_the_file() {
@@ -88,12 +87,6 @@ fn edited_copy(from: &str, file: &str, edit: impl FnOnce(&mut Value)) -> tempfil
     }
     edit_json(&dir.path().join(file), edit);
     dir
-}
-
-fn edit_json(path: &Path, edit: impl FnOnce(&mut Value)) {
-    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    edit(&mut v);
-    std::fs::write(path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
 }
 
 /// Renames `key` of the JSON object `v` to `to`.

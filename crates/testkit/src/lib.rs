@@ -13,9 +13,11 @@
 //! panics with what failed, except Debian packages where the process may not install them (not
 //! root, no apt-get): [`debian_package`] then returns `false` and the test decides.
 //!
+//! [`tiny_mistral_dir`] and [`edit_json`] make editable copies of the committed fixtures.
 //! [`mutation`] holds the seeded generator and byte edits of the hostile-input campaigns.
 
 mod debian;
+mod fixtures;
 mod lock;
 pub mod mutation;
 mod node;
@@ -26,6 +28,7 @@ mod vulkan;
 use std::path::{Path, PathBuf};
 
 pub use debian::debian_package;
+pub use fixtures::{edit_json, tiny_mistral_dir};
 pub use lock::ProvisionLock;
 pub use node::{llama_oracle, node_llama_cpp, npm_ci, ollama_compat};
 pub use python::{gguf_python, python_venv};

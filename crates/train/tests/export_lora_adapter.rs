@@ -5,62 +5,20 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::{json, Value as Json};
+use serde_json::json;
+use tb_testkit::{edit_json, tiny_mistral_dir};
 use tb_train::lora::{save_adapter, Adapter};
 use tb_train::merge::delta_weight;
 use tb_train::{export_lora_adapter, merge_into_dir, NamedTensor};
-
-fn model_fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures")
-}
 
 fn gguf_fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../gguf/tests/fixtures")
 }
 
-/// A copy of tiny-mistral with the fixture tokenizer, keeping the tensors `keep` accepts.
-fn model_dir(dst: &Path, keep: impl Fn(&str, &mut Vec<f32>) -> bool) -> PathBuf {
-    std::fs::create_dir_all(dst).unwrap();
-    let src = model_fixtures().join("tiny-mistral");
-    std::fs::copy(src.join("config.json"), dst.join("config.json")).unwrap();
-    for f in ["tokenizer.json", "tokenizer_config.json"] {
-        std::fs::copy(model_fixtures().join("tokenizer").join(f), dst.join(f)).unwrap();
-    }
-    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut kept: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    for (name, view) in st.tensors() {
-        let mut v: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        if keep(&name, &mut v) {
-            let data = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-            kept.push((name, view.shape().to_vec(), data));
-        }
-    }
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = kept
-        .iter()
-        .map(|(n, s, d)| {
-            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d);
-            (n.clone(), view.unwrap())
-        })
-        .collect();
-    safetensors::serialize_to_file(views, None, &dst.join("model.safetensors")).unwrap();
-    dst.to_path_buf()
-}
-
-fn edit_json(path: &Path, f: impl FnOnce(&mut Json)) {
-    let mut j: Json = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    f(&mut j);
-    std::fs::write(path, serde_json::to_string(&j).unwrap()).unwrap();
-}
-
 #[test]
 fn lora_refuses_dora_unknown_tensors_and_missing_targets() {
     let tmp = tempfile::tempdir().unwrap();
-    let base = model_dir(&tmp.path().join("base"), |_, _| true);
+    let base = tiny_mistral_dir(&tmp.path().join("base"), |_, _| true);
     let src = gguf_fixtures().join("peft-tiny-mistral/adapter");
     let adapter = tmp.path().join("adapter");
     std::fs::create_dir_all(&adapter).unwrap();
@@ -83,7 +41,7 @@ fn lora_refuses_dora_unknown_tensors_and_missing_targets() {
     });
 
     // a base without layer 1: the adapter targets tensors it does not have
-    let small = model_dir(&tmp.path().join("small"), |n, _| {
+    let small = tiny_mistral_dir(&tmp.path().join("small"), |n, _| {
         !n.starts_with("model.layers.1.")
     });
     edit_json(&small.join("config.json"), |c| {
@@ -128,7 +86,7 @@ fn patterned_adapter(dst: &Path, rslora: bool) -> Adapter {
 #[test]
 fn rank_and_alpha_patterns_export_as_merge_applies_them() {
     let tmp = tempfile::tempdir().unwrap();
-    let base = model_dir(&tmp.path().join("base"), |_, _| true);
+    let base = tiny_mistral_dir(&tmp.path().join("base"), |_, _| true);
     for (rslora, want_rescaled) in [(false, 2), (true, 4)] {
         let dir = tmp.path().join(format!("adapter-{rslora}"));
         let adapter = patterned_adapter(&dir, rslora);

@@ -55,12 +55,7 @@ pub fn only_run(runs: &Path) -> PathBuf {
     dirs.pop().unwrap()
 }
 
-/// Rewrites a JSON file.
-pub fn edit_json(path: &Path, f: impl FnOnce(&mut Json)) {
-    let mut j: Json = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    f(&mut j);
-    std::fs::write(path, serde_json::to_string_pretty(&j).unwrap()).unwrap();
-}
+pub use tb_testkit::edit_json;
 
 /// Runs the `tunebench` binary; returns (success, stdout, stderr).
 pub fn tunebench(args: &[&str]) -> (bool, String, String) {
