@@ -69,6 +69,7 @@ mod kernels;
 mod mat;
 mod naive;
 mod pack;
+mod tiled;
 pub mod vector;
 
 pub use error::{Error, Result};
@@ -76,6 +77,7 @@ pub use isa::{Isa, Precision, ISA_ENV};
 pub use mat::{round_bf16, Element, MatMut, MatRef};
 pub use naive::gemm_naive;
 pub use pack::PackedB;
+pub use tiled::{gemm_by_weight_tiles, transpose};
 
 use driver::{BSource, Plan};
 use kernels::Kernel;

@@ -119,21 +119,33 @@ impl QuantMatrix<'_> {
     /// - returns `[n, rows]` row-major
     pub fn matmul(&self, x: &[f32], n: usize, kernel: Kernel) -> Vec<f32> {
         debug_assert_eq!(x.len(), n * self.cols);
+        if kernel == Kernel::Auto && n >= GEMM_MIN_ROWS {
+            let fill = |r0: usize, tile: &mut [f32]| {
+                for (i, row) in tile.chunks_exact_mut(self.cols).enumerate() {
+                    self.row_into(r0 + i, row);
+                }
+            };
+            match tb_kernels::gemm_by_weight_tiles(
+                x,
+                n,
+                self.cols,
+                self.rows,
+                GEMM_ROWS_PER_TASK,
+                fill,
+            ) {
+                Ok(y) => return y,
+                // Shapes are checked above; an unavailable forced ISA falls back to dots.
+                Err(e) => {
+                    tracing::debug!(error = %e, "engine GEMM unavailable, using dot products")
+                }
+            }
+        }
         // Computed transposed ([rows, n]) so every task writes one contiguous slice.
-        let yt = match kernel {
-            Kernel::Auto if n >= GEMM_MIN_ROWS => self.matmul_t_gemm(x, n),
-            _ => self.matmul_t_dots(x, n, kernel),
-        };
+        let yt = self.matmul_t_dots(x, n, kernel);
         if n == 1 {
             return yt;
         }
-        let mut y = vec![0f32; n * self.rows];
-        for r in 0..self.rows {
-            for t in 0..n {
-                y[t * self.rows + r] = yt[r * n + t];
-            }
-        }
-        y
+        tb_kernels::transpose(&yt, self.rows, n)
     }
 
     /// `(x · Wᵀ)ᵀ` by dot products, one weight row at a time.
@@ -153,40 +165,6 @@ impl QuantMatrix<'_> {
                     for (t, y) in out_row.iter_mut().enumerate() {
                         *y = dot(&w, &x[t * cols..(t + 1) * cols]);
                     }
-                }
-            });
-        yt
-    }
-
-    /// `(x · Wᵀ)ᵀ = W · xᵀ` by tb-kernels' GEMM: `xᵀ` packed once, then per task a block of
-    /// weight rows dequantised into a scratch `[block, cols]` matrix (the A operand) and
-    /// multiplied into its `[block, n]` slice of the result.
-    fn matmul_t_gemm(&self, x: &[f32], n: usize) -> Vec<f32> {
-        let cols = self.cols;
-        let rb = self.row_bytes();
-        let xt = tb_kernels::MatRef::row_major(x, n, cols)
-            .and_then(|x| tb_kernels::PackedB::new(x.t(), tb_kernels::Precision::F32));
-        let packed = match xt {
-            Ok(p) => p,
-            // Shapes are checked by the caller; an unavailable forced ISA falls back to dots.
-            Err(_) => return self.matmul_t_dots(x, n, Kernel::Auto),
-        };
-        let mut yt = vec![0f32; self.rows * n];
-        yt.par_chunks_mut(GEMM_ROWS_PER_TASK * n)
-            .enumerate()
-            .for_each(|(task, out)| {
-                let block = out.len() / n;
-                let r0 = task * GEMM_ROWS_PER_TASK;
-                let mut w = vec![0f32; block * cols];
-                for (i, row) in w.chunks_exact_mut(cols).enumerate() {
-                    let r = r0 + i;
-                    (self.decode)(&self.data[r * rb..(r + 1) * rb], row);
-                }
-                let a = tb_kernels::MatRef::row_major(&w, block, cols);
-                let c = tb_kernels::MatMut::row_major(out, block, n);
-                let done = a.and_then(|a| tb_kernels::gemm_packed(a, &packed, c?, 1.0, false));
-                if let Err(e) = done {
-                    panic!("invariant: engine GEMM operands agree ({e})");
                 }
             });
         yt

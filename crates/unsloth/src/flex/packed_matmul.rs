@@ -1,8 +1,8 @@
 //! Matmuls against a packed 4-bit base that dequantise one tile at a time into a small
 //! scratch buffer and multiply it with tb-kernels' GEMM (the frozen-base op's micro-kernels),
 //! so no dense copy of the weight ever exists:
-//! - forward `y = x·Wᵀ`: `xᵀ` packed once as the GEMM's B operand, then one rayon task per tile
-//!   of [`FWD_TILE_ROWS`] output rows (`64 × d_in` scratch, the A operand), writing rows of `yᵀ`;
+//! - forward `y = x·Wᵀ`: [`tb_kernels::gemm_by_weight_tiles`] over tiles of [`FWD_TILE_ROWS`]
+//!   output rows (`64 × d_in` scratch);
 //! - backward `dx = dy·W`: one rayon task per block column of `W` (64 columns for NF4, 256
 //!   for Q4_K), accumulating over tiles of [`BWD_TILE_ROWS`] rows (`256 × block` scratch),
 //!   writing rows of `dxᵀ`.
@@ -12,7 +12,7 @@
 
 use rayon::prelude::*;
 
-use tb_kernels::{gemm, gemm_packed, MatMut, MatRef, PackedB, Precision};
+use tb_kernels::{gemm, gemm_by_weight_tiles, transpose, MatMut, MatRef, Precision};
 
 use crate::packed_base::PackedWeight;
 
@@ -21,49 +21,15 @@ pub(crate) const FWD_TILE_ROWS: usize = 64;
 /// Weight rows dequantised per step of a backward block column.
 pub(crate) const BWD_TILE_ROWS: usize = 256;
 
-/// Row-major `[cols, rows]` transpose of a row-major `[rows, cols]` matrix (parallel over the
-/// output rows).
-fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0; src.len()];
-    if rows == 0 || cols == 0 {
-        return out;
-    }
-    out.par_chunks_mut(rows).enumerate().for_each(|(c, dst)| {
-        for (r, v) in dst.iter_mut().enumerate() {
-            *v = src[r * cols + c];
-        }
-    });
-    out
-}
-
 /// `y = x·Wᵀ` for row-major `x` `[tokens, d_in]`; returns row-major `[tokens, d_out]`.
 pub(crate) fn forward(x: &[f32], tokens: usize, w: &PackedWeight) -> Vec<f32> {
     let (d_out, d_in) = (w.d_out(), w.d_in());
     assert_eq!(x.len(), tokens * d_in, "invariant: x is [tokens, d_in]");
-    if tokens == 0 {
-        return Vec::new();
-    }
-    let xt = MatRef::row_major(x, tokens, d_in)
-        .and_then(|x| PackedB::new(x.t(), Precision::F32))
-        .unwrap_or_else(|e| panic!("packed forward: {e}"));
     let all_blocks = 0..w.blocks_per_row();
-    let mut yt = vec![0.0; d_out * tokens];
-    yt.par_chunks_mut(FWD_TILE_ROWS * tokens)
-        .enumerate()
-        .for_each_init(Vec::new, |scratch, (tile, dst)| {
-            let r0 = tile * FWD_TILE_ROWS;
-            let rows = dst.len() / tokens;
-            scratch.resize(rows * d_in, 0.0);
-            w.dequantize_tile(r0..r0 + rows, all_blocks.clone(), scratch);
-            // yᵀ[r0.., :] = W[r0.., :] · xᵀ
-            let done = MatRef::row_major(scratch, rows, d_in).and_then(|a| {
-                gemm_packed(a, &xt, MatMut::row_major(dst, rows, tokens)?, 1.0, false)
-            });
-            if let Err(e) = done {
-                panic!("packed forward tile: {e}");
-            }
-        });
-    transpose(&yt, d_out, tokens)
+    gemm_by_weight_tiles(x, tokens, d_in, d_out, FWD_TILE_ROWS, |r0, tile| {
+        w.dequantize_tile(r0..r0 + tile.len() / d_in, all_blocks.clone(), tile)
+    })
+    .unwrap_or_else(|e| panic!("packed forward: {e}"))
 }
 
 /// `dx = dy·W` for row-major `dy` `[tokens, d_out]`; returns row-major `[tokens, d_in]`.
