@@ -1,5 +1,9 @@
 //! The f32 vector primitives shared by the CPU attention kernels (tb-unsloth) and the embedded
-//! GGUF engine (tb-eval): [`dot`] (`Σ a[i]·b[i]`) and [`axpy`] (`acc[i] += alpha·x[i]`).
+//! GGUF engine (tb-eval): [`dot`] (`Σ a[i]·b[i]`) and [`axpy`] (`acc[i] += alpha·x[i]`); and
+//! the softmax pieces of both trainers' cross-entropy: [`max`], [`sum_exp_shifted`]
+//! (`Σ exp(x[i] − shift)`), [`logsumexp`] and [`exp_shifted_scaled`]
+//! (`out[i] = exp(x[i] − shift)·scale`) and [`exp_shifted_in_place`]. The SIMD `exp` is a polynomial within 2 ulp of
+//! `f32::exp` (subnormals and overflow included); NaN propagates through all of them.
 //!
 //! Two implementations each: the plain-Rust reference ([`dot_scalar`], [`axpy_scalar`]) and
 //! AVX2+FMA code for x86-64, picked at run time (CPUID, cached by the standard library), so one
@@ -35,6 +39,146 @@ pub fn axpy(acc: &mut [f32], alpha: f32, x: &[f32]) {
         return;
     }
     axpy_scalar(acc, alpha, x);
+}
+
+/// `max(x)`, NaN if any element is NaN, `-inf` for an empty slice; on the fastest path.
+#[inline]
+pub fn max(x: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(m) = avx2_vector::max(x) {
+        return m;
+    }
+    max_scalar(x)
+}
+
+/// `Σ exp(x[i] − shift)` on the fastest path this CPU has.
+#[inline]
+pub fn sum_exp_shifted(x: &[f32], shift: f32) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(s) = avx2_vector::sum_exp_shifted(x, shift) {
+        return s;
+    }
+    sum_exp_shifted_scalar(x, shift)
+}
+
+/// `ln Σ exp(x[i])`, computed as `m + ln Σ exp(x[i] − m)` with `m = max(x)`; `-inf` for an
+/// empty or all-`-inf` slice, NaN if any element is NaN.
+pub fn logsumexp(x: &[f32]) -> f32 {
+    let m = max(x);
+    if m == f32::NEG_INFINITY || m.is_nan() {
+        return m;
+    }
+    m + sum_exp_shifted(x, m).ln()
+}
+
+/// `out[i] = exp(x[i] − shift)·scale` over the common length, on the fastest path.
+#[inline]
+pub fn exp_shifted_scaled(out: &mut [f32], x: &[f32], shift: f32, scale: f32) {
+    let n = out.len().min(x.len());
+    let (out, x) = (&mut out[..n], &x[..n]);
+    #[cfg(target_arch = "x86_64")]
+    if avx2_vector::exp_shifted_scaled(out, x, shift, scale).is_some() {
+        return;
+    }
+    exp_shifted_scaled_scalar(out, x, shift, scale);
+}
+
+/// `x[i] = exp(x[i] − shift)` in place; returns `Σ x[i]` afterwards (a softmax's numerator
+/// and denominator in one pass).
+#[inline]
+pub fn exp_shifted_in_place(x: &mut [f32], shift: f32) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(s) = avx2_vector::exp_shifted_in_place(x, shift) {
+        return s;
+    }
+    exp_shifted_in_place_scalar(x, shift)
+}
+
+/// The reference [`exp_shifted_in_place`].
+pub fn exp_shifted_in_place_scalar(x: &mut [f32], shift: f32) -> f32 {
+    let mut sum = 0.0f32;
+    for v in x.iter_mut() {
+        *v = (*v - shift).exp();
+        sum += *v;
+    }
+    sum
+}
+
+/// [`exp_shifted_in_place`] on an explicit ISA, as [`dot_with_isa`] picks it.
+pub fn exp_shifted_in_place_with_isa(isa: Isa, x: &mut [f32], shift: f32) -> Result<f32> {
+    if simd_path(isa)? {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(s) = avx2_vector::exp_shifted_in_place(x, shift) {
+            return Ok(s);
+        }
+    }
+    Ok(exp_shifted_in_place_scalar(x, shift))
+}
+
+/// The reference [`max`].
+pub fn max_scalar(x: &[f32]) -> f32 {
+    let mut m = f32::NEG_INFINITY;
+    for &v in x {
+        if v.is_nan() {
+            return f32::NAN;
+        }
+        m = m.max(v);
+    }
+    m
+}
+
+/// The reference [`sum_exp_shifted`] (`f32::exp`, summed in order).
+pub fn sum_exp_shifted_scalar(x: &[f32], shift: f32) -> f32 {
+    x.iter().map(|&v| (v - shift).exp()).sum()
+}
+
+/// The reference [`exp_shifted_scaled`].
+pub fn exp_shifted_scaled_scalar(out: &mut [f32], x: &[f32], shift: f32, scale: f32) {
+    out.iter_mut()
+        .zip(x)
+        .for_each(|(o, &v)| *o = (v - shift).exp() * scale);
+}
+
+/// [`max`] on an explicit ISA, as [`dot_with_isa`] picks it.
+pub fn max_with_isa(isa: Isa, x: &[f32]) -> Result<f32> {
+    if simd_path(isa)? {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(m) = avx2_vector::max(x) {
+            return Ok(m);
+        }
+    }
+    Ok(max_scalar(x))
+}
+
+/// [`sum_exp_shifted`] on an explicit ISA, as [`dot_with_isa`] picks it.
+pub fn sum_exp_shifted_with_isa(isa: Isa, x: &[f32], shift: f32) -> Result<f32> {
+    if simd_path(isa)? {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(s) = avx2_vector::sum_exp_shifted(x, shift) {
+            return Ok(s);
+        }
+    }
+    Ok(sum_exp_shifted_scalar(x, shift))
+}
+
+/// [`exp_shifted_scaled`] on an explicit ISA, as [`dot_with_isa`] picks it.
+pub fn exp_shifted_scaled_with_isa(
+    isa: Isa,
+    out: &mut [f32],
+    x: &[f32],
+    shift: f32,
+    scale: f32,
+) -> Result<()> {
+    let n = out.len().min(x.len());
+    let (out, x) = (&mut out[..n], &x[..n]);
+    if simd_path(isa)? {
+        #[cfg(target_arch = "x86_64")]
+        if avx2_vector::exp_shifted_scaled(out, x, shift, scale).is_some() {
+            return Ok(());
+        }
+    }
+    exp_shifted_scaled_scalar(out, x, shift, scale);
+    Ok(())
 }
 
 /// The reference dot product: eight independent partial sums (a plain `sum()` is one serial

@@ -1,41 +1,33 @@
-//! Plain causal-LM cross-entropy over shifted targets with an ignore index, built from Burn
-//! tensor ops (it materialises log-probabilities over the vocabulary; the Unsloth-style trainer
-//! replaces it with a chunked fused loss).
+//! Plain causal-LM cross-entropy over shifted targets with an ignore index, on the full
+//! `[tokens, vocab]` logits (the Unsloth-style trainer replaces it with a chunked fused loss
+//! over the loss-bearing rows only).
 
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
-use tb_data::IGNORE;
+use tb_model::{cross_entropy, CrossEntropyBackend};
 
-/// Summed cross-entropy over the tokens whose target is not [`IGNORE`].
+/// Summed cross-entropy over the tokens whose target is not [`tb_data::IGNORE`] (tb-model's
+/// one-op cross-entropy, as `F.cross_entropy(..., reduction="sum")`).
 ///
 /// # Shapes
 /// - logits: `[batch, seq, vocab]`
 /// - targets: `batch * seq` values, row-major
 /// - output: `[1]`
-pub fn cross_entropy_sum<B: Backend>(logits: Tensor<B, 3>, targets: &[i64]) -> Tensor<B, 1> {
+pub fn cross_entropy_sum<B: CrossEntropyBackend>(
+    logits: Tensor<B, 3>,
+    targets: &[i64],
+) -> Tensor<B, 1> {
     let [b, s, v] = logits.dims();
-    let device = logits.device();
     let n = b * s;
     debug_assert_eq!(targets.len(), n);
-    let index: Vec<i64> = targets
-        .iter()
-        .map(|&t| if t == IGNORE { 0 } else { t })
-        .collect();
-    let weight: Vec<f32> = targets
-        .iter()
-        .map(|&t| if t == IGNORE { 0.0 } else { 1.0 })
-        .collect();
-    let index =
-        Tensor::<B, 1, Int>::from_data(TensorData::new(index, [n]), &device).reshape([n, 1]);
-    let weight = Tensor::<B, 1>::from_data(TensorData::new(weight, [n]), &device);
-    let logp = log_softmax(logits.reshape([n, v]), 1);
-    let picked = logp.gather(1, index).reshape([n]);
-    (picked * weight).sum().neg()
+    let targets =
+        Tensor::<B, 1, Int>::from_data(TensorData::new(targets.to_vec(), [n]), &logits.device());
+    cross_entropy(logits.reshape([n, v]), targets).sum()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tb_data::IGNORE;
     type B = burn::backend::Flex;
 
     #[test]

@@ -12,7 +12,7 @@
 //! whose segments are not contiguous, and serve as its reference in the tests.
 
 use rayon::prelude::*;
-use tb_kernels::vector::dot;
+use tb_kernels::vector::{self, dot};
 
 use super::attention::Dims;
 use super::strided_gemm::{gemm, Strided};
@@ -74,12 +74,8 @@ fn causal_softmax(scores: &mut [f32], len: usize) -> Vec<f32> {
         .map(|(i, row)| {
             let (keep, future) = row.split_at_mut(i + 1);
             future.fill(0.0);
-            let max = keep.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-            let mut sum = 0.0f32;
-            for x in keep.iter_mut() {
-                *x = (*x - max).exp();
-                sum += *x;
-            }
+            let max = vector::max(keep);
+            let sum = vector::exp_shifted_in_place(keep, max);
             keep.iter_mut().for_each(|x| *x /= sum);
             max + sum.ln()
         })
@@ -204,7 +200,7 @@ pub(crate) fn backward(
                 for (i, row) in p.chunks_mut(l).enumerate() {
                     let row_lse = s.lse[(span.start + i) * heads + hh];
                     let (keep, future) = row.split_at_mut(i + 1);
-                    keep.iter_mut().for_each(|x| *x = (*x - row_lse).exp());
+                    vector::exp_shifted_in_place(keep, row_lse);
                     future.fill(0.0);
                 }
                 let pm = Strided::new(&p, 0, [l, l], [l, 1]);

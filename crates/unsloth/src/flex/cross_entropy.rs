@@ -1,7 +1,9 @@
-//! Cross-entropy kernels over one chunk of logits, one rayon task per row.
+//! Cross-entropy kernels over one chunk of logits, one rayon task per row, on tb-kernels'
+//! SIMD softmax primitives.
 
 use burn::backend::flex::FlexTensor;
 use rayon::prelude::*;
+use tb_kernels::vector;
 
 use super::{ints, output, F32View};
 use crate::ops::IGNORE_INDEX;
@@ -27,9 +29,7 @@ pub(crate) fn forward(logits: FlexTensor, targets: FlexTensor) -> (FlexTensor, F
             .zip(logits.slice().par_chunks(vocab))
             .zip(targets.par_iter())
             .for_each(|(((lse, nll), row), &t)| {
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
-                *lse = max + sum.ln();
+                *lse = vector::logsumexp(row);
                 *nll = column(t, vocab).map_or(0.0, |c| *lse - row[c]);
             });
     }
@@ -56,9 +56,7 @@ pub(crate) fn backward(
             .zip(targets.par_iter())
             .for_each(|(((d_row, row), &lse), &t)| {
                 if let Some(c) = column(t, vocab) {
-                    for (dv, &v) in d_row.iter_mut().zip(row) {
-                        *dv = (v - lse).exp() * scale;
-                    }
+                    vector::exp_shifted_scaled(d_row, row, lse, scale);
                     d_row[c] -= scale;
                 }
             });
