@@ -29,15 +29,39 @@ pub struct Attention<B: Backend> {
 
 /// Per-forward inputs shared by all layers.
 pub struct AttentionInputs<B: Backend> {
-    /// RoPE cos table for the new tokens, `[batch, seq, 1, head_dim]` (token-major, as the
-    /// projections' outputs).
-    pub cos: Tensor<B, 4>,
-    /// RoPE sin table for the new tokens, `[batch, seq, 1, head_dim]`.
-    pub sin: Tensor<B, 4>,
+    /// RoPE tables for the query heads.
+    pub rope_q: RopeTables<B>,
+    /// RoPE tables for the key heads (the query tables when the counts match).
+    pub rope_k: RopeTables<B>,
     /// `true` where attention is not allowed, `[batch, heads, seq, past + seq]`: one copy per
     /// query head made once per forward, so no layer's masking (forward and backward)
     /// broadcasts it again.
     pub mask: Tensor<B, 4, Bool>,
+}
+
+/// RoPE cos/sin tables laid out as the projections' outputs, `[batch, seq, heads, head_dim]`
+/// (token-major), materialised per head once per forward: a table broadcast over the heads
+/// would send every layer's RoPE products (forward and backward) down Flex's strided
+/// element-wise path, an order of magnitude slower than its contiguous one.
+#[derive(Clone)]
+pub struct RopeTables<B: Backend> {
+    /// cos, `[batch, seq, heads, head_dim]`.
+    pub cos: Tensor<B, 4>,
+    /// sin, `[batch, seq, heads, head_dim]`.
+    pub sin: Tensor<B, 4>,
+}
+
+impl<B: Backend> RopeTables<B> {
+    /// Tables for `heads` heads from per-token tables.
+    ///
+    /// # Shapes
+    /// - cos, sin: `[batch, seq, 1, head_dim]`
+    pub fn per_head(cos: Tensor<B, 4>, sin: Tensor<B, 4>, heads: usize) -> Self {
+        Self {
+            cos: cos.repeat_dim(2, heads),
+            sin: sin.repeat_dim(2, heads),
+        }
+    }
 }
 
 impl<B: FrozenLinearBackend> Attention<B> {
@@ -53,10 +77,10 @@ impl<B: FrozenLinearBackend> Attention<B> {
         let [b, s, _] = x.dims();
         let (h, kvh, d) = (self.n_heads, self.n_kv_heads, self.head_dim);
         let split = |t: Tensor<B, 3>, heads: usize| t.reshape([b, s, heads, d]);
-        let rope = |t: Tensor<B, 4>| RotaryEmbedding::apply(t, &inputs.cos, &inputs.sin);
+        let rope = |t: Tensor<B, 4>, r: &RopeTables<B>| RotaryEmbedding::apply(t, &r.cos, &r.sin);
         // RoPE on the token-major layout (contiguous), then heads first for the products.
-        let q = rope(split(self.q_proj.forward(x.clone()), h)).swap_dims(1, 2);
-        let k = rope(split(self.k_proj.forward(x.clone()), kvh)).swap_dims(1, 2);
+        let q = rope(split(self.q_proj.forward(x.clone()), h), &inputs.rope_q).swap_dims(1, 2);
+        let k = rope(split(self.k_proj.forward(x.clone()), kvh), &inputs.rope_k).swap_dims(1, 2);
         let v = split(self.v_proj.forward(x), kvh).swap_dims(1, 2);
         let (k, v) = match cache {
             Some((cache, layer)) => cache.append(layer, k, v),

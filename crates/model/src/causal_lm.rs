@@ -3,7 +3,7 @@
 use burn::module::Param;
 use burn::prelude::*;
 
-use crate::attention::AttentionInputs;
+use crate::attention::{AttentionInputs, RopeTables};
 use crate::cache::KvCache;
 use crate::frozen_linear::{frozen_linear, FrozenLinearBackend};
 use crate::layer::DecoderLayer;
@@ -106,10 +106,20 @@ impl<B: FrozenLinearBackend> CausalLm<B> {
     ) -> Tensor<B, 3> {
         let seq = ids.dims()[1];
         let (cos, sin) = self.rope.tables(options.positions.clone());
-        let heads = self.layers.first().map_or(1, |l| l.self_attn.n_heads);
+        let (heads, kv_heads) = self
+            .layers
+            .first()
+            .map_or((1, 1), |l| (l.self_attn.n_heads, l.self_attn.n_kv_heads));
+        let (cos, sin) = (cos.swap_dims(1, 2), sin.swap_dims(1, 2));
+        let rope_q = RopeTables::per_head(cos.clone(), sin.clone(), heads);
+        let rope_k = if kv_heads == heads {
+            rope_q.clone()
+        } else {
+            RopeTables::per_head(cos, sin, kv_heads)
+        };
         let inputs = AttentionInputs {
-            cos: cos.swap_dims(1, 2),
-            sin: sin.swap_dims(1, 2),
+            rope_q,
+            rope_k,
             mask: options.mask.clone().repeat_dim(1, heads),
         };
         let mut x = self.embed_tokens.forward(ids);

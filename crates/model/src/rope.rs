@@ -64,15 +64,18 @@ impl<B: Backend> RotaryEmbedding<B> {
         (cos, sin)
     }
 
-    /// Rotates `x` by the angles in `cos`/`sin` (from [`Self::tables`], broadcast over heads).
+    /// Rotates `x` by the angles in `cos`/`sin` (from [`Self::tables`]; broadcast over the
+    /// heads, or repeated per head).
     ///
     /// Attention calls it on the projections' own row-major `[batch, seq, heads, head_dim]`
-    /// layout with the tables as `[batch, seq, 1, head_dim]`, so every product reads contiguous
-    /// memory (on a head-major view Flex's element-wise ops fall back to strided iteration).
+    /// layout with the tables repeated per head
+    /// ([`RopeTables`](crate::attention::RopeTables)), so every product, forward and backward,
+    /// reads two contiguous operands of one shape: Flex's fast element-wise path (a table
+    /// broadcast over the heads, or a head-major view, falls back to strided iteration).
     ///
     /// # Shapes
     /// - x: `[batch, heads, seq, head_dim]` or `[batch, seq, heads, head_dim]`
-    /// - cos, sin: `[batch, 1, seq, head_dim]` or `[batch, seq, 1, head_dim]` (matching x)
+    /// - cos, sin: x's shape, or x's with 1 heads (broadcast)
     /// - output: x's shape
     pub fn apply(x: Tensor<B, 4>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4>) -> Tensor<B, 4> {
         let d = x.dims()[3];
