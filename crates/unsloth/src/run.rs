@@ -1,6 +1,7 @@
 //! `tunebench train unsloth --config FILE [--gguf q4_k_m,q8_0,f16]`: train with the fused ops,
 //! save the PEFT-format adapter, and in the same command merge it into the base, write the GGUF
-//! files through tb-gguf and an Ollama Modelfile.
+//! files through tb-gguf and an Ollama Modelfile. Which GGUF types is [`TrainRequest::gguf`]:
+//! the CLI fills it from `--gguf`, else from the experiment's `[export] quants`.
 //!
 //! Merge choice: the adapter is folded into the **unquantised** base checkpoint the run
 //! started from (f32 accumulation, one rounding to the base's dtype), as Unsloth's merge does
@@ -122,7 +123,7 @@ fn check_request(config: &ExperimentConfig, quants: &[QuantMix]) -> tb_train::Re
         return Err(tb_train::Error::ConfigValue {
             field: "model.base".into(),
             message: format!(
-                "{}: --gguf merges into an HF model folder; import the GGUF first with `tunebench import-gguf`",
+                "{}: writing GGUFs after training (`--gguf`, or the experiment's `[export] quants`) merges into an HF model folder; import the GGUF first with `tunebench import-gguf`, or pass `--gguf none`",
                 base.display()
             ),
         });
@@ -333,7 +334,7 @@ fn export(
     if chat.template.is_none() {
         tracing::warn!("chat template not recognised (ChatML or Llama 3): the Modelfile has no TEMPLATE; Ollama will autodetect one from the GGUF");
     }
-    // The Modelfile's FROM is the first GGUF asked for (export runs only with `--gguf` types).
+    // The Modelfile's FROM is the first GGUF asked for (export runs only with GGUF types).
     let first = &listed[0].0;
     let modelfile_path = run.join("Modelfile");
     tb_gguf::fsio::write_atomic(

@@ -1,8 +1,9 @@
-//! `tunebench train peft|unsloth --config FILE [--resume RUN_DIR]`.
+//! `tunebench train peft|unsloth --config FILE [--resume RUN_DIR]`; `train unsloth` also takes
+//! `--gguf TYPES|none`.
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use tb_train::{ExperimentConfig, TrainOutcome, TrainRequest};
 
@@ -18,7 +19,8 @@ enum TrainMethod {
     /// PEFT-style LoRA: autodiff, padded batches, PEFT adapter; merge separately.
     Peft(MethodArgs),
     /// Unsloth-style LoRA: fused ops with hand-written backward, packed batches, chunked loss;
-    /// `--gguf q4_k_m[,q8_0,f16]` also merges, writes the GGUFs and an Ollama Modelfile.
+    /// with GGUF types (the experiment's `[export] quants`, or `--gguf q4_k_m[,q8_0,f16]`) it
+    /// also merges, writes the GGUFs and an Ollama Modelfile.
     Unsloth(UnslothArgs),
 }
 
@@ -27,9 +29,31 @@ enum TrainMethod {
 pub struct UnslothArgs {
     #[command(flatten)]
     common: MethodArgs,
-    /// GGUF types to write after training (comma-separated: q4_k_m, q4_0, q8_0, f16, bf16, f32).
-    #[arg(long, value_delimiter = ',')]
-    gguf: Vec<String>,
+    /// GGUF types to write after training (comma-separated: q4_k_m, q4_0, q8_0, f16, bf16,
+    /// f32), replacing the experiment's `[export] quants`; `none` writes no GGUF (training only,
+    /// as `bench train` measures it). Without it: the experiment's list (empty or no `[export]`
+    /// section: no GGUF).
+    #[arg(long, value_delimiter = ',', value_name = "TYPES")]
+    gguf: Option<Vec<String>>,
+}
+
+/// The GGUF types `train unsloth` writes: `--gguf` when given (`none`: nothing), else the
+/// experiment's `[export] quants`.
+fn gguf_types(flag: Option<&[String]>, config: &ExperimentConfig) -> Result<Vec<String>> {
+    let Some(flag) = flag else {
+        return Ok(config.export.quants.clone());
+    };
+    let is_none = |q: &String| q.trim().eq_ignore_ascii_case("none");
+    match flag {
+        [only] if is_none(only) => Ok(Vec::new()),
+        _ if flag.iter().any(is_none) => {
+            bail!(
+                "--gguf {}: `none` cannot be combined with GGUF types",
+                flag.join(",")
+            )
+        }
+        _ => Ok(flag.to_vec()),
+    }
 }
 
 /// Options shared by the training methods.
@@ -86,12 +110,25 @@ fn load_config(args: &MethodArgs) -> Result<ExperimentConfig> {
 
 /// Runs `train`.
 pub fn run_train(args: TrainArgs) -> Result<()> {
-    let (common, gguf) = match &args.method {
-        TrainMethod::Peft(m) => (m, Vec::new()),
-        TrainMethod::Unsloth(u) => (&u.common, u.gguf.clone()),
+    let common = match &args.method {
+        TrainMethod::Peft(m) => m,
+        TrainMethod::Unsloth(u) => &u.common,
+    };
+    let config = load_config(common)?;
+    let gguf = match &args.method {
+        TrainMethod::Peft(_) => {
+            if !config.export.quants.is_empty() {
+                tracing::info!(
+                    quants = ?config.export.quants,
+                    "[export] quants is for `train unsloth`; the PEFT way exports separately (`tunebench merge`, then `tunebench export gguf`)"
+                );
+            }
+            Vec::new()
+        }
+        TrainMethod::Unsloth(u) => gguf_types(u.gguf.as_deref(), &config)?,
     };
     let request = TrainRequest {
-        config: load_config(common)?,
+        config,
         resume: common.resume.clone(),
         progress: !common.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         gguf,
@@ -140,5 +177,45 @@ fn print_outcome(out: &TrainOutcome) {
             "checkpoint -> servable GGUF + Modelfile in {seconds:.1} s; serve with: ollama create NAME -f {}",
             m.display()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gguf_types;
+    use tb_train::ExperimentConfig;
+
+    fn config(quants: &str) -> ExperimentConfig {
+        ExperimentConfig::parse(&format!(
+            "[model]\nbase = \"m\"\n[data]\ntrain = \"t.jsonl\"\n[train]\nmax_steps = 1\n{quants}"
+        ))
+        .unwrap()
+    }
+
+    fn list(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_string()).collect()
+    }
+
+    #[test]
+    fn the_experiment_list_applies_without_the_flag() {
+        let c = config("[export]\nquants = [\"q8_0\", \"f16\"]\n");
+        assert_eq!(gguf_types(None, &c).unwrap(), list(&["q8_0", "f16"]));
+        // No [export] section, or an empty list: no GGUF.
+        assert!(gguf_types(None, &config("")).unwrap().is_empty());
+        let empty = config("[export]\nquants = []\n");
+        assert!(gguf_types(None, &empty).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_flag_replaces_the_list_and_none_clears_it() {
+        let c = config("[export]\nquants = [\"q8_0\"]\n");
+        let flag = list(&["f16"]);
+        assert_eq!(gguf_types(Some(&flag), &c).unwrap(), flag);
+        for none in ["none", "NONE", " none "] {
+            assert!(gguf_types(Some(&list(&[none])), &c).unwrap().is_empty());
+        }
+        let mixed = list(&["none", "q4_k_m"]);
+        let e = gguf_types(Some(&mixed), &c).unwrap_err().to_string();
+        assert!(e.contains("none") && e.contains("q4_k_m"), "{e}");
     }
 }

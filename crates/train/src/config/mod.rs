@@ -408,28 +408,27 @@ impl Default for LoraSection {
 }
 
 /// `[export]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExportSection {
-    /// GGUF types to write after training, e.g. `["q4_k_m", "q8_0", "f16"]`.
+    /// GGUF types `train unsloth` writes after training (with the merged model and an Ollama
+    /// Modelfile), e.g. `["q4_k_m", "q8_0", "f16"]`; the first one is the Modelfile's `FROM`.
+    /// Names as `tunebench export gguf --quant` takes them (q4_k_m, q4_0, q8_0, f16, bf16, f32).
+    /// Empty (the default, and what a file without `[export]` gets): no GGUF. `--gguf` on the
+    /// command line replaces the list. The PEFT-style trainer never exports (its users merge and
+    /// convert separately).
     pub quants: Vec<String>,
 }
 
-impl Default for ExportSection {
-    fn default() -> Self {
-        Self {
-            quants: vec!["q4_k_m".into()],
-        }
-    }
-}
-
-/// `[eval]`.
+/// `[eval]`: what `tunebench eval --config FILE` (and `eval damage`, and the demo's evaluation)
+/// uses where no `--max-tokens` / `--num-ctx` is given.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvalSection {
-    /// Longest generated answer.
+    /// Longest generated answer, in tokens.
     pub max_new_tokens: usize,
-    /// Context length for serving (Ollama `num_ctx`).
+    /// Context length for serving: Ollama's `num_ctx` in evaluations and the Modelfile's
+    /// `PARAMETER num_ctx`.
     pub num_ctx: usize,
 }
 

@@ -125,6 +125,57 @@ impl ExperimentConfig {
                 return bad("lora.targets", "the list is empty".into());
             }
         }
+        self.check_export()
+    }
+
+    /// `[export] quants`: every name one `tunebench export gguf --quant` takes, so a typo stops
+    /// the command before training rather than after it.
+    fn check_export(&self) -> Result<()> {
+        for q in &self.export.quants {
+            if q.parse::<tb_gguf::QuantMix>().is_err() {
+                let known: Vec<String> = tb_gguf::QuantMix::ALL
+                    .iter()
+                    .map(|m| m.name().to_ascii_lowercase())
+                    .collect();
+                return Err(Error::ConfigValue {
+                    field: "export.quants".into(),
+                    message: format!(
+                        "`{q}` is not a GGUF type (expected {}; an empty list writes no GGUF)",
+                        known.join(", ")
+                    ),
+                });
+            }
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ExperimentConfig;
+
+    fn with_export(quants: &str) -> crate::Result<ExperimentConfig> {
+        ExperimentConfig::parse(&format!(
+            "[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[train]\nmax_steps = 1\n[export]\nquants = {quants}\n"
+        ))
+    }
+
+    #[test]
+    fn export_quants_are_gguf_types() {
+        let c = with_export(r#"["q4_k_m", "Q8_0", "f16"]"#).unwrap();
+        assert_eq!(c.export.quants.len(), 3);
+        assert!(with_export("[]").unwrap().export.quants.is_empty());
+        let e = with_export(r#"["q4_k_m", "q9_9"]"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("export.quants") && e.contains("q9_9"), "{e}");
+        // `none` is a command-line word (`--gguf none`); in the file it is an empty list.
+        assert!(with_export(r#"["none"]"#).is_err());
+    }
+
+    #[test]
+    fn no_export_section_means_no_gguf() {
+        let c = ExperimentConfig::parse("[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n").unwrap();
+        assert!(c.export.quants.is_empty());
     }
 }

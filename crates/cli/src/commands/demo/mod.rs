@@ -4,12 +4,19 @@
 //! process so peak memory is its own), merge and export the PEFT adapter, train+export in one
 //! command the Unsloth way, evaluate base/PEFT/Unsloth Q4_K_M GGUFs (Ollama if reachable, else
 //! the embedded engine), measure quantization damage (full run), and write the report. Each
-//! trainer's outcome is read from its `--json` line, not from its log lines. An interrupted demo
-//! continues where it stopped (see [`attempt`]).
+//! trainer's outcome is read from its `--json` line, not from its log lines; while it trains,
+//! its progress comes from the metrics it writes in its run folder (see [`progress`]). The
+//! evaluations answer with the experiment file's `[eval]` settings. The demo ends with a
+//! summary table and the path of the HTML report. An interrupted demo continues where it
+//! stopped (see [`attempt`]).
 
 mod attempt;
+mod progress;
+mod summary;
 
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -19,11 +26,17 @@ use tb_train::{ExperimentConfig, TrainOutcome};
 
 use super::fetch_model::{run_fetch_model, FetchModelArgs};
 use attempt::{Attempt, DemoSettings};
+use progress::{RunTarget, StageProgress};
+
+/// `--quick`: most new tokens per evaluated answer (below the experiment's `[eval]
+/// max_new_tokens` when that is larger).
+const QUICK_MAX_TOKENS: usize = 32;
 
 /// Arguments of `demo`.
 #[derive(Args)]
 pub struct DemoArgs {
-    /// Smaller run for smoke tests.
+    /// Smaller run for smoke tests: 3 training steps, 4 eval-loss examples, 3 evaluated
+    /// questions with answers of at most 32 tokens, no damage study.
     #[arg(long)]
     pub quick: bool,
     /// Dataset folder (`train.jsonl`, `eval.jsonl`).
@@ -33,7 +46,8 @@ pub struct DemoArgs {
     #[arg(long, default_value_os_t = crate::default_models_dir())]
     pub models_dir: PathBuf,
     /// Experiment file both trainers use; its `[model] base` is the "base" model evaluated
-    /// (SmolLM2-135M is fetched there when missing).
+    /// (SmolLM2-135M is fetched there when missing) and its `[eval]` section (max_new_tokens,
+    /// num_ctx) sets the evaluations' answer length and context window.
     #[arg(long, default_value = "configs/smollm2-135m.toml")]
     pub config: PathBuf,
     /// Where the demo's attempts go (`<runs-dir>/<utc>/`, the one in progress named by
@@ -48,27 +62,19 @@ pub struct DemoArgs {
     pub restart: bool,
 }
 
-/// Runs `tunebench ARGS...` (this same binary) in its own process, streaming its stderr, and
-/// returns its stdout (also echoed).
+/// Runs `tunebench ARGS...` (this same binary) in its own process, streaming its stderr (where
+/// its own progress bar, if any, draws), and returns its stdout (also echoed).
 fn tunebench(args: &[&str]) -> Result<String> {
-    run_child(args, true)
-}
-
-/// Runs `tunebench ARGS...` in its own process with stderr streamed; returns its stdout, echoed
-/// when `echo`.
-fn run_child(args: &[&str], echo: bool) -> Result<String> {
     let exe = std::env::current_exe().context("locating the tunebench binary")?;
     println!("   $ tunebench {}", args.join(" "));
     let out = std::process::Command::new(exe)
         .args(args)
-        .stderr(std::process::Stdio::inherit())
+        .stderr(Stdio::inherit())
         .output()
         .with_context(|| format!("running tunebench {}", args.join(" ")))?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    if echo {
-        for line in stdout.lines() {
-            println!("   {line}");
-        }
+    for line in stdout.lines() {
+        println!("   {line}");
     }
     if !out.status.success() {
         anyhow::bail!("`tunebench {}` failed ({})", args.join(" "), out.status);
@@ -109,19 +115,42 @@ fn report_step(
         cmd.push(d);
     }
     tunebench(&cmd)?;
-    println!(
-        "   report: {}/report.md (and report.html)",
-        args.report.display()
-    );
     Ok(())
 }
 
 /// Runs a `tunebench train ... --json` child and returns its outcome (its stdout is the one
-/// JSON line, not echoed).
-fn train_child(args: &[String]) -> Result<TrainOutcome> {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let stdout = run_child(&args, false)?;
-    TrainOutcome::from_child_stdout(&stdout).map_err(anyhow::Error::msg)
+/// JSON line, not echoed). While it runs, the stage's progress follows the metrics of its run
+/// in `target`, and its stderr is passed through.
+fn train_child(label: &str, args: &[String], target: RunTarget) -> Result<TrainOutcome> {
+    let exe = std::env::current_exe().context("locating the tunebench binary")?;
+    let shown = args.join(" ");
+    println!("   $ tunebench {shown}");
+    let mut child = std::process::Command::new(exe)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running tunebench {shown}"))?;
+    let stderr = child.stderr.take().context("the child's stderr")?;
+    let progress = StageProgress::start(label, target);
+    let out = std::thread::scope(|s| {
+        s.spawn(|| {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(|l| l.ok())
+            {
+                progress.line(&line);
+            }
+        });
+        child.wait_with_output()
+    });
+    progress.finish();
+    let out = out.with_context(|| format!("running tunebench {shown}"))?;
+    if !out.status.success() {
+        anyhow::bail!("`tunebench {shown}` failed ({})", out.status);
+    }
+    TrainOutcome::from_child_stdout(&String::from_utf8_lossy(&out.stdout))
+        .map_err(anyhow::Error::msg)
 }
 
 /// The base model folder: the config's `[model] base`, fetched when it is SmolLM2-135M and
@@ -214,10 +243,12 @@ fn train_step(
         .map(String::from)
         .collect();
     cmd.push(args.config.to_string_lossy().into_owned());
+    // The child draws no bar of its own: the demo shows its progress (see `train_child`).
     cmd.extend(["--no-progress".into(), "--json".into()]);
-    if let Some(run) = attempt.unfinished_run(method)? {
+    let target = if let Some(run) = attempt.unfinished_run(method)? {
         println!("   continuing {} from its newest checkpoint", run.display());
         cmd.extend(["--resume".into(), run.to_string_lossy().into_owned()]);
+        RunTarget::Resume(run)
     } else {
         // Step counts sized for 2 CPU cores: --quick is a smoke test of every step.
         let (steps, eval_limit) = if args.quick { ("3", "4") } else { ("24", "20") };
@@ -225,9 +256,10 @@ fn train_step(
         cmd.extend(["--runs-dir".into(), runs]);
         cmd.extend(["--max-steps".into(), steps.into()]);
         cmd.extend(["--eval-limit".into(), eval_limit.into()]);
-    }
+        RunTarget::new_under(&attempt.runs_of(method))
+    };
     cmd.extend(extra.iter().map(|s| (*s).to_string()));
-    let outcome = train_child(&cmd)?;
+    let outcome = train_child(method, &cmd, target)?;
     let s = &outcome.summary;
     println!(
         "   {}: {} steps, {:.1} tokens/s, peak RSS {:.0} MiB, final train loss {:.4}",
@@ -298,42 +330,51 @@ fn base_gguf_step(args: &DemoArgs, model_dir: &Path) -> Result<PathBuf> {
     Ok(gguf)
 }
 
-/// Evaluates the three GGUFs; an evaluation the interruption cut short is resumed.
-fn eval_step(args: &DemoArgs, attempt: &Attempt, models: [(&str, &Path); 3]) -> Result<PathBuf> {
-    let eval_dir = attempt.dir.join("eval");
-    let (limit, max_tokens) = if args.quick {
-        ("3", "32")
-    } else {
-        ("20", "96")
-    };
-    let out_flag = if eval_dir.join("results.jsonl").is_file() {
-        "--resume"
-    } else {
-        "--out"
-    };
-    let dataset = args
-        .dataset
-        .join("eval.jsonl")
-        .to_string_lossy()
-        .into_owned();
-    let eval_arg = eval_dir.to_string_lossy().into_owned();
-    let specs: Vec<String> = models
-        .iter()
-        .map(|(name, gguf)| format!("{name}={}", gguf.display()))
-        .collect();
-    let mut cmd = vec!["eval"];
-    for spec in &specs {
-        cmd.extend(["--model", spec.as_str()]);
+/// The `tunebench eval` arguments of the demo's evaluation into `eval_dir` (`resume`: continue
+/// the one an interruption cut short). Answer length and context window come from the
+/// experiment file (`--config`, its `[eval]` section); `--quick` caps answers at
+/// [`QUICK_MAX_TOKENS`].
+fn eval_args(
+    args: &DemoArgs,
+    config: &ExperimentConfig,
+    eval_dir: &Path,
+    resume: bool,
+    models: &[(&str, &Path)],
+) -> Vec<String> {
+    let mut cmd = vec!["eval".to_string()];
+    for (name, gguf) in models {
+        cmd.extend(["--model".into(), format!("{name}={}", gguf.display())]);
     }
-    cmd.extend([
-        "--dataset",
-        &dataset,
-        "--engine",
-        "auto",
-        out_flag,
-        &eval_arg,
-    ]);
-    cmd.extend(["--limit", limit, "--max-tokens", max_tokens, "--perplexity"]);
+    let dataset = args.dataset.join("eval.jsonl");
+    let out_flag = if resume { "--resume" } else { "--out" };
+    for (flag, value) in [
+        ("--dataset", dataset.to_string_lossy()),
+        ("--engine", "auto".into()),
+        (out_flag, eval_dir.to_string_lossy()),
+        ("--config", args.config.to_string_lossy()),
+        ("--limit", (if args.quick { "3" } else { "20" }).into()),
+    ] {
+        cmd.extend([flag.to_string(), value.into_owned()]);
+    }
+    if args.quick {
+        let max_tokens = config.eval.max_new_tokens.min(QUICK_MAX_TOKENS);
+        cmd.extend(["--max-tokens".into(), max_tokens.to_string()]);
+    }
+    cmd.push("--perplexity".into());
+    cmd
+}
+
+/// Evaluates the three GGUFs; an evaluation the interruption cut short is resumed.
+fn eval_step(
+    args: &DemoArgs,
+    config: &ExperimentConfig,
+    attempt: &Attempt,
+    models: [(&str, &Path); 3],
+) -> Result<PathBuf> {
+    let eval_dir = attempt.dir.join("eval");
+    let resume = eval_dir.join("results.jsonl").is_file();
+    let cmd = eval_args(args, config, &eval_dir, resume, &models);
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
     tunebench(&cmd)?;
     Ok(eval_dir)
 }
@@ -359,8 +400,8 @@ fn damage_step(args: &DemoArgs, attempt: &Attempt, merged: &Path) -> Result<Path
         "20",
         "--chrf-items",
         "8",
-        "--max-tokens",
-        "64",
+        "--config",
+        &args.config.to_string_lossy(),
     ])?;
     Ok(dir)
 }
@@ -396,7 +437,7 @@ pub fn run_demo(args: DemoArgs) -> Result<()> {
         ("peft", peft_gguf.as_path()),
         ("unsloth", uns_gguf.as_path()),
     ];
-    let eval_dir = eval_step(&args, &attempt, models)?;
+    let eval_dir = eval_step(&args, &config, &attempt, models)?;
     let damage_dir = if args.quick {
         None
     } else {
@@ -410,6 +451,99 @@ pub fn run_demo(args: DemoArgs) -> Result<()> {
     );
     report_step(&args, &peft.run, &uns.run, &eval_dir, damage_dir.as_deref())?;
     attempt.finish()?;
+    print_summary(&args, &[("peft", &peft), ("unsloth", &uns)], &eval_dir);
     println!("== done in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// The closing table (training and answer quality per model) and where the HTML report is.
+fn print_summary(args: &DemoArgs, trained: &[(&str, &TrainOutcome)], eval_dir: &Path) {
+    let file = eval_dir.join("summary.json");
+    let eval: Option<tb_eval::evaluation::Summary> = std::fs::read(&file)
+        .map_err(anyhow::Error::from)
+        .and_then(|bytes| Ok(serde_json::from_slice(&bytes)?))
+        .inspect_err(|e| tracing::warn!("{}: {e}; the table has no answer quality", file.display()))
+        .ok();
+    let runs: Vec<(&str, &tb_train::RunSummary)> =
+        trained.iter().map(|(m, o)| (*m, &o.summary)).collect();
+    println!("== summary");
+    println!("{}", summary::summary_table(&runs, eval.as_ref()));
+    let html = args.report.join("report.html");
+    let html = std::path::absolute(&html).unwrap_or(html);
+    println!("HTML report: {}", html.display());
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::{eval_args, DemoArgs, QUICK_MAX_TOKENS};
+    use tb_train::ExperimentConfig;
+
+    fn demo_args(quick: bool) -> DemoArgs {
+        DemoArgs {
+            quick,
+            dataset: PathBuf::from("data"),
+            models_dir: PathBuf::from("models"),
+            config: PathBuf::from("exp.toml"),
+            runs_dir: PathBuf::from("runs"),
+            report: PathBuf::from("report"),
+            restart: false,
+        }
+    }
+
+    fn config(max_new_tokens: usize) -> ExperimentConfig {
+        ExperimentConfig::parse(&format!(
+            "[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[train]\nmax_steps = 1\n[eval]\nmax_new_tokens = {max_new_tokens}\nnum_ctx = 777\n"
+        ))
+        .unwrap()
+    }
+
+    /// The value after `flag`, if the flag is there.
+    fn value<'a>(cmd: &'a [String], flag: &str) -> Option<&'a str> {
+        let i = cmd.iter().position(|a| a == flag)?;
+        cmd.get(i + 1).map(String::as_str)
+    }
+
+    #[test]
+    fn the_evaluation_takes_its_limits_from_the_experiment_file() {
+        let models = [("base", Path::new("b.gguf"))];
+        let cmd = eval_args(
+            &demo_args(false),
+            &config(100),
+            Path::new("e"),
+            false,
+            &models,
+        );
+        assert_eq!(value(&cmd, "--config"), Some("exp.toml"));
+        // No flag of its own that would override the file's `[eval]`.
+        assert_eq!(value(&cmd, "--max-tokens"), None, "{cmd:?}");
+        assert_eq!(value(&cmd, "--num-ctx"), None, "{cmd:?}");
+        assert_eq!(value(&cmd, "--out"), Some("e"));
+        let cmd = eval_args(
+            &demo_args(false),
+            &config(100),
+            Path::new("e"),
+            true,
+            &models,
+        );
+        assert_eq!(value(&cmd, "--resume"), Some("e"));
+    }
+
+    #[test]
+    fn quick_caps_the_answers_but_never_lengthens_them() {
+        let models = [("base", Path::new("b.gguf"))];
+        let cmd = eval_args(
+            &demo_args(true),
+            &config(100),
+            Path::new("e"),
+            false,
+            &models,
+        );
+        let cap = QUICK_MAX_TOKENS.to_string();
+        assert_eq!(value(&cmd, "--max-tokens"), Some(cap.as_str()));
+        assert_eq!(value(&cmd, "--config"), Some("exp.toml"));
+        let cmd = eval_args(&demo_args(true), &config(8), Path::new("e"), false, &models);
+        assert_eq!(value(&cmd, "--max-tokens"), Some("8"));
+    }
 }

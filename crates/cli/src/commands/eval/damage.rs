@@ -1,4 +1,4 @@
-//! `tunebench eval damage --model DIR|FILE.gguf --dataset FILE --out DIR`.
+//! `tunebench eval damage --model DIR|FILE.gguf --dataset FILE --out DIR [--config FILE]`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -34,18 +34,24 @@ pub struct DamageArgs {
     /// Items answered greedily for chrF (0 = skip).
     #[arg(long, default_value_t = 10)]
     chrf_items: usize,
-    /// Most new tokens per answer.
-    #[arg(long, default_value_t = 128)]
-    max_tokens: usize,
+    /// Experiment file whose `[eval]` section (max_new_tokens, num_ctx) gives the defaults of
+    /// --max-tokens and --num-ctx.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Most new tokens per answer [default: the --config file's `[eval] max_new_tokens`, else
+    /// 128].
+    #[arg(long)]
+    max_tokens: Option<usize>,
     /// Ask Ollama (OLLAMA_HOST) for tokens/s when it answers.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     ollama: bool,
     /// Requests per type for Ollama's speed.
     #[arg(long, default_value_t = 3)]
     ollama_items: usize,
-    /// Context window given to Ollama.
-    #[arg(long, default_value_t = 4096)]
-    num_ctx: u32,
+    /// Context window given to Ollama [default: the --config file's `[eval] num_ctx`, else
+    /// 4096].
+    #[arg(long)]
+    num_ctx: Option<u32>,
     /// Quantization threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -56,6 +62,15 @@ pub struct DamageArgs {
 
 /// Runs the damage study and prints the table.
 pub fn run_damage(a: DamageArgs) -> Result<()> {
+    let limits = super::resolve_limits(
+        a.max_tokens,
+        a.num_ctx,
+        super::eval_section(a.config.as_ref())?.as_ref(),
+        super::Limits {
+            max_tokens: 128,
+            num_ctx: 4096,
+        },
+    )?;
     let dataset = tb_data::Dataset::load(&a.dataset)
         .with_context(|| format!("loading {}", a.dataset.display()))?;
     let (files, baseline) = make_quantized_files(&a.model, &a.out, &a.types, a.threads)
@@ -73,22 +88,19 @@ pub fn run_damage(a: DamageArgs) -> Result<()> {
         types: a.types.clone(),
         ppl_items: a.ppl_items,
         chrf_items: a.chrf_items,
-        max_tokens: a.max_tokens,
+        max_tokens: limits.max_tokens,
         threads: a.threads,
         kernel: super::kernel(a.scalar),
-        num_ctx: a.num_ctx,
+        num_ctx: limits.num_ctx,
         ollama_items: a.ollama_items,
     };
     let per_type = dataset.records.len().min(a.ppl_items.unwrap_or(usize::MAX))
         + dataset.records.len().min(a.chrf_items);
-    let progress = super::bar((per_type * files.len()) as u64);
+    let mut progress = super::ItemProgress::new((per_type * files.len()) as u64);
     let mut rows = Vec::new();
     for (mix, file) in &files {
         let row = score_file(mix.name(), file, &dataset, &settings, client, |msg| {
-            progress.set_message(msg.to_owned());
-            if !msg.ends_with("Ollama") {
-                progress.inc(1);
-            }
+            progress.update(msg, !msg.ends_with("Ollama"));
         });
         for e in &row.errors {
             tracing::warn!(quant = mix.name(), "{e}");
@@ -96,7 +108,7 @@ pub fn run_damage(a: DamageArgs) -> Result<()> {
         tracing::info!(quant = mix.name(), perplexity = ?row.perplexity, chrf = ?row.chrf, seconds = row.seconds, "scored");
         rows.push(row);
     }
-    progress.finish_and_clear();
+    progress.finish();
     let report = DamageReport {
         source: a.model.clone(),
         baseline,

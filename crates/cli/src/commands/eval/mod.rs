@@ -1,9 +1,11 @@
 //! `tunebench eval --model NAME=FILE.gguf ... --dataset FILE --engine auto|ollama|embedded
-//! [--judge MODEL] --out DIR|--resume DIR` and `tunebench eval damage ...`.
+//! [--config FILE] [--judge MODEL] --out DIR|--resume DIR` and `tunebench eval damage ...`.
 
 mod damage;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
@@ -13,6 +15,8 @@ use tb_eval::evaluation::{
     resolve_engine, run_evaluation, EngineChoice, EngineKind, Error as EvalError, ModelSpec,
     RunSettings,
 };
+use tb_train::config::EvalSection;
+use tb_train::ExperimentConfig;
 
 /// Arguments of `eval`.
 #[derive(Args)]
@@ -60,12 +64,18 @@ struct RunArgs {
     /// are answered.
     #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,
-    /// Most new tokens per answer.
-    #[arg(long, default_value_t = 256)]
-    max_tokens: usize,
-    /// Context window given to Ollama.
-    #[arg(long, default_value_t = 4096)]
-    num_ctx: u32,
+    /// Experiment file whose `[eval]` section (max_new_tokens, num_ctx) gives the defaults of
+    /// --max-tokens and --num-ctx.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Most new tokens per answer [default: the --config file's `[eval] max_new_tokens`, else
+    /// 256].
+    #[arg(long)]
+    max_tokens: Option<usize>,
+    /// Context window given to Ollama [default: the --config file's `[eval] num_ctx`, else
+    /// 4096].
+    #[arg(long)]
+    num_ctx: Option<u32>,
     /// Seed given to Ollama (answers are greedy, temperature 0).
     #[arg(long, default_value_t = 42)]
     seed: i64,
@@ -97,6 +107,66 @@ fn parse_model(s: &str) -> Result<ModelSpec, String> {
     })
 }
 
+/// A duration for a reader: `45s`, `3m 07s`, `1h 05m`.
+pub(crate) fn duration_text(seconds: f64) -> String {
+    if !seconds.is_finite() || seconds < 0.0 {
+        return "?".into();
+    }
+    let s = seconds.round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m {:02}s", s / 60, s % 60),
+        _ => format!("{}h {:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+/// Answer length and context window of an evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// Most new tokens per answer.
+    pub max_tokens: usize,
+    /// Ollama's `num_ctx`.
+    pub num_ctx: u32,
+}
+
+/// The limits an evaluation runs with: each flag given on the command line, else the
+/// experiment file's `[eval]` value (`max_new_tokens`, `num_ctx`) when `--config` is given, else
+/// the command's own default.
+pub(crate) fn resolve_limits(
+    max_tokens: Option<usize>,
+    num_ctx: Option<u32>,
+    config: Option<&(PathBuf, EvalSection)>,
+    defaults: Limits,
+) -> Result<Limits> {
+    let from_file = match config {
+        Some((path, eval)) => Some(Limits {
+            max_tokens: eval.max_new_tokens,
+            num_ctx: u32::try_from(eval.num_ctx).with_context(|| {
+                format!(
+                    "{}: config field `eval.num_ctx`: {} does not fit Ollama's num_ctx",
+                    path.display(),
+                    eval.num_ctx
+                )
+            })?,
+        }),
+        None => None,
+    }
+    .unwrap_or(defaults);
+    Ok(Limits {
+        max_tokens: max_tokens.unwrap_or(from_file.max_tokens),
+        num_ctx: num_ctx.unwrap_or(from_file.num_ctx),
+    })
+}
+
+/// The `[eval]` section of `--config FILE`, when given.
+pub(crate) fn eval_section(config: Option<&PathBuf>) -> Result<Option<(PathBuf, EvalSection)>> {
+    let Some(path) = config else {
+        return Ok(None);
+    };
+    let c = ExperimentConfig::load(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(Some((path.clone(), c.eval)))
+}
+
 pub(crate) fn kernel(scalar: bool) -> Kernel {
     if scalar {
         Kernel::Scalar
@@ -105,14 +175,72 @@ pub(crate) fn kernel(scalar: bool) -> Kernel {
     }
 }
 
-pub(crate) fn bar(len: u64) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{elapsed_precise} [{bar:30}] {pos}/{len} items ({per_sec}) {msg}",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
+/// Progress over the items of an evaluation: an indicatif bar (items n/N, rate, ETA) when
+/// stderr is a terminal, else a `tracing` line at most every [`LOG_EVERY`] and at the end.
+pub(crate) struct ItemProgress {
+    bar: Option<ProgressBar>,
+    total: u64,
+    done: u64,
+    started: Instant,
+    logged: Instant,
+}
+
+/// How often a non-terminal progress line is logged.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl ItemProgress {
+    /// Progress over `total` items.
+    pub(crate) fn new(total: u64) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(total);
+            if let Ok(style) = ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:20}] {pos}/{len} items, eta {eta} {wide_msg}",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar
+        });
+        let now = Instant::now();
+        Self {
+            bar,
+            total,
+            done: 0,
+            started: now,
+            logged: now,
+        }
     }
-    bar
+
+    /// Shows `msg` as the work in hand; `advance` counts one more item done.
+    pub(crate) fn update(&mut self, msg: &str, advance: bool) {
+        if advance {
+            self.done += 1;
+        }
+        match &self.bar {
+            Some(bar) => {
+                bar.set_message(msg.to_owned());
+                bar.set_position(self.done);
+            }
+            None if advance && (self.logged.elapsed() >= LOG_EVERY || self.done == self.total) => {
+                self.logged = Instant::now();
+                let elapsed = self.started.elapsed().as_secs_f64();
+                let left = self.total.saturating_sub(self.done) as f64;
+                tracing::info!(
+                    "{}/{} items, eta {} ({msg})",
+                    self.done,
+                    self.total,
+                    duration_text(elapsed / self.done as f64 * left)
+                );
+            }
+            None => {}
+        }
+    }
+
+    /// Clears the bar.
+    pub(crate) fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 /// Runs `eval` (or `eval damage`).
@@ -146,9 +274,23 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         EngineKind::Ollama => tracing::info!("engine: Ollama ({})", engine.reason),
         EngineKind::Embedded => tracing::info!("engine: embedded ({})", engine.reason),
     }
+    let limits = resolve_limits(
+        a.max_tokens,
+        a.num_ctx,
+        eval_section(a.config.as_ref())?.as_ref(),
+        Limits {
+            max_tokens: 256,
+            num_ctx: 4096,
+        },
+    )?;
+    tracing::info!(
+        max_tokens = limits.max_tokens,
+        num_ctx = limits.num_ctx,
+        "answer limits"
+    );
     let settings = RunSettings {
-        max_tokens: a.max_tokens,
-        num_ctx: a.num_ctx,
+        max_tokens: limits.max_tokens,
+        num_ctx: limits.num_ctx,
         seed: a.seed,
         perplexity: a.perplexity,
         judge: a.judge,
@@ -157,10 +299,9 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         resume,
     };
     let n_items = dataset.records.len().min(a.limit.unwrap_or(usize::MAX));
-    let progress = bar((n_items * a.models.len()) as u64);
+    let mut progress = ItemProgress::new((n_items * a.models.len()) as u64);
     let summary = run_evaluation(&a.models, &dataset, &engine, &settings, &out, |item| {
-        progress.set_message(format!("{} {}", item.model, item.id));
-        progress.inc(1);
+        progress.update(&format!("{} {}", item.model, item.id), true);
     })
     .map_err(|e| match e {
         EvalError::ExistingResults { .. } => anyhow!(
@@ -169,7 +310,7 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         ),
         e => anyhow::Error::new(e).context(format!("evaluating into {}", out.display())),
     })?;
-    progress.finish_and_clear();
+    progress.finish();
     for m in &summary.models {
         tracing::info!(
             model = %m.name,
@@ -199,4 +340,68 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::{duration_text, resolve_limits, Limits};
+    use tb_train::config::EvalSection;
+
+    const DEFAULTS: Limits = Limits {
+        max_tokens: 256,
+        num_ctx: 4096,
+    };
+
+    fn file(max_new_tokens: usize, num_ctx: usize) -> (PathBuf, EvalSection) {
+        (
+            PathBuf::from("exp.toml"),
+            EvalSection {
+                max_new_tokens,
+                num_ctx,
+            },
+        )
+    }
+
+    #[test]
+    fn without_a_config_the_flags_or_the_command_defaults_apply() {
+        assert_eq!(
+            resolve_limits(None, None, None, DEFAULTS).unwrap(),
+            DEFAULTS
+        );
+        let l = resolve_limits(Some(9), Some(100), None, DEFAULTS).unwrap();
+        assert_eq!((l.max_tokens, l.num_ctx), (9, 100));
+    }
+
+    #[test]
+    fn the_config_gives_the_defaults_and_each_flag_overrides_its_key() {
+        let c = file(77, 1234);
+        let l = resolve_limits(None, None, Some(&c), DEFAULTS).unwrap();
+        assert_eq!((l.max_tokens, l.num_ctx), (77, 1234));
+        let l = resolve_limits(Some(5), None, Some(&c), DEFAULTS).unwrap();
+        assert_eq!((l.max_tokens, l.num_ctx), (5, 1234));
+        let l = resolve_limits(None, Some(512), Some(&c), DEFAULTS).unwrap();
+        assert_eq!((l.max_tokens, l.num_ctx), (77, 512));
+    }
+
+    #[test]
+    fn a_num_ctx_beyond_u32_is_an_error_naming_file_and_field() {
+        let c = file(8, u32::MAX as usize + 1);
+        let e = format!(
+            "{:#}",
+            resolve_limits(None, None, Some(&c), DEFAULTS).unwrap_err()
+        );
+        assert!(e.contains("exp.toml") && e.contains("eval.num_ctx"), "{e}");
+        // An explicit --num-ctx still needs a file that makes sense.
+        assert!(resolve_limits(None, Some(1), Some(&c), DEFAULTS).is_err());
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(duration_text(4.4), "4s");
+        assert_eq!(duration_text(187.0), "3m 07s");
+        assert_eq!(duration_text(3900.0), "1h 05m");
+        assert_eq!(duration_text(f64::NAN), "?");
+    }
 }
