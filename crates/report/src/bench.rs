@@ -29,6 +29,10 @@ pub const BENCH_FILE: &str = "bench.json";
 /// The HF+PEFT peer's method name.
 pub const HF_PEFT: &str = "hf-peft";
 
+/// The backend recorded for the HF+PEFT peer: `benches/peers/hf_peft.py` trains with PyTorch
+/// on the CPU.
+pub const PEER_BACKEND: &str = "torch-cpu";
+
 /// What to run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BenchPlan {
@@ -80,6 +84,9 @@ pub struct Attempt {
     pub config_hash: Option<String>,
     /// Machine fingerprint.
     pub machine: Option<String>,
+    /// Backend of the run (`flex`, `cuda+nf4`; [`PEER_BACKEND`] for the peer); absent in
+    /// `bench.json` files written before it was recorded.
+    pub backend: Option<String>,
     /// Log file.
     pub log: PathBuf,
 }
@@ -150,6 +157,7 @@ impl BenchOutcome {
                 tokens_per_s: a.tokens_per_s.unwrap_or(f64::NAN),
                 peak_rss_mib: a.peak_rss_mib.unwrap_or(f64::NAN),
                 final_loss: a.final_loss,
+                backend: a.backend.clone().unwrap_or_default(),
             })
             .collect()
     }
@@ -267,6 +275,10 @@ fn trainer_attempt(plan: &BenchPlan, attempt: &mut Attempt) -> Result<()> {
     if let Some(n) = plan.steps {
         cmd.arg("--max-steps").arg(n.to_string());
     }
+    if attempt.method == "unsloth" {
+        // Timing covers training only: the experiment's `[export] quants` are not written.
+        cmd.arg("--gguf").arg("none");
+    }
     cmd.arg("--no-progress").arg("--json");
     let (ok, stdout, stderr, secs) = match run_logged(&mut cmd, &attempt.log) {
         Ok(r) => r,
@@ -298,6 +310,7 @@ fn trainer_attempt(plan: &BenchPlan, attempt: &mut Attempt) -> Result<()> {
             attempt.final_loss = Some(s.final_train_loss);
             attempt.config_hash = Some(s.config_hash.clone());
             attempt.machine = Some(s.machine.fingerprint());
+            attempt.backend = Some(s.backend.clone());
         }
         Err(e) => attempt.error = Some(e.to_string()),
     }
@@ -350,6 +363,7 @@ fn peer_attempt(
     attempt.final_loss = p.last_loss;
     attempt.config_hash = Some(hash.to_string());
     attempt.machine = Some(Machine::probe().fingerprint());
+    attempt.backend = Some(PEER_BACKEND.into());
     peers.push(p);
     Ok(())
 }

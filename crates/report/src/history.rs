@@ -4,7 +4,7 @@
 //! sibling + rename). A history file that cannot be read is an error naming it, and is left as
 //! it was.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
@@ -34,6 +34,10 @@ pub struct HistoryRow {
     pub peak_rss_mib: f64,
     /// Final training loss.
     pub final_loss: Option<f64>,
+    /// The run's backend (`flex`, `cuda+nf4`, `torch-cpu` for the HF+PEFT peer): tells what
+    /// `peak_rss_mib` measured ([`crate::memory::MemoryKind`]). Empty in rows written before it
+    /// was recorded.
+    pub backend: String,
 }
 
 impl HistoryRow {
@@ -49,6 +53,7 @@ impl HistoryRow {
             tokens_per_s: s.tokens_per_s,
             peak_rss_mib: s.peak_rss_mib,
             final_loss: Some(s.final_train_loss),
+            backend: s.backend.clone(),
         }
     }
 }
@@ -58,7 +63,7 @@ pub fn parquet_path(reports_dir: &Path) -> PathBuf {
     reports_dir.join("history.parquet")
 }
 
-/// Rows as a DataFrame (column order as in [`HistoryRow`]).
+/// Rows as a DataFrame (column order as in [`HistoryRow`]; `backend`, added later, is last).
 pub fn to_frame(rows: &[HistoryRow]) -> Result<DataFrame> {
     let s = |f: fn(&HistoryRow) -> String| rows.iter().map(f).collect::<Vec<_>>();
     df!(
@@ -71,6 +76,7 @@ pub fn to_frame(rows: &[HistoryRow]) -> Result<DataFrame> {
         "tokens_per_s" => rows.iter().map(|r| r.tokens_per_s).collect::<Vec<_>>(),
         "peak_rss_mib" => rows.iter().map(|r| r.peak_rss_mib).collect::<Vec<_>>(),
         "final_loss" => rows.iter().map(|r| r.final_loss).collect::<Vec<_>>(),
+        "backend" => s(|r| r.backend.clone()),
     )
     .map_err(perr("building the history table"))
 }
@@ -109,6 +115,11 @@ fn from_frame(df: &DataFrame, path: &Path) -> Result<Vec<HistoryRow>> {
         strings("method")?,
         strings("run_id")?,
     );
+    // Files written before backends were recorded have no such column.
+    let backend = match df.column("backend") {
+        Ok(_) => strings("backend")?,
+        Err(_) => vec![String::new(); df.height()],
+    };
     let (tps, rss, loss) = (
         floats("tokens_per_s")?,
         floats("peak_rss_mib")?,
@@ -125,6 +136,7 @@ fn from_frame(df: &DataFrame, path: &Path) -> Result<Vec<HistoryRow>> {
             tokens_per_s: tps[i].unwrap_or(f64::NAN),
             peak_rss_mib: rss[i].unwrap_or(f64::NAN),
             final_loss: loss[i],
+            backend: backend[i].clone(),
         })
         .collect())
 }
@@ -144,6 +156,23 @@ pub fn read_history(path: &Path) -> Result<Vec<HistoryRow>> {
         ),
     })?;
     from_frame(&df, path)
+}
+
+/// The commits of `rows`, ordered by the time of their newest row (oldest first): the x axis
+/// of history charts and the order `regress` picks its baseline in.
+pub fn commits_in_order(rows: &[HistoryRow]) -> Vec<String> {
+    let mut newest: BTreeMap<&str, &str> = BTreeMap::new();
+    for r in rows {
+        let e = newest
+            .entry(r.commit.as_str())
+            .or_insert(r.timestamp.as_str());
+        if r.timestamp.as_str() > *e {
+            *e = r.timestamp.as_str();
+        }
+    }
+    let mut v: Vec<(&str, &str)> = newest.into_iter().collect();
+    v.sort_by(|a, b| a.1.cmp(b.1).then(a.0.cmp(b.0)));
+    v.into_iter().map(|(c, _)| c.to_string()).collect()
 }
 
 /// What [`append_history`] did.
@@ -220,4 +249,35 @@ pub fn append_history(reports_dir: &Path, rows: &[HistoryRow]) -> Result<Appende
         skipped,
         total: all.len(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_written_before_backends_were_recorded_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = parquet_path(dir.path());
+        let mut old = df!(
+            "commit" => ["c1"],
+            "timestamp" => ["2026-01-01T00:00:00Z"],
+            "machine" => ["cpu x2 8GiB"],
+            "config_hash" => ["h"],
+            "method" => ["peft"],
+            "run_id" => ["r1"],
+            "tokens_per_s" => [10.0],
+            "peak_rss_mib" => [1000.0],
+            "final_loss" => [Some(2.0)],
+        )
+        .unwrap();
+        let file = std::fs::File::create(&path).unwrap();
+        ParquetWriter::new(file).finish(&mut old).unwrap();
+        let rows = read_history(&path).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            (rows[0].run_id.as_str(), rows[0].backend.as_str()),
+            ("r1", "")
+        );
+    }
 }

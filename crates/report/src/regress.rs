@@ -1,16 +1,14 @@
 //! The regression check: the newest commit's runs against a baseline commit's, per
 //! (method, config hash, machine), using medians over repeats. Slower by more than the
 //! threshold (trained tokens/s) or more memory by more than the threshold (peak RSS) is a
-//! regression.
+//! regression. [`crate::trend::regress_charts`] draws the compared groups' history.
 
 use std::collections::BTreeMap;
 
 use polars::prelude::*;
 
-use crate::charts::{CategorySeries, Chart, ChartKind};
 use crate::error::{polars as perr, Error, Result};
-use crate::fsio::median;
-use crate::history::{to_frame, HistoryRow};
+use crate::history::{commits_in_order, to_frame, HistoryRow};
 use crate::tables::{format_number, number, text};
 
 /// Settings of a check.
@@ -166,25 +164,9 @@ fn medians_at(df: &DataFrame, commit: &str) -> Result<BTreeMap<Key, GroupMedians
     Ok(out)
 }
 
-/// Commits in the order of their newest row.
-fn commits_by_time(rows: &[HistoryRow]) -> Vec<String> {
-    let mut newest: BTreeMap<&str, &str> = BTreeMap::new();
-    for r in rows {
-        let e = newest
-            .entry(r.commit.as_str())
-            .or_insert(r.timestamp.as_str());
-        if r.timestamp.as_str() > *e {
-            *e = r.timestamp.as_str();
-        }
-    }
-    let mut v: Vec<(&str, &str)> = newest.into_iter().collect();
-    v.sort_by(|a, b| a.1.cmp(b.1).then(a.0.cmp(b.0)));
-    v.into_iter().map(|(c, _)| c.to_string()).collect()
-}
-
 /// Compares the newest commit's runs with the baseline's.
 pub fn regress(rows: &[HistoryRow], options: &RegressOptions) -> Result<RegressReport> {
-    let commits = commits_by_time(rows);
+    let commits = commits_in_order(rows);
     let current = commits
         .last()
         .cloned()
@@ -243,60 +225,4 @@ pub fn regress(rows: &[HistoryRow], options: &RegressOptions) -> Result<RegressR
         unmatched,
         threshold: t,
     })
-}
-
-/// Trend charts over commits (oldest first): median tokens/s and median peak RSS per
-/// (method, config hash).
-pub fn trend_charts(rows: &[HistoryRow]) -> Vec<Chart> {
-    let commits = commits_by_time(rows);
-    let categories: Vec<String> = commits
-        .iter()
-        .map(|c| c.chars().take(8).collect())
-        .collect();
-    let mut groups: BTreeMap<String, Vec<&HistoryRow>> = BTreeMap::new();
-    for r in rows {
-        let hash: String = r.config_hash.chars().take(8).collect();
-        groups
-            .entry(format!("{} {hash}", r.method))
-            .or_default()
-            .push(r);
-    }
-    let series = |f: fn(&HistoryRow) -> f64| -> CategorySeries {
-        groups
-            .iter()
-            .map(|(name, rs)| {
-                let values = commits
-                    .iter()
-                    .map(|c| {
-                        let v: Vec<f64> =
-                            rs.iter().filter(|r| &r.commit == c).map(|r| f(r)).collect();
-                        median(&v)
-                    })
-                    .collect();
-                (name.clone(), values)
-            })
-            .collect()
-    };
-    vec![
-        Chart {
-            stem: "trend_tokens_per_s".into(),
-            title: "Training throughput per commit (median of repeats)".into(),
-            x_label: "commit (oldest → newest)".into(),
-            y_label: "trained tokens per second (tok/s)".into(),
-            kind: ChartKind::CategoryLines {
-                categories: categories.clone(),
-                series: series(|r| r.tokens_per_s),
-            },
-        },
-        Chart {
-            stem: "trend_peak_rss".into(),
-            title: "Peak memory per commit (median of repeats)".into(),
-            x_label: "commit (oldest → newest)".into(),
-            y_label: "peak RSS (MiB)".into(),
-            kind: ChartKind::CategoryLines {
-                categories,
-                series: series(|r| r.peak_rss_mib),
-            },
-        },
-    ]
 }

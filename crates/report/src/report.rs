@@ -7,14 +7,19 @@ use std::path::{Path, PathBuf};
 use polars::prelude::DataFrame;
 use tb_gguf::fsio::write_atomic;
 
+use crate::bench::PEER_BACKEND;
 use crate::charts::CategorySeries;
-use crate::charts::{render, Chart, ChartFiles, ChartKind};
+use crate::charts::{render, Chart, ChartFiles, ChartKind, LossCurve};
 use crate::claims::{claims, claims_frame, Claim};
 use crate::environment::Environment;
 use crate::error::{io, Result};
+use crate::history::{commits_in_order, HistoryRow};
+use crate::memory::{self, MemoryKind};
+use crate::runs::Run;
 use crate::tables::{
     build_tables, display_rows, find_row, long_csv, number, text, ReportInputs, Tables,
 };
+use crate::trend::{history_charts, rows_with_configs, MEMORY_STEM, TOKENS_STEM};
 use crate::{html, markdown};
 
 /// A rendered table: headers and formatted cells.
@@ -133,30 +138,101 @@ fn per_quant(df: &DataFrame, column: &str) -> Option<(Vec<String>, CategorySerie
     Some((quants, series))
 }
 
-/// The charts this data allows (a chart without any data is left out).
-pub fn charts_for(inputs: &ReportInputs, tables: &Tables) -> Vec<Chart> {
-    let mut out = Vec::new();
+/// One loss curve per run with metrics (`<method> #<k>` in run order): every logged step's
+/// loss, and the eval losses the metrics carry; the summary's final eval loss is placed at the
+/// last step when no metrics line carries it there.
+fn loss_curves(runs: &[Run]) -> Vec<LossCurve> {
     let mut seen = std::collections::HashMap::<String, usize>::new();
-    let curves: Vec<(String, Vec<(f64, f64)>)> = inputs
-        .runs
-        .iter()
+    runs.iter()
         .filter(|r| !r.metrics.is_empty())
         .map(|r| {
             let k = seen.entry(r.summary.method.clone()).or_default();
             *k += 1;
-            let points = r.metrics.iter().map(|m| (m.step as f64, m.loss)).collect();
-            (format!("{} #{}", r.summary.method, k), points)
+            let train = r.metrics.iter().map(|m| (m.step, m.loss)).collect();
+            let mut eval: Vec<(usize, f64)> = r
+                .metrics
+                .iter()
+                .filter_map(|m| m.eval_loss.map(|e| (m.step, e)))
+                .collect();
+            let last = r.metrics.iter().map(|m| m.step).max().unwrap_or(0);
+            let last = last.max(r.summary.steps);
+            if let Some(e) = r.summary.eval_loss {
+                if !eval.iter().any(|p| p.0 == last) {
+                    eval.push((last, e));
+                }
+            }
+            LossCurve {
+                name: format!("{} #{}", r.summary.method, k),
+                train,
+                eval,
+            }
         })
+        .collect()
+}
+
+/// What the peak-memory figures of the report's runs and peer results measure.
+fn memory_kinds(inputs: &ReportInputs) -> BTreeSet<MemoryKind> {
+    let mut kinds: BTreeSet<MemoryKind> = inputs
+        .runs
+        .iter()
+        .map(|r| MemoryKind::of_backend(&r.summary.backend))
         .collect();
+    if !inputs.peers.is_empty() {
+        kinds.insert(MemoryKind::of_backend(PEER_BACKEND));
+    }
+    kinds
+}
+
+/// The history rows the report charts: those of its runs' configs (all when it has no runs).
+fn report_history(inputs: &ReportInputs) -> Vec<HistoryRow> {
+    if inputs.runs.is_empty() {
+        return inputs.history.clone();
+    }
+    let configs: BTreeSet<String> = inputs
+        .runs
+        .iter()
+        .map(|r| r.summary.config_hash.clone())
+        .collect();
+    rows_with_configs(&inputs.history, &configs)
+}
+
+/// The history section: what the charts show, or why there are none.
+fn history_section(inputs: &ReportInputs, charts: &[ChartFiles]) -> Section {
+    let rows = report_history(inputs);
+    let commits = commits_in_order(&rows).len();
+    let scope = if inputs.runs.is_empty() {
+        "every row of the history"
+    } else {
+        "the history rows of this report's experiment configs"
+    };
+    let text = match commits {
+        0 if inputs.history.is_empty() => "No run history was given: `tunebench report --history` and `tunebench bench` record runs in reports/history.parquet.".to_string(),
+        0 => "The history has no runs of this report's experiment configs yet: `tunebench report --history` records them.".to_string(),
+        1 => format!("Median trained tokens/s and peak memory per commit, one line per method and machine ({scope}). Only one commit is recorded so far: a trend needs runs at ≥ 2 commits."),
+        n => format!("Median trained tokens/s and peak memory per commit over {n} commits (oldest first, short hashes), one line per method and machine ({scope}); compare lines of one machine only."),
+    };
+    Section {
+        title: "History".into(),
+        text,
+        charts: chart_files(charts, &[TOKENS_STEM, MEMORY_STEM]),
+        ..Section::default()
+    }
+}
+
+/// The charts this data allows (a chart without any data is left out).
+pub fn charts_for(inputs: &ReportInputs, tables: &Tables) -> Vec<Chart> {
+    let mut out = Vec::new();
+    let curves = loss_curves(&inputs.runs);
     if !curves.is_empty() {
         out.push(Chart {
             stem: "loss".into(),
-            title: "Training loss".into(),
+            title: "Training and eval loss".into(),
             x_label: "optimizer step".into(),
             y_label: "cross-entropy loss (nats/token)".into(),
-            kind: ChartKind::Lines(curves),
+            kind: ChartKind::Loss(curves),
         });
     }
+    let kinds = memory_kinds(inputs);
     let m = &tables.methods;
     let methods: Vec<String> = (0..m.height())
         .filter_map(|i| text(m, "method", i))
@@ -185,10 +261,10 @@ pub fn charts_for(inputs: &ReportInputs, tables: &Tables) -> Vec<Chart> {
             stem: "peak_memory".into(),
             title: "Peak memory of the trainer process (median of repeats)".into(),
             x_label: "method".into(),
-            y_label: "peak RSS (MiB)".into(),
+            y_label: memory::axis_label(&kinds),
             kind: ChartKind::Bars {
                 categories: methods.clone(),
-                series: vec![("peak RSS".into(), col("peak_rss_mib"))],
+                series: vec![(memory::series_name(&kinds).into(), col("peak_rss_mib"))],
             },
         });
     }
@@ -226,6 +302,7 @@ pub fn charts_for(inputs: &ReportInputs, tables: &Tables) -> Vec<Chart> {
             kind: ChartKind::Bars { categories, series },
         });
     }
+    out.extend(history_charts(&report_history(inputs)));
     out
 }
 
@@ -284,7 +361,8 @@ fn sections(
         Section {
             title: "Training".into(),
             text: format!(
-                "One row per run. tokens_per_s counts real (non-padding) tokens after the warm-up steps; peak_rss_mib is the trainer process's VmHWM (the peer's ru_maxrss). {}",
+                "One row per run. tokens_per_s counts real (non-padding) tokens after the warm-up steps; {} {}",
+                memory::column_note(&memory_kinds(inputs)),
                 empty(&tables.training, "training runs")
             ),
             table: Some(TableView::from_frame(&tables.training)),
@@ -298,6 +376,7 @@ fn sections(
             charts: chart_files(charts, &["tokens_per_s", "peak_memory"]),
             ..Section::default()
         },
+        history_section(inputs, charts),
         Section {
             title: "Quality per method and quant type".into(),
             text: format!(

@@ -4,8 +4,10 @@
 
 use polars::prelude::*;
 
+use crate::bench::PEER_BACKEND;
 use crate::error::{polars as perr, Result};
 use crate::evals::{QualityRow, SpeedRow};
+use crate::history::HistoryRow;
 use crate::runs::{PeerResult, Run};
 
 /// Everything a report is made from.
@@ -21,6 +23,9 @@ pub struct ReportInputs {
     pub speed: Vec<SpeedRow>,
     /// Engine sentences from evaluations.
     pub engine_notes: Vec<String>,
+    /// Rows of `reports/history.parquet`: the report charts tokens/s and peak memory over
+    /// commits for the rows of its runs' configs (all rows when it has no runs).
+    pub history: Vec<HistoryRow>,
 }
 
 /// The report's tables.
@@ -90,6 +95,7 @@ fn serving_path(run: &Run) -> (Option<i64>, Option<f64>, String) {
 pub fn training_table(runs: &[Run], peers: &[PeerResult]) -> Result<DataFrame> {
     let mut method = Vec::new();
     let mut run_id = Vec::new();
+    let mut backend = Vec::new();
     let mut steps = Vec::new();
     let mut wall = Vec::new();
     let mut train = Vec::new();
@@ -108,6 +114,7 @@ pub fn training_table(runs: &[Run], peers: &[PeerResult]) -> Result<DataFrame> {
         let s = &r.summary;
         method.push(s.method.clone());
         run_id.push(s.run_id.clone());
+        backend.push(s.backend.clone());
         steps.push(s.steps as i64);
         wall.push(Some(s.wall_s));
         train.push(Some(s.train_s));
@@ -131,6 +138,7 @@ pub fn training_table(runs: &[Run], peers: &[PeerResult]) -> Result<DataFrame> {
         } else {
             p.run_id.clone()
         });
+        backend.push(PEER_BACKEND.to_string());
         steps.push(p.steps as i64);
         wall.push(None);
         train.push(Some(p.seconds));
@@ -149,6 +157,7 @@ pub fn training_table(runs: &[Run], peers: &[PeerResult]) -> Result<DataFrame> {
     df!(
         "method" => method,
         "run_id" => run_id,
+        "backend" => backend,
         "steps" => steps,
         "wall_s" => wall,
         "train_s" => train,

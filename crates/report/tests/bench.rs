@@ -7,7 +7,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use tb_report::bench::{plan_config_hash, BenchPlan, HF_PEFT};
+use tb_report::bench::{plan_config_hash, BenchPlan, HF_PEFT, PEER_BACKEND};
 
 fn script(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
@@ -76,6 +76,22 @@ fn interleaves_methods_records_failures_and_goes_on() {
             && calls.contains("--max-steps 4 --no-progress --json"),
         "{calls}"
     );
+    // The Unsloth-style child is timed on training alone: no GGUF export.
+    assert!(
+        calls
+            .lines()
+            .filter(|l| l.starts_with("train unsloth"))
+            .count()
+            == 2
+            && calls
+                .lines()
+                .filter(|l| l.starts_with("train unsloth"))
+                .all(|l| l.contains("--gguf none")),
+        "{calls}"
+    );
+    assert!(!calls
+        .lines()
+        .any(|l| l.starts_with("train peft") && l.contains("--gguf")));
 
     let stat = |m: &str| {
         outcome
@@ -109,6 +125,15 @@ fn interleaves_methods_records_failures_and_goes_on() {
         .iter()
         .filter(|r| r.method == HF_PEFT)
         .all(|r| r.config_hash == hash));
+    // The backend says what peak_rss_mib measured: the run's own, the peer's PyTorch on the CPU.
+    for r in &rows {
+        let want = if r.method == HF_PEFT {
+            PEER_BACKEND
+        } else {
+            "flex"
+        };
+        assert_eq!(r.backend, want, "{}", r.run_id);
+    }
 
     let saved = tb_report::BenchOutcome::load(&plan.out_dir).unwrap();
     assert_eq!(saved.attempts, outcome.attempts);

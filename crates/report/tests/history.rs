@@ -14,6 +14,7 @@ fn row(run_id: &str, tps: f64) -> HistoryRow {
         tokens_per_s: tps,
         peak_rss_mib: 1000.0,
         final_loss: Some(2.0),
+        backend: "flex".into(),
     }
 }
 
@@ -32,7 +33,7 @@ fn append_keeps_old_rows_and_skips_known_runs() {
     let csv = std::fs::read_to_string(dir.path().join("history.csv")).unwrap();
     assert_eq!(csv.lines().count(), 4, "{csv}");
     assert!(csv.starts_with(
-        "commit,timestamp,machine,config_hash,method,run_id,tokens_per_s,peak_rss_mib,final_loss"
+        "commit,timestamp,machine,config_hash,method,run_id,tokens_per_s,peak_rss_mib,final_loss,backend"
     ));
     assert!(csv.contains("r3"));
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())

@@ -16,6 +16,7 @@ fn rows(commit: &str, ts: &str, method: &str, tps: &[f64], rss: f64) -> Vec<Hist
             tokens_per_s: *t,
             peak_rss_mib: rss,
             final_loss: Some(2.0),
+            backend: "flex".into(),
         })
         .collect()
 }
@@ -124,7 +125,7 @@ fn one_commit_has_no_baseline_and_unknown_baselines_are_errors() {
 }
 
 #[test]
-fn trend_charts_render() {
+fn history_charts_render() {
     let mut h = rows("aaaa", "2026-01-01T00:00", "peft", &[100.0, 101.0], 1000.0);
     h.extend(rows(
         "bbbb",
@@ -134,7 +135,7 @@ fn trend_charts_render() {
         1100.0,
     ));
     let dir = tempfile::tempdir().unwrap();
-    for chart in tb_report::trend_charts(&h) {
+    for chart in tb_report::history_charts(&h) {
         let f = tb_report::render(&chart, dir.path()).unwrap();
         assert!(std::fs::metadata(&f.png).unwrap().len() > 5000);
     }

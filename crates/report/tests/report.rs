@@ -147,7 +147,9 @@ fn report_from_fixtures_has_the_fixture_numbers() {
             "peak_memory",
             "quality",
             "latency",
-            "decode_speed"
+            "decode_speed",
+            "history_tokens_per_s",
+            "history_peak_memory"
         ]
     );
     let html = std::fs::read_to_string(&out.html).unwrap();

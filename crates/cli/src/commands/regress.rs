@@ -1,4 +1,5 @@
-//! `tunebench regress [--baseline REF] [--threshold 0.10] [--reports-dir reports]`.
+//! `tunebench regress [--baseline REF] [--threshold 0.10] [--reports-dir reports]
+//! [--charts-dir DIR | --no-charts]`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -6,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use clap::Args;
 use tb_report::fsio::git_rev_parse;
-use tb_report::{read_history, regress, trend_charts, RegressOptions};
+use tb_report::{read_history, regress, regress_charts, RegressOptions};
 
 /// Arguments of `regress`.
 #[derive(Args)]
@@ -21,9 +22,15 @@ pub struct RegressArgs {
     /// Where history.parquet lives.
     #[arg(long, default_value = "reports")]
     reports_dir: PathBuf,
-    /// Where the trend charts go (default: REPORTS_DIR/trend).
-    #[arg(long)]
+    /// Where the history charts go: history_tokens_per_s.svg and history_peak_memory.svg (PNG
+    /// beside each), median trained tokens/s and peak memory per commit (oldest first, short
+    /// hashes), one line per method and machine, for the experiment configs the checked commit
+    /// ran; rewritten on every run [default: REPORTS_DIR/trend].
+    #[arg(long, conflicts_with = "no_charts")]
     charts_dir: Option<PathBuf>,
+    /// Do not write the history charts.
+    #[arg(long)]
+    no_charts: bool,
 }
 
 /// Runs `regress`; fails (non-zero exit) on a regression.
@@ -44,11 +51,13 @@ pub fn run_regress(a: RegressArgs) -> Result<()> {
             threshold: a.threshold,
         },
     )?;
-    let charts = a.charts_dir.unwrap_or_else(|| a.reports_dir.join("trend"));
     let mut o = std::io::stdout().lock();
-    for chart in trend_charts(&rows) {
-        let files = tb_report::render(&chart, &charts)?;
-        writeln!(o, "chart: {}", files.png.display())?;
+    if !a.no_charts {
+        let dir = a.charts_dir.unwrap_or_else(|| a.reports_dir.join("trend"));
+        for chart in regress_charts(&rows, &report) {
+            let files = tb_report::render(&chart, &dir)?;
+            writeln!(o, "chart: {} (and .png)", files.svg.display())?;
+        }
     }
     writeln!(o, "{}", report.table())?;
     if report.baseline.is_none() {

@@ -31,7 +31,9 @@ pub struct ReportArgs {
     /// Report id: the report goes to REPORTS_DIR/ID/ (default: a UTC timestamp).
     #[arg(long)]
     id: Option<String>,
-    /// Where reports and the history live.
+    /// Where reports and the history live. The report's History section charts tokens/s and
+    /// peak memory over commits from REPORTS_DIR/history.parquet (the rows of its runs'
+    /// experiment configs, this report's runs included with --history).
     #[arg(long, default_value = "reports")]
     reports_dir: PathBuf,
     /// Write the report here instead of REPORTS_DIR/ID/.
@@ -54,6 +56,22 @@ fn bench_inputs(dir: &Path, inputs: &mut ReportInputs) -> Result<()> {
         inputs.peers.extend(tb_report::load_peers(&peers)?);
     }
     Ok(())
+}
+
+/// The history the report charts: REPORTS_DIR/history.parquet plus `new` rows not recorded
+/// yet. An unreadable file only costs the charts (a warning); `--history` still fails on it.
+fn charted_history(reports_dir: &Path, new: &[HistoryRow]) -> Vec<HistoryRow> {
+    let path = tb_report::history::parquet_path(reports_dir);
+    let mut rows = tb_report::read_history(&path).unwrap_or_else(|e| {
+        tracing::warn!("no history charts: {e}");
+        Vec::new()
+    });
+    for r in new {
+        if !rows.iter().any(|old| old.run_id == r.run_id) {
+            rows.push(r.clone());
+        }
+    }
+    rows
 }
 
 /// Runs `report`.
@@ -95,15 +113,20 @@ pub fn run_report(a: ReportArgs) -> Result<()> {
         (None, Some(id)) => a.reports_dir.join(id),
         (None, None) => a.reports_dir.join(utc_stamp()),
     };
-    let written = tb_report::write_report(&inputs, &env, &out)?;
-    if a.history {
+    let rows: Vec<HistoryRow> = if a.history {
         let now = utc_now_rfc3339();
         let commit = commit.unwrap_or_else(|| "unknown".into());
-        let rows: Vec<HistoryRow> = inputs
+        inputs
             .runs
             .iter()
             .map(|r| HistoryRow::from_summary(&r.summary, &commit, &now))
-            .collect();
+            .collect()
+    } else {
+        Vec::new()
+    };
+    inputs.history = charted_history(&a.reports_dir, &rows);
+    let written = tb_report::write_report(&inputs, &env, &out)?;
+    if a.history {
         let done = tb_report::append_history(&a.reports_dir, &rows)?;
         tracing::info!(
             added = done.added,
