@@ -3,13 +3,17 @@
 use burn::backend::flex::FlexTensor;
 use burn::tensor::TensorMetadata;
 use rayon::prelude::*;
+use tb_kernels::vector;
 
 use super::F32View;
 
 const CHUNK: usize = 4096;
 
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+/// `out[i] = σ(g[i]) = 1 / (1 + exp(−g[i]))` over a chunk, exp on tb-kernels' SIMD path.
+fn sigmoid_into(out: &mut [f32], g: &[f32]) {
+    out.iter_mut().zip(g).for_each(|(o, &g)| *o = -g);
+    vector::exp_shifted_in_place(out, 0.0);
+    out.iter_mut().for_each(|o| *o = 1.0 / (1.0 + *o));
 }
 
 fn shaped(values: Vec<f32>, like: &FlexTensor) -> FlexTensor {
@@ -26,8 +30,9 @@ pub(crate) fn forward(gate: FlexTensor, up: FlexTensor) -> FlexTensor {
         .zip(g.slice().par_chunks(CHUNK))
         .zip(u.slice().par_chunks(CHUNK))
         .for_each(|((h, g), u)| {
+            sigmoid_into(h, g);
             for ((h, &g), &u) in h.iter_mut().zip(g).zip(u) {
-                *h = g * sigmoid(g) * u;
+                *h = g * *h * u;
             }
         });
     shaped(h, &shape_of)
@@ -51,8 +56,9 @@ pub(crate) fn backward(
         .zip(dh.slice().par_chunks(CHUNK))
         .zip(g.slice().par_chunks(CHUNK).zip(u.slice().par_chunks(CHUNK)))
         .for_each(|(((dg, du), dh), (g, u))| {
+            sigmoid_into(dg, g);
             for i in 0..g.len() {
-                let sig = sigmoid(g[i]);
+                let sig = dg[i];
                 let silu = g[i] * sig;
                 du[i] = dh[i] * silu;
                 dg[i] = dh[i] * u[i] * sig * (1.0 + g[i] * (1.0 - sig));
