@@ -30,6 +30,9 @@ enum Command {
     Generate(commands::generate::GenerateArgs),
     /// Write the logits of a token sequence to a safetensors file.
     Logits(commands::logits::LogitsArgs),
+    /// The base model's eval loss on a run's eval examples (`base_eval_loss.json` in the run
+    /// folder: the report's "before").
+    EvalLoss(commands::eval_loss::EvalLossArgs),
     /// Train a LoRA adapter (`train peft --config FILE`).
     Train(commands::train::TrainArgs),
     /// Merge a PEFT adapter into its HF base model (f32 accumulation, base dtype out).
@@ -94,6 +97,7 @@ fn main() -> ExitCode {
         Command::ImportGguf(a) => commands::import_gguf::run_import_gguf(a),
         Command::Generate(a) => commands::generate::run_generate(a),
         Command::Logits(a) => commands::logits::run_logits(a),
+        Command::EvalLoss(a) => commands::eval_loss::run_eval_loss(a),
         Command::Train(a) => commands::train::run_train(a),
         Command::Merge(a) => commands::merge::run_merge(a),
         Command::Export(a) => commands::export::run_export(a),

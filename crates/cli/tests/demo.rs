@@ -35,6 +35,7 @@ fn write_config(root: &Path, model: &Path, dataset: &Path) -> PathBuf {
 base = "{}"
 [data]
 train = "{}"
+eval = "{}"
 max_seq_len = 64
 [train]
 micro_batch = 2
@@ -49,6 +50,7 @@ dropout = 0.0
 "#,
         model.display(),
         dataset.join("train.jsonl").display(),
+        dataset.join("eval.jsonl").display(),
     );
     let path = root.join("tiny.toml");
     std::fs::write(&path, text).unwrap();
@@ -166,8 +168,33 @@ fn interrupted_demo_continues_its_attempt() {
     assert!(uns_run.join("summary.json").is_file());
     assert!(uns_run.join("tiny-Q4_K_M.gguf").is_file());
     assert!(attempt.join("eval/summary.json").is_file(), "{log}");
+    // --quick evaluates one item of each split: the first held-out (e0) and the probe (e3).
+    let results = std::fs::read_to_string(attempt.join("eval/results.jsonl")).unwrap();
+    let ids: Vec<String> = results
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].to_string())
+        .collect();
+    assert_eq!(ids, ["\"e0\"", "\"e3\""].repeat(3), "{results}");
     let report = std::fs::read_to_string(root.join("report/report.md")).unwrap();
+    assert!(report.contains("## Answers side by side"), "{report}");
+    for method in ["base", "peft", "unsloth"] {
+        let row = format!("| mean sentence chrF, paraphrased ÷ held-out, {method} |");
+        assert!(report.contains(&row), "{report}");
+    }
     assert!(report.contains(&peft_run.file_name().unwrap().to_string_lossy().to_string()));
+    // The base model's eval loss, measured into the PEFT-style run, is the report's before row.
+    let base = tb_train::BaseEvalLoss::load(&peft_run)
+        .unwrap()
+        .expect("base eval loss");
+    assert!(
+        base.eval_loss.is_finite() && base.eval_examples > 0,
+        "{base:?}"
+    );
+    let before = tb_report::tables::format_number(base.perplexity());
+    assert!(
+        report.contains("base (before)") && report.contains(&before),
+        "{report}"
+    );
     assert_eq!(state(root)["finished"], true);
 
     // A finished attempt is not continued: the next demo starts a new one.

@@ -408,3 +408,47 @@ fn damage_study_on_a_tiny_f16_gguf() {
     );
     assert!(out.join("damage.md").exists());
 }
+
+#[test]
+fn per_split_answers_a_sample_of_each_split_and_refuses_zero() {
+    let fx = fixture();
+    let out = fx.dir.path().join("run-per-split");
+    let model_a = format!("a={}", s(&fx.a));
+    let args = |n: &'static str, out: &Path| {
+        let mut v = vec![
+            "eval".to_string(),
+            "--model".into(),
+            model_a.clone(),
+            "--dataset".into(),
+            s(&fx.dataset).into(),
+            "--engine".into(),
+            "embedded".into(),
+            "--max-tokens".into(),
+            "2".into(),
+            "--per-split".into(),
+            n.into(),
+            "--out".into(),
+        ];
+        v.push(s(out).into());
+        v
+    };
+    let run = |v: Vec<String>| {
+        let refs: Vec<&str> = v.iter().map(String::as_str).collect();
+        tunebench(&refs, "127.0.0.1:9")
+    };
+    // One item of each split: the first held-out (t-001) and the paraphrase probe (t-003).
+    assert!(run(args("1", &out)).status.success());
+    let ids: Vec<String> = lines(&out.join("results.jsonl"))
+        .iter()
+        .map(|it| it["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["t-001", "t-003"]);
+    assert_eq!(summary(&out)["settings"]["per_split"], 1);
+
+    let zero = fx.dir.path().join("run-zero");
+    let o = run(args("0", &zero));
+    assert!(!o.status.success(), "--per-split 0 must fail");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("--per-split"), "{stderr}");
+    assert!(!zero.join("results.jsonl").exists());
+}

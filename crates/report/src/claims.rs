@@ -5,7 +5,7 @@
 use polars::prelude::*;
 
 use crate::error::{polars as perr, Result};
-use crate::tables::{find_row, format_number, number, text, Tables};
+use crate::tables::{find_row, format_number, number, text, Tables, BEFORE_LABEL};
 
 /// One row: the claim, what was measured, and the value.
 #[derive(Debug, Clone, PartialEq)]
@@ -146,6 +146,86 @@ fn serving_claim(t: &Tables) -> Claim {
     }
 }
 
+/// Eval perplexity of the base model (before) and of each trainer (after, the first run of
+/// each), from the before/after table.
+fn before_after_claim(t: &Tables, claim: &'static str) -> Claim {
+    let b = &t.before_after;
+    let ppl = |model: &str| find_row(b, "model", model).and_then(|i| number(b, "perplexity", i));
+    let measure = format!("eval perplexity, {BEFORE_LABEL} → peft / unsloth");
+    let after = |m: &str| ppl(m).map_or_else(|| NOT_MEASURED.to_string(), format_number);
+    match ppl(BEFORE_LABEL) {
+        Some(base) if ppl("peft").is_some() || ppl("unsloth").is_some() => Claim {
+            claim,
+            measure,
+            value: format!(
+                "{} → {} / {}",
+                format_number(base),
+                after("peft"),
+                after("unsloth")
+            ),
+            detail: "exp(eval loss) on the same eval examples; the base without any adapter".into(),
+        },
+        _ => Claim {
+            claim,
+            measure,
+            value: NOT_MEASURED.into(),
+            detail: "needs the base model's eval loss (`tunebench eval-loss --run`) and a run's"
+                .into(),
+        },
+    }
+}
+
+/// Mean sentence chrF of paraphrased ÷ held-out questions, one row per method (its Q4_K_M row
+/// when it has both splits, else its first row that has), or one "not measured" row.
+fn generalisation_claims(q: &DataFrame) -> Vec<Claim> {
+    let claim = "synthetic data limits generalisation";
+    let measure = "mean sentence chrF, paraphrased ÷ held-out";
+    let mut rows: Vec<(String, String, f64, f64)> = (0..q.height())
+        .filter_map(|i| {
+            Some((
+                text(q, "method", i)?,
+                text(q, "quant", i)?,
+                number(q, "chrf_heldout", i)?,
+                number(q, "chrf_paraphrase", i)?,
+            ))
+        })
+        .collect();
+    // Q4_K_M first, so each method's first row is its served quant type where there is one.
+    rows.sort_by_key(|r| r.1 != "Q4_K_M");
+    let mut out: Vec<Claim> = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
+    for (m, qt, h, p) in rows {
+        if seen.contains(&m) {
+            continue;
+        }
+        seen.push(m.clone());
+        let detail = format!(
+            "{m} {qt}: paraphrase {} vs held-out {}",
+            format_number(p),
+            format_number(h)
+        );
+        out.push(Claim {
+            claim,
+            measure: format!("{measure}, {m}"),
+            value: if h != 0.0 {
+                format!("{:.2}×", p / h)
+            } else {
+                NOT_MEASURED.into()
+            },
+            detail,
+        });
+    }
+    if out.is_empty() {
+        out.push(Claim {
+            claim,
+            measure: measure.into(),
+            value: NOT_MEASURED.into(),
+            detail: "needs an evaluation with results.jsonl over both splits".into(),
+        });
+    }
+    out
+}
+
 /// Fills the claim table from the report's tables.
 pub fn claims(t: &Tables) -> Vec<Claim> {
     let faster = "Unsloth trains faster";
@@ -201,6 +281,7 @@ pub fn claims(t: &Tables) -> Vec<Claim> {
             "peft",
         ),
         ratio_claim(t, quality, "eval_loss", "eval loss", "", "unsloth", "peft"),
+        before_after_claim(t, quality),
     ];
     let q = &t.quality;
     let chrf = |m: &str| quant_value(q, "chrf", Some(m), "Q4_K_M");
@@ -232,32 +313,7 @@ pub fn claims(t: &Tables) -> Vec<Claim> {
         "decode_tokens_per_s",
         "decode tokens/s",
     ));
-    let split = (0..q.height()).find_map(|i| {
-        Some((
-            text(q, "method", i)?,
-            text(q, "quant", i)?,
-            number(q, "chrf_heldout", i)?,
-            number(q, "chrf_paraphrase", i)?,
-        ))
-    });
-    out.push(match split {
-        Some((m, qt, h, p)) if h != 0.0 => Claim {
-            claim: "synthetic data limits generalisation",
-            measure: "mean sentence chrF, paraphrased ÷ held-out".into(),
-            value: format!("{:.2}×", p / h),
-            detail: format!(
-                "{m} {qt}: paraphrase {} vs held-out {}",
-                format_number(p),
-                format_number(h)
-            ),
-        },
-        _ => Claim {
-            claim: "synthetic data limits generalisation",
-            measure: "mean sentence chrF, paraphrased ÷ held-out".into(),
-            value: NOT_MEASURED.into(),
-            detail: "needs an evaluation with results.jsonl over both splits".into(),
-        },
-    });
+    out.extend(generalisation_claims(q));
     out
 }
 

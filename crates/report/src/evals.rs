@@ -4,8 +4,8 @@
 //!
 //! - `summary.json` (`tunebench eval --model NAME=FILE.gguf ... --out DIR`):
 //!   [`tb_eval::evaluation::Summary`];
-//! - `results.jsonl`: one [`tb_eval::evaluation::ItemResult`] per line (used for latency and the
-//!   per-split generalisation figure);
+//! - `results.jsonl`: one [`tb_eval::evaluation::ItemResult`] per line (used for latency, the
+//!   per-split generalisation figure and the answers shown side by side);
 //! - `damage.json` (`tunebench eval damage --out DIR`): [`tb_eval::damage::DamageReport`].
 //!
 //! Method and quant type of an evaluated model come from its name, else its GGUF file name: the
@@ -77,6 +77,9 @@ pub struct QualityRow {
     pub chrf_heldout: Option<f64>,
     /// Mean sentence chrF of paraphrase items (from `results.jsonl`).
     pub chrf_paraphrase: Option<f64>,
+    /// The model's lines of `results.jsonl` (failed items included), in file order; empty for
+    /// the damage study. The "Answers side by side" section ([`crate::answers`]) shows them.
+    pub answers: Vec<ItemResult>,
 }
 
 /// Inference speed of one model (method × quant type × engine).
@@ -185,6 +188,11 @@ pub fn load_eval_dir(dir: &Path) -> Result<EvalResults> {
                 top1_accuracy: m.top1_accuracy,
                 chrf_heldout: split_chrf("heldout"),
                 chrf_paraphrase: split_chrf("paraphrase"),
+                answers: items
+                    .iter()
+                    .filter(|i| i.model == m.name)
+                    .cloned()
+                    .collect(),
             });
             out.speed.push(SpeedRow {
                 method,

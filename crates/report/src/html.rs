@@ -3,6 +3,7 @@
 
 use base64::Engine;
 
+use crate::answers;
 use crate::error::{io, Result};
 use crate::report::{Section, TableView};
 
@@ -41,7 +42,9 @@ const STYLE: &str =
 table{border-collapse:collapse;margin:1em 0;font-size:0.9em}\
 th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#f0f0f0}\
 td.nm{color:#999;font-style:italic}img.chart{max-width:100%;border:1px solid #ddd;margin:0.5em 0}\
-pre{background:#f6f6f6;padding:1em;overflow-x:auto}";
+pre{background:#f6f6f6;padding:1em;overflow-x:auto}\
+details.answers{margin:0.3em 0}details.answers summary{cursor:pointer}\
+details.answers td.text{white-space:pre-wrap;max-width:60em}";
 
 /// Renders the page; reads each chart's PNG to embed it.
 pub fn render(title: &str, sections: &[Section]) -> Result<String> {
@@ -61,6 +64,9 @@ pub fn render(title: &str, sections: &[Section]) -> Result<String> {
             } else {
                 out.push_str(&table(t));
             }
+        }
+        if let Some(a) = &s.answers {
+            out.push_str(&answers::to_html(a));
         }
         for c in &s.charts {
             let bytes = std::fs::read(&c.png).map_err(io(&c.png))?;

@@ -4,6 +4,8 @@
 //! - [`tables`], [`claims`]: polars tables and the "claim → measured" table of DESIGN §1.
 //! - [`charts`], [`markdown`], [`html`], [`report`]: plotters charts (PNG + SVG) and the
 //!   `report.md` / self-contained `report.html` / `tables.csv` of `reports/<id>/`.
+//! - [`answers`]: the "Answers side by side" section (question, reference and each method's
+//!   answer with its sentence chrF).
 //! - [`history`], [`regress`](mod@regress), [`trend`]: `reports/history.parquet` (+ CSV mirror),
 //!   the regression check against a baseline commit, and the charts of tokens/s and peak memory
 //!   over commits.
@@ -13,6 +15,7 @@
 //!
 //! Library code does not print; it logs through `tracing` and returns [`Error`].
 
+pub mod answers;
 pub mod bench;
 pub mod charts;
 pub mod claims;

@@ -3,9 +3,11 @@
 
 use std::path::Path;
 
+use crate::answers;
 use crate::report::{Section, TableView};
 
-fn escape(cell: &str) -> String {
+/// Escapes a table cell: `|` as `\|`, a newline as a space.
+pub fn escape(cell: &str) -> String {
     cell.replace('|', "\\|").replace('\n', " ")
 }
 
@@ -49,6 +51,9 @@ pub fn render(title: &str, sections: &[Section], dir: &Path) -> String {
                 out.push_str(&table(t));
                 out.push('\n');
             }
+        }
+        if let Some(a) = &s.answers {
+            out.push_str(&answers::to_markdown(a));
         }
         for c in &s.charts {
             let rel = |p: &Path| {

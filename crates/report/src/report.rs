@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::DataFrame;
 use tb_gguf::fsio::write_atomic;
 
+use crate::answers::{answers_view, AnswersView, MARKDOWN_PER_SPLIT};
 use crate::bench::PEER_BACKEND;
 use crate::charts::CategorySeries;
 use crate::charts::{render, Chart, ChartFiles, ChartKind, LossCurve};
@@ -18,6 +19,7 @@ use crate::memory::{self, MemoryKind};
 use crate::runs::Run;
 use crate::tables::{
     build_tables, display_rows, find_row, long_csv, number, text, ReportInputs, Tables,
+    BEFORE_LABEL,
 };
 use crate::trend::{history_charts, rows_with_configs, MEMORY_STEM, TOKENS_STEM};
 use crate::{html, markdown};
@@ -52,6 +54,8 @@ pub struct Section {
     pub charts: Vec<ChartFiles>,
     /// Preformatted text (the resolved config).
     pub code: Option<String>,
+    /// Questions with each method's answer ("Answers side by side").
+    pub answers: Option<AnswersView>,
 }
 
 /// What [`write_report`] produced.
@@ -318,6 +322,54 @@ fn chart_files(files: &[ChartFiles], stems: &[&str]) -> Vec<ChartFiles> {
         .collect()
 }
 
+/// The before/after section: what the base row is and what tokenisation did to each run's
+/// training set, in words.
+fn before_after_section(inputs: &ReportInputs, tables: &Tables) -> Section {
+    let measured = inputs.runs.iter().any(|r| r.base_eval.is_some());
+    let mut text = if inputs.runs.is_empty() {
+        "No training runs were given: not measured.".to_string()
+    } else if measured {
+        format!("The {BEFORE_LABEL} row is the base model's eval loss on the same eval examples as the runs' eval loss (`tunebench eval-loss --run`, PEFT-style batches, no LoRA branch); perplexity = exp(eval loss), perplexity_vs_base = the run's perplexity ÷ the base's (below 1: fine-tuning lowered it).")
+    } else {
+        format!("The base model's eval loss was not measured for these runs (`tunebench eval-loss --run DIR` writes it), so the {BEFORE_LABEL} row reads \"not measured\"; perplexity = exp(eval loss).")
+    };
+    for r in &inputs.runs {
+        let s = &r.summary;
+        match &s.data {
+            Some(d) => text.push_str(&format!(
+                " {} ({}): of {} training examples, {} were cut at {} tokens and {} dropped.",
+                s.method, s.run_id, d.records, d.truncated, d.max_seq_len, d.dropped
+            )),
+            None => text.push_str(&format!(
+                " {} ({}): cut and dropped examples not recorded.",
+                s.method, s.run_id
+            )),
+        }
+    }
+    Section {
+        title: "Before and after fine-tuning".into(),
+        text,
+        table: Some(TableView::from_frame(&tables.before_after)),
+        ..Section::default()
+    }
+}
+
+/// The answers side by side (see [`crate::answers`] for the sample and the columns).
+fn answers_section(inputs: &ReportInputs) -> Section {
+    let view = answers_view(&inputs.quality);
+    let text = if view.questions.is_empty() {
+        "No evaluation with results.jsonl was given: not measured.".to_string()
+    } else {
+        format!("The question, the reference answer and each method's answer with its sentence chrF (0–100) against the reference. A method shows the answers of its Q4_K_M GGUF when evaluated at Q4_K_M, else of its first evaluated quant type; \"not evaluated\" means the report has no evaluation of that method. report.md shows the first {MARKDOWN_PER_SPLIT} questions of each split by item id; report.html has every evaluated question, each collapsible.")
+    };
+    Section {
+        title: "Answers side by side".into(),
+        text,
+        answers: (!view.questions.is_empty()).then_some(view),
+        ..Section::default()
+    }
+}
+
 fn sections(
     inputs: &ReportInputs,
     tables: &Tables,
@@ -369,6 +421,7 @@ fn sections(
             charts: chart_files(charts, &["loss"]),
             ..Section::default()
         },
+        before_after_section(inputs, tables),
         Section {
             title: "Per method (medians)".into(),
             text: "runs = repeats the medians are taken over.".into(),
@@ -394,6 +447,7 @@ fn sections(
             charts: chart_files(charts, &["latency", "decode_speed"]),
             ..Section::default()
         },
+        answers_section(inputs),
         Section {
             title: "Environment".into(),
             table: Some(TableView {
@@ -431,10 +485,11 @@ pub fn write_report(
     )?;
     let html_path = out_dir.join("report.html");
     write_atomic(&html_path, html::render(title, &sections)?.as_bytes())?;
-    let named: [(&str, &DataFrame); 5] = [
+    let named: [(&str, &DataFrame); 6] = [
         ("claims", &claims_df),
         ("training", &tables.training),
         ("methods", &tables.methods),
+        ("before_after", &tables.before_after),
         ("quality", &tables.quality),
         ("inference", &tables.inference),
     ];

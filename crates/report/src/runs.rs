@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tb_train::{RunSummary, ServingPath, StepMetrics};
+use tb_train::{BaseEvalLoss, RunSummary, ServingPath, StepMetrics};
 
 use crate::error::{io, Result};
 use crate::fsio::{read_json, read_json_lines};
@@ -24,10 +24,14 @@ pub struct Run {
     /// `serving.json`: the commands from the trained adapter to a servable GGUF (empty when
     /// the run was never taken that far).
     pub serving: ServingPath,
+    /// `base_eval_loss.json`: the base model's eval loss on this run's eval examples (`None`:
+    /// not measured).
+    pub base_eval: Option<BaseEvalLoss>,
 }
 
-/// Reads one run folder. `summary.json` is required; `metrics.jsonl` and `config.toml` are
-/// optional. Errors name the file (and the line, for `metrics.jsonl`).
+/// Reads one run folder. `summary.json` is required; `metrics.jsonl`, `config.toml`,
+/// `serving.json` and `base_eval_loss.json` are optional. Errors name the file (and the line,
+/// for `metrics.jsonl`, or the field, for `base_eval_loss.json`).
 pub fn load_run(dir: &Path) -> Result<Run> {
     let summary: RunSummary = read_json(&dir.join("summary.json"))?;
     let metrics_path = dir.join("metrics.jsonl");
@@ -44,12 +48,14 @@ pub fn load_run(dir: &Path) -> Result<Run> {
         None
     };
     let serving = ServingPath::load(dir)?;
+    let base_eval = BaseEvalLoss::load(dir)?;
     Ok(Run {
         dir: dir.to_path_buf(),
         summary,
         metrics,
         config_toml,
         serving,
+        base_eval,
     })
 }
 

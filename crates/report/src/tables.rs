@@ -39,7 +39,13 @@ pub struct Tables {
     pub quality: DataFrame,
     /// Inference speed per method × quant type × engine.
     pub inference: DataFrame,
+    /// Eval loss and perplexity of the base model (before) and of each run (after), with what
+    /// tokenisation cut or dropped from each run's training set.
+    pub before_after: DataFrame,
 }
+
+/// The label of the base model's row in [`before_after_table`].
+pub const BEFORE_LABEL: &str = "base (before)";
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -176,6 +182,73 @@ pub fn training_table(runs: &[Run], peers: &[PeerResult]) -> Result<DataFrame> {
     .map_err(perr("building the training table"))
 }
 
+/// One row per distinct base measurement (`base_eval_loss.json` of the runs, one per config;
+/// a row of nulls, "not measured", when runs have none), then one row per run: eval loss,
+/// perplexity `exp(eval loss)`, perplexity relative to the base of the same config, and the
+/// training set's `max_seq_len`, records, cut and dropped examples (nulls in summaries that
+/// predate those counts).
+pub fn before_after_table(runs: &[Run]) -> Result<DataFrame> {
+    let mut bases: Vec<&tb_train::BaseEvalLoss> = Vec::new();
+    for b in runs.iter().filter_map(|r| r.base_eval.as_ref()) {
+        if !bases.iter().any(|x| x.config_hash == b.config_hash) {
+            bases.push(b);
+        }
+    }
+    let mut model = Vec::new();
+    let mut run_id = Vec::new();
+    let mut examples: Vec<Option<i64>> = Vec::new();
+    let mut loss = Vec::new();
+    let mut ppl = Vec::new();
+    let mut vs_base = Vec::new();
+    let counts = |f: fn(&tb_train::TrainData) -> usize| {
+        runs.iter()
+            .map(|r| r.summary.data.as_ref().map(|d| f(d) as i64))
+            .collect::<Vec<_>>()
+    };
+    let (mut seq, mut records, mut cut, mut dropped) = (
+        counts(|d| d.max_seq_len),
+        counts(|d| d.records),
+        counts(|d| d.truncated),
+        counts(|d| d.dropped),
+    );
+    let head = bases.len().max(usize::from(!runs.is_empty()));
+    for i in 0..head {
+        let b = bases.get(i);
+        model.push(BEFORE_LABEL.to_string());
+        run_id.push(String::new());
+        examples.push(b.map(|b| b.eval_examples as i64));
+        loss.push(b.map(|b| b.eval_loss));
+        ppl.push(b.map(|b| b.perplexity()));
+        vs_base.push(b.map(|_| 1.0));
+    }
+    for r in runs {
+        let s = &r.summary;
+        let base = bases.iter().find(|b| b.config_hash == s.config_hash);
+        model.push(s.method.clone());
+        run_id.push(s.run_id.clone());
+        examples.push(base.map(|b| b.eval_examples as i64));
+        loss.push(s.eval_loss);
+        ppl.push(s.eval_loss.map(f64::exp));
+        vs_base.push(s.eval_loss.zip(base).map(|(e, b)| e.exp() / b.perplexity()));
+    }
+    for column in [&mut seq, &mut records, &mut cut, &mut dropped] {
+        column.splice(0..0, std::iter::repeat_n(None, head));
+    }
+    df!(
+        "model" => model,
+        "run_id" => run_id,
+        "eval_examples" => examples,
+        "eval_loss" => loss,
+        "perplexity" => ppl,
+        "perplexity_vs_base" => vs_base,
+        "max_seq_len" => seq,
+        "train_records" => records,
+        "cut" => cut,
+        "dropped" => dropped,
+    )
+    .map_err(perr("building the before/after table"))
+}
+
 /// Medians per method over its repeats (`runs` counts them), ordered peft, unsloth, hf-peft,
 /// then others alphabetically.
 pub fn methods_table(training: &DataFrame) -> Result<DataFrame> {
@@ -271,6 +344,7 @@ pub fn build_tables(inputs: &ReportInputs) -> Result<Tables> {
         methods,
         quality: quality_table(&inputs.quality)?,
         inference: inference_table(&inputs.speed)?,
+        before_after: before_after_table(&inputs.runs)?,
     })
 }
 

@@ -107,6 +107,14 @@ fn every_chart_loads_in_headless_chromium() {
         ],
         &dir.path().join("profile1"),
     );
+    // The answers side by side: one collapsed <details> per fixture question, and an answer
+    // holding markup parsed as text, not as an element.
+    let details = dom.matches("<details class=\"answers\">").count();
+    assert_eq!(details, 2, "collapsed answer blocks in the DOM");
+    assert!(
+        dom.contains("&lt;script&gt;alert(1)&lt;/script&gt; Tom &amp; Jerry"),
+        "the answer with markup is not text in the DOM"
+    );
     let title = dom
         .split_once("<title>")
         .and_then(|(_, rest)| rest.split_once("</title>"))

@@ -99,6 +99,17 @@ pub enum Error {
         /// [`tb_model::Error::Gguf`]); boxed to keep this enum small.
         source: Box<tb_model::Error>,
     },
+    /// A record file tunebench wrote (e.g. `base_eval_loss.json`) has a missing or malformed
+    /// field.
+    #[error("{path}: field `{field}`: {message}")]
+    Record {
+        /// The file.
+        path: PathBuf,
+        /// The field.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A trainer-specific failure (adapter shapes, kernels, ...).
     #[error("{0}")]
     Method(String),

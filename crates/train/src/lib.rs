@@ -11,6 +11,7 @@
 //! - [`lora`]: PEFT's `LoraConfig`, LoRA initialisation, PEFT-format adapter folders and their
 //!   export as llama.cpp LoRA GGUFs ([`export_lora_adapter`]).
 
+pub mod base_eval;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
@@ -26,6 +27,7 @@ pub mod serving;
 pub mod session;
 pub mod trainer;
 
+pub use base_eval::{BaseEvalLoss, BASE_EVAL_FILE};
 pub use config::{
     ActivationCheckpointing, BaseQuant, DeviceKind, ExperimentConfig, LoraSection, ScheduleKind,
     Targets,
@@ -37,7 +39,7 @@ pub use merge::{base_projections, merge_adapter, merge_into_dir, MergeReport};
 pub use optimizer::{clip_global_norm, global_norm, AdamW, AdamWSettings, NamedTensor};
 pub use outcome::{TrainOutcome, TrainRequest};
 pub use probe::{peak_rss_mib, Machine};
-pub use run_dir::{Artifact, RunDir, RunSummary, StepMetrics};
+pub use run_dir::{Artifact, RunDir, RunSummary, StepMetrics, TrainData};
 pub use schedule::LrSchedule;
 pub use serving::{ServingPath, ServingStep};
 pub use trainer::{eval_loss, run_training, LoopOptions, LoopOutcome, MicroStep, Trainer};

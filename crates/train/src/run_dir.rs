@@ -96,10 +96,29 @@ pub struct RunSummary {
     pub eval_loss: Option<f64>,
     /// Trainable parameters.
     pub trainable_params: usize,
+    /// What tokenisation did to the training examples (absent in summaries written before it
+    /// was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<TrainData>,
     /// Where it ran.
     pub machine: Machine,
     /// Produced files.
     pub artifacts: Vec<Artifact>,
+}
+
+/// What tokenisation did to a run's training set at its `max_seq_len`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrainData {
+    /// The experiment's `[data] max_seq_len`.
+    pub max_seq_len: usize,
+    /// Training records read (after `[data] limit`).
+    pub records: usize,
+    /// Examples trained on.
+    pub kept: usize,
+    /// Kept examples cut to `max_seq_len` (an answer may have lost its end).
+    pub truncated: usize,
+    /// Records left out (too long under `truncation = "drop"`, or no answer token left).
+    pub dropped: usize,
 }
 
 /// An open run directory.

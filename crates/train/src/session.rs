@@ -14,7 +14,7 @@ use crate::config::ExperimentConfig;
 use crate::error::{Error, Result};
 use crate::lora::{attach_lora, LoraConfig};
 use crate::probe::Machine;
-use crate::run_dir::{RunDir, RunSummary};
+use crate::run_dir::{RunDir, RunSummary, TrainData};
 use crate::trainer::LoopOutcome;
 
 /// Tokenised training and eval examples of an experiment.
@@ -76,6 +76,7 @@ pub fn summarize(
         }
     }
     let s = &outcome.state;
+    let data = train_data(config, outcome)?;
     Ok(RunSummary {
         method: method.into(),
         run_id: run.id.clone(),
@@ -96,8 +97,24 @@ pub fn summarize(
         final_train_loss: s.last_loss,
         eval_loss: outcome.eval_loss,
         trainable_params: outcome.params.iter().map(|t| t.data.len()).sum(),
+        data: Some(data),
         machine: Machine::probe(),
         artifacts: listed,
+    })
+}
+
+/// The training set's counts: records from the dataset file (after `[data] limit`), kept and
+/// cut examples from what the loop trained on; the rest were dropped.
+fn train_data(config: &ExperimentConfig, outcome: &LoopOutcome) -> Result<TrainData> {
+    let d = &config.data;
+    let all = Dataset::load(&d.train)?.records.len();
+    let records = if d.limit > 0 { d.limit.min(all) } else { all };
+    Ok(TrainData {
+        max_seq_len: d.max_seq_len,
+        records,
+        kept: outcome.examples,
+        truncated: outcome.truncated,
+        dropped: records.saturating_sub(outcome.examples),
     })
 }
 

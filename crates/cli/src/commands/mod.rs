@@ -4,6 +4,7 @@ pub mod bench;
 pub mod data_check;
 pub mod demo;
 pub mod eval;
+pub mod eval_loss;
 pub mod export;
 pub mod fetch_model;
 pub mod generate;

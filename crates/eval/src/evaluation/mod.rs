@@ -1,5 +1,6 @@
-//! Evaluation runs: every model answers every dataset item (through Ollama or the embedded
-//! engine), answers are scored against the references, and results are written as they come.
+//! Evaluation runs: every model answers every selected dataset item ([`select_items`]: all, or
+//! a per-split sample) through Ollama or the embedded engine, answers are scored against the
+//! references, and results are written as they come.
 //!
 //! Output, in the run directory:
 //! - `results.jsonl`: one [`ItemResult`] per line, written and synced after each item, so a
@@ -22,6 +23,7 @@
 mod ollama_model;
 mod resume;
 mod run;
+mod select;
 
 use std::path::PathBuf;
 
@@ -31,6 +33,7 @@ pub use ollama_model::{create_ollama_model, create_request};
 pub use resume::AnswerKey;
 pub(crate) use run::to_role;
 pub use run::{resolve_engine, run_evaluation, ResolvedEngine};
+pub use select::select_items;
 
 use crate::engine::Kernel;
 use crate::judge::Judgement;
@@ -90,7 +93,11 @@ pub struct RunSettings {
     /// The Ollama model that grades every answer 1–5 against its reference ([`crate::judge`]);
     /// needs the Ollama engine.
     pub judge: Option<String>,
-    /// Only the first N items.
+    /// At most N items of each split, spread over its categories ([`select_items`] has the
+    /// rule); `None`: every item.
+    #[serde(default)]
+    pub per_split: Option<usize>,
+    /// Only the first N items (of the [`Self::per_split`] selection when that is set).
     pub limit: Option<usize>,
     /// Dot-product path of the embedded engine (not written: `summary.json` reads back
     /// [`Kernel::Auto`]).
@@ -112,6 +119,7 @@ impl Default for RunSettings {
             seed: 42,
             perplexity: false,
             judge: None,
+            per_split: None,
             limit: None,
             kernel: Kernel::Auto,
             resume: false,

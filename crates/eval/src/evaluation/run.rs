@@ -12,6 +12,7 @@ use tb_model::OllamaTemplate;
 
 use super::ollama_model::create_ollama_model;
 use super::resume::{self, Plan, Previous};
+use super::select::select_items;
 use super::{
     EngineChoice, EngineKind, Error, ItemPerplexity, ItemResult, ModelSpec, ModelSummary, Result,
     RunSettings, Scores, Summary, Timings,
@@ -477,7 +478,8 @@ fn evaluate_model(
     ))
 }
 
-/// Runs every model over `dataset` and writes `results.jsonl` and `summary.json` under `out`.
+/// Runs every model over the items of `dataset` that `settings` selects ([`select_items`]) and
+/// writes `results.jsonl` and `summary.json` under `out`.
 /// With [`RunSettings::resume`], continues the run already in `out` (`resume.rs` says which of
 /// its lines are kept). `on_item` sees each result right after it is written, and each
 /// item kept from the earlier run.
@@ -502,11 +504,7 @@ pub fn run_evaluation(
     }
     let judge = judge_for(engine, settings)?;
     resume::check_out(out, settings.resume)?;
-    let records: Vec<&Record> = dataset
-        .records
-        .iter()
-        .take(settings.limit.unwrap_or(usize::MAX))
-        .collect();
+    let records = select_items(dataset, settings)?;
     let started = Instant::now();
     let plan = Plan::new(models, &records, engine.kind, settings);
     let (file, mut previous) = resume::open_results(out, settings.resume, &plan)?;

@@ -11,6 +11,8 @@
 //! stopped (see [`attempt`]).
 
 mod attempt;
+mod base_loss;
+mod evaluate;
 mod progress;
 mod summary;
 
@@ -26,6 +28,7 @@ use tb_train::{ExperimentConfig, TrainOutcome};
 
 use super::fetch_model::{run_fetch_model, FetchModelArgs};
 use attempt::{Attempt, DemoSettings};
+use evaluate::{damage_step, eval_step};
 use progress::{RunTarget, StageProgress};
 
 /// `--quick`: most new tokens per evaluated answer (below the experiment's `[eval]
@@ -35,8 +38,9 @@ const QUICK_MAX_TOKENS: usize = 32;
 /// Arguments of `demo`.
 #[derive(Args)]
 pub struct DemoArgs {
-    /// Smaller run for smoke tests: 3 training steps, 4 eval-loss examples, 3 evaluated
-    /// questions with answers of at most 32 tokens, no damage study.
+    /// Smaller run for smoke tests: 3 training steps (the full demo trains the steps of the
+    /// experiment file), 4 eval-loss examples, 2 evaluated questions (one held-out, one
+    /// paraphrase) with answers of at most 32 tokens, no damage study.
     #[arg(long)]
     pub quick: bool,
     /// Dataset folder (`train.jsonl`, `eval.jsonl`).
@@ -48,7 +52,7 @@ pub struct DemoArgs {
     /// Experiment file both trainers use; its `[model] base` is the "base" model evaluated
     /// (SmolLM2-135M is fetched there when missing) and its `[eval]` section (max_new_tokens,
     /// num_ctx) sets the evaluations' answer length and context window.
-    #[arg(long, default_value = "configs/smollm2-135m.toml")]
+    #[arg(long, default_value = "configs/demo-smollm2-135m.toml")]
     pub config: PathBuf,
     /// Where the demo's attempts go (`<runs-dir>/<utc>/`, the one in progress named by
     /// `<runs-dir>/demo-state.json`).
@@ -192,12 +196,13 @@ fn dataset_step(args: &DemoArgs, model_dir: &Path, config: &ExperimentConfig) ->
     let (examples, report) =
         tokenize_records(&tokenizer, &train.records, max_len, config.data.truncation)?;
     println!(
-        "   train: {} records, {} tokens ({} carry loss, {:.1}%), {} truncated at {max_len}",
+        "   train: {} records, {} tokens ({} carry loss, {:.1}%), {} cut at {max_len}, {} dropped",
         report.records,
         report.total_tokens,
         report.completion_tokens,
         100.0 * report.completion_tokens as f64 / report.total_tokens.max(1) as f64,
-        report.truncated
+        report.truncated,
+        report.dropped
     );
     let (mut padded_slots, mut packed_slots) = (0usize, 0usize);
     for chunk in examples.chunks(batch.max(1)) {
@@ -250,11 +255,14 @@ fn train_step(
         cmd.extend(["--resume".into(), run.to_string_lossy().into_owned()]);
         RunTarget::Resume(run)
     } else {
-        // Step counts sized for 2 CPU cores: --quick is a smoke test of every step.
-        let (steps, eval_limit) = if args.quick { ("3", "4") } else { ("24", "20") };
+        // The full demo trains the experiment file's steps (`[train] max_steps`, sized for
+        // 2 CPU cores in configs/demo-smollm2-135m.toml); --quick is a smoke test of every step.
         let runs = attempt.runs_of(method).to_string_lossy().into_owned();
         cmd.extend(["--runs-dir".into(), runs]);
-        cmd.extend(["--max-steps".into(), steps.into()]);
+        if args.quick {
+            cmd.extend(["--max-steps".into(), "3".into()]);
+        }
+        let eval_limit = if args.quick { "4" } else { "20" };
         cmd.extend(["--eval-limit".into(), eval_limit.into()]);
         RunTarget::new_under(&attempt.runs_of(method))
     };
@@ -330,82 +338,6 @@ fn base_gguf_step(args: &DemoArgs, model_dir: &Path) -> Result<PathBuf> {
     Ok(gguf)
 }
 
-/// The `tunebench eval` arguments of the demo's evaluation into `eval_dir` (`resume`: continue
-/// the one an interruption cut short). Answer length and context window come from the
-/// experiment file (`--config`, its `[eval]` section); `--quick` caps answers at
-/// [`QUICK_MAX_TOKENS`].
-fn eval_args(
-    args: &DemoArgs,
-    config: &ExperimentConfig,
-    eval_dir: &Path,
-    resume: bool,
-    models: &[(&str, &Path)],
-) -> Vec<String> {
-    let mut cmd = vec!["eval".to_string()];
-    for (name, gguf) in models {
-        cmd.extend(["--model".into(), format!("{name}={}", gguf.display())]);
-    }
-    let dataset = args.dataset.join("eval.jsonl");
-    let out_flag = if resume { "--resume" } else { "--out" };
-    for (flag, value) in [
-        ("--dataset", dataset.to_string_lossy()),
-        ("--engine", "auto".into()),
-        (out_flag, eval_dir.to_string_lossy()),
-        ("--config", args.config.to_string_lossy()),
-        ("--limit", (if args.quick { "3" } else { "20" }).into()),
-    ] {
-        cmd.extend([flag.to_string(), value.into_owned()]);
-    }
-    if args.quick {
-        let max_tokens = config.eval.max_new_tokens.min(QUICK_MAX_TOKENS);
-        cmd.extend(["--max-tokens".into(), max_tokens.to_string()]);
-    }
-    cmd.push("--perplexity".into());
-    cmd
-}
-
-/// Evaluates the three GGUFs; an evaluation the interruption cut short is resumed.
-fn eval_step(
-    args: &DemoArgs,
-    config: &ExperimentConfig,
-    attempt: &Attempt,
-    models: [(&str, &Path); 3],
-) -> Result<PathBuf> {
-    let eval_dir = attempt.dir.join("eval");
-    let resume = eval_dir.join("results.jsonl").is_file();
-    let cmd = eval_args(args, config, &eval_dir, resume, &models);
-    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
-    tunebench(&cmd)?;
-    Ok(eval_dir)
-}
-
-/// Quantization damage of the PEFT-merged model (full run only).
-fn damage_step(args: &DemoArgs, attempt: &Attempt, merged: &Path) -> Result<PathBuf> {
-    println!("== 8. quantization damage (F16 / Q8_0 / Q4_K_M / Q4_0 of the PEFT-merged model)");
-    let dir = attempt.dir.join("damage");
-    if dir.join("damage.json").is_file() {
-        println!("   reusing {}", dir.display());
-        return Ok(dir);
-    }
-    tunebench(&[
-        "eval",
-        "damage",
-        "--model",
-        &merged.to_string_lossy(),
-        "--dataset",
-        &args.dataset.join("eval.jsonl").to_string_lossy(),
-        "--out",
-        &dir.to_string_lossy(),
-        "--ppl-items",
-        "20",
-        "--chrf-items",
-        "8",
-        "--config",
-        &args.config.to_string_lossy(),
-    ])?;
-    Ok(dir)
-}
-
 /// Runs the demo.
 pub fn run_demo(args: DemoArgs) -> Result<()> {
     let started = Instant::now();
@@ -418,6 +350,7 @@ pub fn run_demo(args: DemoArgs) -> Result<()> {
 
     println!("== 3. PEFT-style LoRA (autodiff, padded batches), own process");
     let peft = train_step(&args, &attempt, "peft", &[])?;
+    base_loss::base_eval_loss_step(&config, &peft)?;
     println!("== 4. separate merge and Q4_K_M export of the PEFT adapter");
     let peft_gguf = peft_export_step(&model_dir, &peft)?;
     println!(
@@ -431,7 +364,7 @@ pub fn run_demo(args: DemoArgs) -> Result<()> {
         .clone();
     println!("== 6. base model Q4_K_M (the before picture)");
     let base_gguf = base_gguf_step(&args, &model_dir)?;
-    println!("== 7. evaluation on the held-out Turkish questions (engine auto: Ollama if reachable, else embedded)");
+    println!("== 7. evaluation on held-out and paraphrased Turkish questions (engine auto: Ollama if reachable, else embedded)");
     let models = [
         ("base", base_gguf.as_path()),
         ("peft", peft_gguf.as_path()),
@@ -471,79 +404,4 @@ fn print_summary(args: &DemoArgs, trained: &[(&str, &TrainOutcome)], eval_dir: &
     let html = args.report.join("report.html");
     let html = std::path::absolute(&html).unwrap_or(html);
     println!("HTML report: {}", html.display());
-}
-
-#[cfg(test)]
-mod tests {
-    use std::path::{Path, PathBuf};
-
-    use super::{eval_args, DemoArgs, QUICK_MAX_TOKENS};
-    use tb_train::ExperimentConfig;
-
-    fn demo_args(quick: bool) -> DemoArgs {
-        DemoArgs {
-            quick,
-            dataset: PathBuf::from("data"),
-            models_dir: PathBuf::from("models"),
-            config: PathBuf::from("exp.toml"),
-            runs_dir: PathBuf::from("runs"),
-            report: PathBuf::from("report"),
-            restart: false,
-        }
-    }
-
-    fn config(max_new_tokens: usize) -> ExperimentConfig {
-        ExperimentConfig::parse(&format!(
-            "[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[train]\nmax_steps = 1\n[eval]\nmax_new_tokens = {max_new_tokens}\nnum_ctx = 777\n"
-        ))
-        .unwrap()
-    }
-
-    /// The value after `flag`, if the flag is there.
-    fn value<'a>(cmd: &'a [String], flag: &str) -> Option<&'a str> {
-        let i = cmd.iter().position(|a| a == flag)?;
-        cmd.get(i + 1).map(String::as_str)
-    }
-
-    #[test]
-    fn the_evaluation_takes_its_limits_from_the_experiment_file() {
-        let models = [("base", Path::new("b.gguf"))];
-        let cmd = eval_args(
-            &demo_args(false),
-            &config(100),
-            Path::new("e"),
-            false,
-            &models,
-        );
-        assert_eq!(value(&cmd, "--config"), Some("exp.toml"));
-        // No flag of its own that would override the file's `[eval]`.
-        assert_eq!(value(&cmd, "--max-tokens"), None, "{cmd:?}");
-        assert_eq!(value(&cmd, "--num-ctx"), None, "{cmd:?}");
-        assert_eq!(value(&cmd, "--out"), Some("e"));
-        let cmd = eval_args(
-            &demo_args(false),
-            &config(100),
-            Path::new("e"),
-            true,
-            &models,
-        );
-        assert_eq!(value(&cmd, "--resume"), Some("e"));
-    }
-
-    #[test]
-    fn quick_caps_the_answers_but_never_lengthens_them() {
-        let models = [("base", Path::new("b.gguf"))];
-        let cmd = eval_args(
-            &demo_args(true),
-            &config(100),
-            Path::new("e"),
-            false,
-            &models,
-        );
-        let cap = QUICK_MAX_TOKENS.to_string();
-        assert_eq!(value(&cmd, "--max-tokens"), Some(cap.as_str()));
-        assert_eq!(value(&cmd, "--config"), Some("exp.toml"));
-        let cmd = eval_args(&demo_args(true), &config(8), Path::new("e"), false, &models);
-        assert_eq!(value(&cmd, "--max-tokens"), Some("8"));
-    }
 }

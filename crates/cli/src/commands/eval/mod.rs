@@ -1,5 +1,6 @@
 //! `tunebench eval --model NAME=FILE.gguf ... --dataset FILE --engine auto|ollama|embedded
-//! [--config FILE] [--judge MODEL] --out DIR|--resume DIR` and `tunebench eval damage ...`.
+//! [--config FILE] [--judge MODEL] [--per-split N] [--limit N] --out DIR|--resume DIR` and
+//! `tunebench eval damage ...`.
 
 mod damage;
 
@@ -8,12 +9,13 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use clap::builder::RangedU64ValueParser;
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use tb_eval::engine::Kernel;
 use tb_eval::evaluation::{
-    resolve_engine, run_evaluation, EngineChoice, EngineKind, Error as EvalError, ModelSpec,
-    RunSettings,
+    resolve_engine, run_evaluation, select_items, EngineChoice, EngineKind, Error as EvalError,
+    ModelSpec, RunSettings,
 };
 use tb_train::config::EvalSection;
 use tb_train::ExperimentConfig;
@@ -24,8 +26,9 @@ use tb_train::ExperimentConfig;
 pub struct EvalArgs {
     #[command(subcommand)]
     command: Option<EvalCommand>,
+    /// Boxed: the arguments of a run are many, and `Command` holds one variant per subcommand.
     #[command(flatten)]
-    run: RunArgs,
+    run: Box<RunArgs>,
 }
 
 #[derive(Subcommand)]
@@ -86,7 +89,12 @@ struct RunArgs {
     /// (LLM-as-judge; needs the Ollama engine).
     #[arg(long, value_name = "MODEL")]
     judge: Option<String>,
-    /// Only the first N items.
+    /// At most N items of each split (held-out, paraphrase, items without a split), spread over
+    /// the split's categories: the first item of each category in file order, then the second,
+    /// ... (answered in dataset order).
+    #[arg(long, value_name = "N", value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    per_split: Option<usize>,
+    /// Only the first N items (of the --per-split selection when given).
     #[arg(long)]
     limit: Option<usize>,
     /// Use the plain scalar dot product in the embedded engine.
@@ -248,7 +256,7 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
     if let Some(EvalCommand::Damage(a)) = args.command {
         return damage::run_damage(a);
     }
-    let a = args.run;
+    let a = *args.run;
     let Some(dataset_path) = a.dataset else {
         bail!("--dataset is required");
     };
@@ -294,11 +302,14 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         seed: a.seed,
         perplexity: a.perplexity,
         judge: a.judge,
+        per_split: a.per_split,
         limit: a.limit,
         kernel: kernel(a.scalar),
         resume,
     };
-    let n_items = dataset.records.len().min(a.limit.unwrap_or(usize::MAX));
+    let n_items = select_items(&dataset, &settings)
+        .context("selecting the items")?
+        .len();
     let mut progress = ItemProgress::new((n_items * a.models.len()) as u64);
     let summary = run_evaluation(&a.models, &dataset, &engine, &settings, &out, |item| {
         progress.update(&format!("{} {}", item.model, item.id), true);

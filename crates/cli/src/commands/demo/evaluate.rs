@@ -1,0 +1,205 @@
+//! The demo's evaluation steps: which items `tunebench eval` answers (both splits, a fixed
+//! sample), with the experiment file's `[eval]` settings, and the quantization-damage run.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use tb_train::ExperimentConfig;
+
+use super::attempt::Attempt;
+use super::{tunebench, DemoArgs, QUICK_MAX_TOKENS};
+
+/// Items of each split the full demo evaluates (`tunebench eval --per-split`): the first
+/// held-out question and the first paraphrase probe of each of the eval file's 16 categories (32
+/// items; tb-eval's `select` tests check this on the file), so the report's paraphrase ÷
+/// held-out chrF compares like with like. All 80 items (240 answers of up to 128 tokens) would
+/// not fit the demo's 35 minutes on 2 cores: at the embedded engine's recorded ~8 s per Q4_K_M
+/// answer (reports/latest), 96 answers take about 13 minutes. Left out: the second probes of
+/// billing, tariffs, mobile_internet and fibre.
+const DEMO_ITEMS_PER_SPLIT: usize = 16;
+
+/// `--quick`: items of each split (one held-out, one paraphrase), so the per-split figures and
+/// the generalisation claim are computed on the smoke test too.
+const QUICK_ITEMS_PER_SPLIT: usize = 1;
+
+/// The `tunebench eval` arguments of the demo's evaluation into `eval_dir` (`resume`: continue
+/// the one an interruption cut short): [`DEMO_ITEMS_PER_SPLIT`] items of each split
+/// ([`QUICK_ITEMS_PER_SPLIT`] with `--quick`). Answer length and context window come from the
+/// experiment file (`--config`, its `[eval]` section); `--quick` caps answers at
+/// [`QUICK_MAX_TOKENS`].
+fn eval_args(
+    args: &DemoArgs,
+    config: &ExperimentConfig,
+    eval_dir: &Path,
+    resume: bool,
+    models: &[(&str, &Path)],
+) -> Vec<String> {
+    let mut cmd = vec!["eval".to_string()];
+    for (name, gguf) in models {
+        cmd.extend(["--model".into(), format!("{name}={}", gguf.display())]);
+    }
+    let dataset = args.dataset.join("eval.jsonl");
+    let out_flag = if resume { "--resume" } else { "--out" };
+    for (flag, value) in [
+        ("--dataset", dataset.to_string_lossy()),
+        ("--engine", "auto".into()),
+        (out_flag, eval_dir.to_string_lossy()),
+        ("--config", args.config.to_string_lossy()),
+    ] {
+        cmd.extend([flag.to_string(), value.into_owned()]);
+    }
+    let per_split = if args.quick {
+        QUICK_ITEMS_PER_SPLIT
+    } else {
+        DEMO_ITEMS_PER_SPLIT
+    };
+    cmd.extend(["--per-split".into(), per_split.to_string()]);
+    if args.quick {
+        let max_tokens = config.eval.max_new_tokens.min(QUICK_MAX_TOKENS);
+        cmd.extend(["--max-tokens".into(), max_tokens.to_string()]);
+    }
+    cmd.push("--perplexity".into());
+    cmd
+}
+
+/// Evaluates the three GGUFs; an evaluation the interruption cut short is resumed.
+pub(super) fn eval_step(
+    args: &DemoArgs,
+    config: &ExperimentConfig,
+    attempt: &Attempt,
+    models: [(&str, &Path); 3],
+) -> Result<PathBuf> {
+    let eval_dir = attempt.dir.join("eval");
+    let resume = eval_dir.join("results.jsonl").is_file();
+    let cmd = eval_args(args, config, &eval_dir, resume, &models);
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    tunebench(&cmd)?;
+    Ok(eval_dir)
+}
+
+/// Quantization damage of the PEFT-merged model (full run only).
+pub(super) fn damage_step(args: &DemoArgs, attempt: &Attempt, merged: &Path) -> Result<PathBuf> {
+    println!("== 8. quantization damage (F16 / Q8_0 / Q4_K_M / Q4_0 of the PEFT-merged model)");
+    let dir = attempt.dir.join("damage");
+    if dir.join("damage.json").is_file() {
+        println!("   reusing {}", dir.display());
+        return Ok(dir);
+    }
+    tunebench(&[
+        "eval",
+        "damage",
+        "--model",
+        &merged.to_string_lossy(),
+        "--dataset",
+        &args.dataset.join("eval.jsonl").to_string_lossy(),
+        "--out",
+        &dir.to_string_lossy(),
+        "--ppl-items",
+        "20",
+        "--chrf-items",
+        "8",
+        "--config",
+        &args.config.to_string_lossy(),
+    ])?;
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::super::DemoArgs;
+    use super::{eval_args, DEMO_ITEMS_PER_SPLIT, QUICK_ITEMS_PER_SPLIT, QUICK_MAX_TOKENS};
+    use tb_train::ExperimentConfig;
+
+    fn demo_args(quick: bool) -> DemoArgs {
+        DemoArgs {
+            quick,
+            dataset: PathBuf::from("data"),
+            models_dir: PathBuf::from("models"),
+            config: PathBuf::from("exp.toml"),
+            runs_dir: PathBuf::from("runs"),
+            report: PathBuf::from("report"),
+            restart: false,
+        }
+    }
+
+    fn config(max_new_tokens: usize) -> ExperimentConfig {
+        ExperimentConfig::parse(&format!(
+            "[model]\nbase = \"m\"\n[data]\ntrain = \"t\"\n[train]\nmax_steps = 1\n[eval]\nmax_new_tokens = {max_new_tokens}\nnum_ctx = 777\n"
+        ))
+        .unwrap()
+    }
+
+    /// The value after `flag`, if the flag is there.
+    fn value<'a>(cmd: &'a [String], flag: &str) -> Option<&'a str> {
+        let i = cmd.iter().position(|a| a == flag)?;
+        cmd.get(i + 1).map(String::as_str)
+    }
+
+    #[test]
+    fn the_evaluation_takes_its_limits_from_the_experiment_file() {
+        let models = [("base", Path::new("b.gguf"))];
+        let cmd = eval_args(
+            &demo_args(false),
+            &config(100),
+            Path::new("e"),
+            false,
+            &models,
+        );
+        assert_eq!(value(&cmd, "--config"), Some("exp.toml"));
+        // No flag of its own that would override the file's `[eval]`.
+        assert_eq!(value(&cmd, "--max-tokens"), None, "{cmd:?}");
+        assert_eq!(value(&cmd, "--num-ctx"), None, "{cmd:?}");
+        assert_eq!(value(&cmd, "--out"), Some("e"));
+        let cmd = eval_args(
+            &demo_args(false),
+            &config(100),
+            Path::new("e"),
+            true,
+            &models,
+        );
+        assert_eq!(value(&cmd, "--resume"), Some("e"));
+    }
+
+    #[test]
+    fn quick_caps_the_answers_but_never_lengthens_them() {
+        let models = [("base", Path::new("b.gguf"))];
+        let cmd = eval_args(
+            &demo_args(true),
+            &config(100),
+            Path::new("e"),
+            false,
+            &models,
+        );
+        let cap = QUICK_MAX_TOKENS.to_string();
+        assert_eq!(value(&cmd, "--max-tokens"), Some(cap.as_str()));
+        assert_eq!(value(&cmd, "--config"), Some("exp.toml"));
+        let cmd = eval_args(&demo_args(true), &config(8), Path::new("e"), false, &models);
+        assert_eq!(value(&cmd, "--max-tokens"), Some("8"));
+    }
+
+    #[test]
+    fn both_splits_are_evaluated_full_and_quick() {
+        let models = [("base", Path::new("b.gguf"))];
+        let full = eval_args(
+            &demo_args(false),
+            &config(100),
+            Path::new("e"),
+            false,
+            &models,
+        );
+        let n = DEMO_ITEMS_PER_SPLIT.to_string();
+        assert_eq!(value(&full, "--per-split"), Some(n.as_str()));
+        assert_eq!(value(&full, "--limit"), None, "{full:?}");
+        let quick = eval_args(
+            &demo_args(true),
+            &config(100),
+            Path::new("e"),
+            false,
+            &models,
+        );
+        let n = QUICK_ITEMS_PER_SPLIT.to_string();
+        assert_eq!(value(&quick, "--per-split"), Some(n.as_str()));
+    }
+}
