@@ -136,8 +136,8 @@ fn interrupted_demo_continues_its_attempt() {
     let uns_run = folders(&attempt.join("unsloth")).pop().unwrap();
     std::fs::remove_file(uns_run.join("summary.json")).unwrap();
 
+    // A models folder that does not exist yet is created.
     std::fs::remove_file(&models).unwrap();
-    std::fs::create_dir_all(&models).unwrap();
     let out = demo(root, &config, &dataset, &models);
     let log = text(&out);
     assert!(out.status.success(), "{log}");

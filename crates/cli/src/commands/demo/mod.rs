@@ -324,6 +324,13 @@ fn base_gguf_step(args: &DemoArgs, model_dir: &Path) -> Result<PathBuf> {
         .unwrap_or_else(|| "base".into());
     let gguf = args.models_dir.join(format!("{name}-Q4_K_M.gguf"));
     if !gguf.exists() {
+        std::fs::create_dir_all(&args.models_dir).with_context(|| {
+            format!(
+                "creating {} for {}",
+                args.models_dir.display(),
+                gguf.display()
+            )
+        })?;
         tunebench(&[
             "export",
             "gguf",
