@@ -81,6 +81,7 @@ where
         config,
         &run,
         &outcome,
+        prepared.data,
         started,
         &["adapter"],
     )?;

@@ -17,11 +17,12 @@ use crate::probe::Machine;
 use crate::run_dir::{RunDir, RunSummary, TrainData};
 use crate::trainer::LoopOutcome;
 
-/// Tokenised training and eval examples of an experiment.
+/// Tokenised training and eval examples of an experiment, and what tokenisation did to the
+/// training set.
 pub fn load_examples(
     config: &ExperimentConfig,
     tokenizer: &TextTokenizer,
-) -> Result<(Vec<TokenizedExample>, Vec<TokenizedExample>)> {
+) -> Result<(Vec<TokenizedExample>, Vec<TokenizedExample>, TrainData)> {
     let d = &config.data;
     let train = Dataset::load(&d.train)?;
     let mut records = train.records;
@@ -40,6 +41,13 @@ pub fn load_examples(
         loss_tokens = report.completion_tokens,
         "training set tokenised"
     );
+    let data = TrainData {
+        max_seq_len: d.max_seq_len,
+        records: report.records,
+        kept: report.kept,
+        truncated: report.truncated,
+        dropped: report.dropped,
+    };
     let eval = match &d.eval {
         None => Vec::new(),
         Some(path) => {
@@ -55,17 +63,20 @@ pub fn load_examples(
             tokenize_records(tokenizer, &held, d.max_seq_len, d.truncation)?.0
         }
     };
-    Ok((train, eval))
+    Ok((train, eval, data))
 }
 
-/// Builds `summary.json` for a finished run; `artifacts` are paths inside the run folder (files
+/// Builds `summary.json` for a finished run (`data`: what tokenisation did to its training set, as
+/// [`load_examples`] reported it); `artifacts` are paths inside the run folder (files
 /// or folders) to list with their SHA-256.
+#[allow(clippy::too_many_arguments)]
 pub fn summarize(
     method: &str,
     backend: &str,
     config: &ExperimentConfig,
     run: &RunDir,
     outcome: &LoopOutcome,
+    data: TrainData,
     started: Instant,
     artifacts: &[&str],
 ) -> Result<RunSummary> {
@@ -76,7 +87,6 @@ pub fn summarize(
         }
     }
     let s = &outcome.state;
-    let data = train_data(config, outcome)?;
     Ok(RunSummary {
         method: method.into(),
         run_id: run.id.clone(),
@@ -103,21 +113,6 @@ pub fn summarize(
     })
 }
 
-/// The training set's counts: records from the dataset file (after `[data] limit`), kept and
-/// cut examples from what the loop trained on; the rest were dropped.
-fn train_data(config: &ExperimentConfig, outcome: &LoopOutcome) -> Result<TrainData> {
-    let d = &config.data;
-    let all = Dataset::load(&d.train)?.records.len();
-    let records = if d.limit > 0 { d.limit.min(all) } else { all };
-    Ok(TrainData {
-        max_seq_len: d.max_seq_len,
-        records,
-        kept: outcome.examples,
-        truncated: outcome.truncated,
-        dropped: records.saturating_sub(outcome.examples),
-    })
-}
-
 /// Whether a path is an HF model folder (as opposed to a GGUF file).
 pub fn is_hf_dir(path: &Path) -> bool {
     path.is_dir() && path.join("config.json").is_file()
@@ -136,6 +131,8 @@ pub struct Prepared<B: Backend> {
     pub train: Vec<TokenizedExample>,
     /// Tokenised eval examples.
     pub eval: Vec<TokenizedExample>,
+    /// What tokenisation did to the training set (the run summary's `data`).
+    pub data: TrainData,
     /// The adapter's PEFT config (`base_model_name_or_path` is the experiment's base).
     pub lora: LoraConfig,
     /// The run folder: new, or the one being resumed.
@@ -176,7 +173,7 @@ pub fn prepare_with<B: Backend>(
     let options = LoadOptions { dtype, sink };
     let (model, tokenizer) =
         LoadedModel::<B>::load_with(&config.model.base, device, options)?.into_parts()?;
-    let (train, eval) = load_examples(config, &tokenizer)?;
+    let (train, eval, data) = load_examples(config, &tokenizer)?;
     let base_name = config.model.base.to_string_lossy().into_owned();
     let lora = LoraConfig::from_experiment(&config.lora, Some(base_name));
     lora.validate(Path::new("<experiment [lora]>"))?;
@@ -194,6 +191,7 @@ pub fn prepare_with<B: Backend>(
         pad_id,
         train,
         eval,
+        data,
         lora,
         run,
     })

@@ -72,10 +72,6 @@ pub struct LoopOutcome {
     pub eval_loss: Option<f64>,
     /// Peak RSS, MiB.
     pub peak_rss_mib: f64,
-    /// Training examples the loop was given.
-    pub examples: usize,
-    /// How many of them were cut to `max_seq_len`.
-    pub truncated: usize,
 }
 
 /// Training order of an epoch: a seeded shuffle (same seed, same order; different per epoch).
@@ -350,8 +346,6 @@ pub fn run_training<T: Trainer + ?Sized>(
         eval_loss: eval_result,
         peak_rss_mib: peak_rss_mib().unwrap_or(0.0),
         state,
-        examples: train.len(),
-        truncated: train.iter().filter(|e| e.truncated).count(),
     })
 }
 

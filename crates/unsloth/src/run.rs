@@ -27,6 +27,7 @@ use tb_model::weights::WeightSink;
 use tb_model::{OllamaTemplate, Projection, TextTokenizer};
 use tb_train::lora::{save_adapter, Adapter, LoraConfig};
 use tb_train::session::Prepared;
+use tb_train::TrainData;
 use tb_train::{
     run_training, BaseQuant, DeviceKind, ExperimentConfig, LoopOptions, RunDir, ServingStep,
     TrainOutcome, TrainRequest, Trainer,
@@ -177,6 +178,7 @@ where
         pad_id,
         train,
         eval,
+        data,
         lora,
         run,
     } = prepared;
@@ -196,6 +198,7 @@ where
         tokenizer,
         train,
         eval,
+        data,
         lora,
         run,
     };
@@ -207,6 +210,7 @@ struct Loaded {
     tokenizer: TextTokenizer,
     train: Vec<TokenizedExample>,
     eval: Vec<TokenizedExample>,
+    data: TrainData,
     lora: LoraConfig,
     run: RunDir,
 }
@@ -263,8 +267,16 @@ where
         artifacts.push("Modelfile".into());
     }
     let refs: Vec<&str> = artifacts.iter().map(String::as_str).collect();
-    let summary =
-        tb_train::session::summarize(method, &backend, config, &run, &outcome, started, &refs)?;
+    let summary = tb_train::session::summarize(
+        method,
+        &backend,
+        config,
+        &run,
+        &outcome,
+        loaded.data,
+        started,
+        &refs,
+    )?;
     run.write_summary(&summary)?;
     let (ggufs, modelfile, export_s) = match exported {
         Some(e) => (e.ggufs, Some(e.modelfile), Some(e.seconds)),

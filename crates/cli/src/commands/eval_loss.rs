@@ -41,7 +41,7 @@ pub fn run_eval_loss(args: EvalLossArgs) -> Result<()> {
     let (model, tokenizer) = LoadedModel::<B>::load_with(&config.model.base, &device, options)
         .and_then(LoadedModel::into_parts)
         .with_context(|| format!("loading {}", config.model.base.display()))?;
-    let (_, eval) = tb_train::session::load_examples(&config, &tokenizer)?;
+    let (_, eval, _) = tb_train::session::load_examples(&config, &tokenizer)?;
     if eval.is_empty() {
         bail!(
             "{}: [data] eval gives no eval examples: nothing to measure",
