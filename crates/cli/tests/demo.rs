@@ -1,6 +1,8 @@
-//! `tunebench demo --quick` end to end on a tiny model (embedded engine), and a demo that fails
-//! half-way continuing its attempt: finished trainings reused, an unfinished one resumed in its
-//! own run folder, then a new attempt once the last one finished.
+//! `tunebench demo --quick` end to end on a tiny model: with no Ollama and no tools/ollama-compat
+//! (embedded engine), a demo that fails half-way continuing its attempt (finished trainings
+//! reused, an unfinished one resumed in its own run folder, then a new attempt once the last one
+//! finished); and with no Ollama but tools/ollama-compat there, answering through it over
+//! Ollama's API, the PEFT adapter served unmerged on the base GGUF as well.
 
 mod common;
 
@@ -58,10 +60,16 @@ dropout = 0.0
 }
 
 /// `tunebench demo --quick ...` with the working directory in `root` (the report's history
-/// goes to `root/reports`) and no Ollama reachable.
+/// goes to `root/reports`, and `tools/ollama-compat` is not there) and no Ollama reachable.
 fn demo(root: &Path, config: &Path, dataset: &Path, models: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tunebench"))
-        .current_dir(root)
+    demo_command(root, config, dataset, models)
+        .output()
+        .unwrap()
+}
+
+fn demo_command(root: &Path, config: &Path, dataset: &Path, models: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tunebench"));
+    cmd.current_dir(root)
         .args(["demo", "--quick", "--config"])
         .arg(config)
         .arg("--dataset")
@@ -73,9 +81,8 @@ fn demo(root: &Path, config: &Path, dataset: &Path, models: &Path) -> Output {
         .arg("--report")
         .arg(root.join("report"))
         .env("RUST_LOG", "warn")
-        .env("OLLAMA_HOST", "127.0.0.1:9")
-        .output()
-        .unwrap()
+        .env("OLLAMA_HOST", "127.0.0.1:9");
+    cmd
 }
 
 fn text(out: &Output) -> String {
@@ -142,6 +149,11 @@ fn interrupted_demo_continues_its_attempt() {
     let log = text(&out);
     assert!(out.status.success(), "{log}");
     assert!(log.contains("continuing the interrupted demo"), "{log}");
+    // No Ollama, and no tools/ollama-compat under the working directory: embedded, saying why.
+    assert!(
+        log.contains("not a tools/ollama-compat folder") && log.contains("embedded engine"),
+        "{log}"
+    );
     assert!(
         log.contains(&format!("reusing {}", peft_run.display())),
         "{log}"
@@ -174,7 +186,8 @@ fn interrupted_demo_continues_its_attempt() {
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].to_string())
         .collect();
-    assert_eq!(ids, ["\"e0\"", "\"e3\""].repeat(3), "{results}");
+    // base, peft, unsloth, and the PEFT adapter on the base GGUF.
+    assert_eq!(ids, ["\"e0\"", "\"e3\""].repeat(4), "{results}");
     let report = std::fs::read_to_string(root.join("report/report.md")).unwrap();
     assert!(report.contains("## Answers side by side"), "{report}");
     for method in ["base", "peft", "unsloth"] {
@@ -206,4 +219,61 @@ fn interrupted_demo_continues_its_attempt() {
         PathBuf::from(state(root)["attempt"].as_str().unwrap()),
         attempt
     );
+}
+
+#[test]
+fn quick_demo_answers_through_ollama_compat_when_no_ollama_answers() {
+    let compat = tb_testkit::ollama_compat();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let model = tiny_hf_dir("tiny-mistral", &root.join("tiny-model"), true);
+    let dataset = root.join("dataset");
+    write_dataset(&dataset);
+    let config = write_config(root, &model, &dataset);
+    let out = demo_command(root, &config, &dataset, &root.join("models"))
+        .arg("--ollama-compat")
+        .arg(&compat)
+        .output()
+        .unwrap();
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("ollama-compat (llama.cpp) started at"),
+        "{log}"
+    );
+    let attempt = PathBuf::from(state(root)["attempt"].as_str().unwrap());
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(attempt.join("eval/summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["engine"], "ollama", "{summary}");
+    assert_eq!(
+        summary["engine_name"], "ollama-compat (llama.cpp)",
+        "{summary}"
+    );
+    let models = summary["models"].as_array().unwrap();
+    let names: Vec<&str> = models.iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["base", "peft", "unsloth", "peft-adapter"],
+        "{summary}"
+    );
+    for m in models {
+        assert_eq!(m["failed"], 0, "{m}");
+        assert!(m["load_seconds"].as_f64().is_some_and(|s| s >= 0.0), "{m}");
+    }
+    let adapter = models[3]["adapter"].as_str().unwrap();
+    assert!(adapter.ends_with("peft-lora-F16.gguf"), "{adapter}");
+    assert!(attempt.join("ollama-compat.log").is_file());
+    // The server stopped with the demo: nothing listens at its address any more.
+    let host = log
+        .split("ollama-compat (llama.cpp) started at ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap();
+    assert!(
+        std::net::TcpStream::connect(host).is_err(),
+        "{host} still answers"
+    );
+    let report = std::fs::read_to_string(root.join("report/report.md")).unwrap();
+    assert!(report.contains("ollama-compat (llama.cpp)"), "{report}");
 }

@@ -247,7 +247,7 @@ fn ollama_speed(
 ) -> Result<OllamaSpeed, String> {
     let name = format!("tunebench-damage-{}", quant.to_lowercase());
     let template = OllamaTemplate::for_tokenizer(session.tokenizer());
-    create_ollama_model(client, &name, file, &template, settings.num_ctx)
+    create_ollama_model(client, &name, file, None, &template, settings.num_ctx)
         .map_err(|e| e.to_string())?;
     let mut speed = OllamaSpeed {
         prompt_tokens_per_second: None,

@@ -51,16 +51,7 @@ fn fixture() -> Fixture {
         .collect();
     let path = dir.path().join("eval.jsonl");
     std::fs::write(&path, text).unwrap();
-    let models = vec![
-        ModelSpec {
-            name: "a".into(),
-            gguf: a,
-        },
-        ModelSpec {
-            name: "b".into(),
-            gguf: b,
-        },
-    ];
+    let models = vec![ModelSpec::new("a", a), ModelSpec::new("b", b)];
     Fixture {
         models,
         dataset: Dataset::load(&path).unwrap(),

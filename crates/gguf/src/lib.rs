@@ -30,7 +30,8 @@ pub mod writer;
 
 pub use error::{Error, Result};
 pub use export::{
-    export_llama, write_lora_adapter, ExportOptions, ExportReport, LlamaHparams, TensorSource,
+    export_llama, write_lora_adapter, ExportOptions, ExportReport, LlamaHparams, LoraTensorType,
+    TensorSource,
 };
 pub use metadata::{Array, Metadata, Value, ValueType};
 pub use mix::{ModelFacts, QuantMix};

@@ -1,9 +1,11 @@
-//! The "claim → measured" table of DESIGN §1, filled with this run's numbers. Ratios use the
+//! The "claim → measured" table of DESIGN §1, filled with this run's numbers. Each comparison of
+//! the two tunebench trainers also has its rows against real HF+PEFT (`hf-peft`). Ratios use the
 //! per-method medians; a figure whose inputs are missing reads "not measured" (nothing is
 //! estimated or carried over from elsewhere).
 
 use polars::prelude::*;
 
+use crate::bench::HF_PEFT;
 use crate::error::{polars as perr, Result};
 use crate::tables::{find_row, format_number, number, text, Tables, BEFORE_LABEL};
 
@@ -111,22 +113,24 @@ fn quant_claim(df: &DataFrame, claim: &'static str, column: &str, what: &str) ->
 }
 
 /// Commands and seconds from a trained adapter to a servable GGUF (`serving.json` of the runs),
-/// Unsloth's one command against PEFT's merge + export.
-fn serving_claim(t: &Tables) -> Claim {
+/// Unsloth's one command against `den`'s (PEFT's merge + export; the HF+PEFT run's adapter
+/// takes the same two commands).
+fn serving_claim(t: &Tables, den: &str) -> Claim {
     let claim = "PEFT needs an extra merge, conversion is error-prone";
-    let measure = "commands and seconds from checkpoint to a served model, unsloth ÷ peft".into();
+    let measure =
+        format!("commands and seconds from checkpoint to a served model, unsloth ÷ {den}");
     let path = |method: &str| {
         let (secs, _) = method_value(t, method, "serve_s")?;
         let (commands, _) = method_value(t, method, "serve_commands")?;
         Some((commands, secs))
     };
-    match (path("unsloth"), path("peft")) {
+    match (path("unsloth"), path(den)) {
         (Some((cu, su)), Some((cp, sp))) if sp > 0.0 => Claim {
             claim,
             measure,
             value: format!("{:.2}×", su / sp),
             detail: format!(
-                "unsloth {cu:.0} command(s), {su:.1} s vs peft {cp:.0} command(s), {sp:.1} s"
+                "unsloth {cu:.0} command(s), {su:.1} s vs {den} {cp:.0} command(s), {sp:.1} s"
             ),
         },
         (u, p) => Claim {
@@ -135,7 +139,7 @@ fn serving_claim(t: &Tables) -> Claim {
             value: NOT_MEASURED.into(),
             detail: format!(
                 "missing serving.json for: {}",
-                [("unsloth", u.is_none()), ("peft", p.is_none())]
+                [("unsloth", u.is_none()), (den, p.is_none())]
                     .iter()
                     .filter(|(_, missing)| *missing)
                     .map(|(m, _)| *m)
@@ -173,6 +177,82 @@ fn before_after_claim(t: &Tables, claim: &'static str) -> Claim {
                 .into(),
         },
     }
+}
+
+/// Eval perplexity of the base model (before) and of the HF+PEFT run (after): the companion of
+/// [`before_after_claim`] against real PEFT.
+fn before_after_hf_claim(t: &Tables, claim: &'static str) -> Claim {
+    let b = &t.before_after;
+    let ppl = |model: &str| find_row(b, "model", model).and_then(|i| number(b, "perplexity", i));
+    let measure = format!("eval perplexity, {BEFORE_LABEL} → {HF_PEFT}");
+    match (ppl(BEFORE_LABEL), ppl(HF_PEFT)) {
+        (Some(base), Some(after)) => Claim {
+            claim,
+            measure,
+            value: format!("{} → {}", format_number(base), format_number(after)),
+            detail: "exp(eval loss) on the same eval examples; the base without any adapter".into(),
+        },
+        (base, after) => Claim {
+            claim,
+            measure,
+            value: NOT_MEASURED.into(),
+            detail: format!(
+                "missing: {}",
+                [(BEFORE_LABEL, base.is_none()), (HF_PEFT, after.is_none())]
+                    .iter()
+                    .filter(|(_, missing)| *missing)
+                    .map(|(m, _)| *m)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
+    }
+}
+
+/// chrF of the Q4_K_M evaluations, `num ÷ den`.
+fn chrf_claim(q: &DataFrame, claim: &'static str, num: &str, den: &str) -> Claim {
+    let chrf = |m: &str| quant_value(q, "chrf", Some(m), "Q4_K_M");
+    let measure = format!("chrF at Q4_K_M, {num} ÷ {den}");
+    match (chrf(num), chrf(den)) {
+        (Some(a), Some(b)) if b != 0.0 => Claim {
+            claim,
+            measure,
+            value: format!("{:.2}×", a / b),
+            detail: format!("{num} {} vs {den} {}", format_number(a), format_number(b)),
+        },
+        (a, b) => Claim {
+            claim,
+            measure,
+            value: NOT_MEASURED.into(),
+            detail: format!(
+                "needs Q4_K_M evaluations of both methods; missing: {}",
+                [(num, a.is_none()), (den, b.is_none())]
+                    .iter()
+                    .filter(|(_, missing)| *missing)
+                    .map(|(m, _)| *m)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
+    }
+}
+
+/// The pairs every training comparison is shown for: unsloth against PEFT-style and against
+/// real HF+PEFT, and PEFT-style against HF+PEFT.
+const PAIRS: [(&str, &str); 3] = [("unsloth", "peft"), ("unsloth", HF_PEFT), ("peft", HF_PEFT)];
+
+/// [`ratio_claim`] for each of [`PAIRS`].
+fn pair_claims(
+    t: &Tables,
+    claim: &'static str,
+    column: &str,
+    what: &str,
+    unit: &str,
+) -> Vec<Claim> {
+    PAIRS
+        .iter()
+        .map(|(num, den)| ratio_claim(t, claim, column, what, unit, num, den))
+        .collect()
 }
 
 /// Mean sentence chrF of paraphrased ÷ held-out questions, one row per method (its Q4_K_M row
@@ -226,80 +306,34 @@ fn generalisation_claims(q: &DataFrame) -> Vec<Claim> {
     out
 }
 
-/// Fills the claim table from the report's tables.
+/// Fills the claim table from the report's tables. Every comparison of unsloth with peft has
+/// companions against real HF+PEFT (`hf-peft` runs or peer results), reading "not measured"
+/// with "missing: hf-peft" where none was given.
 pub fn claims(t: &Tables) -> Vec<Claim> {
     let faster = "Unsloth trains faster";
     let memory = "Unsloth needs less VRAM";
     let quality = "both reach similar quality";
-    let tps = "trained tokens/s";
-    let mut out = vec![
-        ratio_claim(t, faster, "tokens_per_s", tps, "tok/s", "unsloth", "peft"),
-        ratio_claim(
-            t,
-            faster,
-            "tokens_per_s",
-            tps,
-            "tok/s",
-            "unsloth",
-            "hf-peft",
-        ),
-        ratio_claim(t, faster, "tokens_per_s", tps, "tok/s", "peft", "hf-peft"),
-        ratio_claim(
-            t,
-            faster,
-            "train_s",
-            "training seconds",
-            "s",
-            "unsloth",
-            "peft",
-        ),
-        ratio_claim(
-            t,
-            memory,
-            "peak_rss_mib",
-            "peak RSS",
-            "MiB",
-            "unsloth",
-            "peft",
-        ),
-        ratio_claim(
-            t,
-            memory,
-            "peak_rss_mib",
-            "peak RSS",
-            "MiB",
-            "unsloth",
-            "hf-peft",
-        ),
-        ratio_claim(
-            t,
-            quality,
-            "final_train_loss",
-            "final train loss",
-            "",
-            "unsloth",
-            "peft",
-        ),
-        ratio_claim(t, quality, "eval_loss", "eval loss", "", "unsloth", "peft"),
-        before_after_claim(t, quality),
-    ];
+    let mut out = pair_claims(t, faster, "tokens_per_s", "trained tokens/s", "tok/s");
+    out.extend(pair_claims(t, faster, "train_s", "training seconds", "s"));
+    out.extend(pair_claims(t, memory, "peak_rss_mib", "peak RSS", "MiB"));
+    out.extend(pair_claims(
+        t,
+        quality,
+        "final_train_loss",
+        "final train loss",
+        "",
+    ));
+    out.extend(pair_claims(t, quality, "eval_loss", "eval loss", ""));
+    out.push(before_after_claim(t, quality));
+    out.push(before_after_hf_claim(t, quality));
     let q = &t.quality;
-    let chrf = |m: &str| quant_value(q, "chrf", Some(m), "Q4_K_M");
-    out.push(match (chrf("unsloth"), chrf("peft")) {
-        (Some(a), Some(b)) if b != 0.0 => Claim {
-            claim: quality,
-            measure: "chrF at Q4_K_M, unsloth ÷ peft".into(),
-            value: format!("{:.2}×", a / b),
-            detail: format!("unsloth {} vs peft {}", format_number(a), format_number(b)),
-        },
-        _ => Claim {
-            claim: quality,
-            measure: "chrF at Q4_K_M, unsloth ÷ peft".into(),
-            value: NOT_MEASURED.into(),
-            detail: "needs Q4_K_M evaluations of both methods".into(),
-        },
-    });
-    out.push(serving_claim(t));
+    out.extend(
+        PAIRS
+            .iter()
+            .map(|(num, den)| chrf_claim(q, quality, num, den)),
+    );
+    out.push(serving_claim(t, "peft"));
+    out.push(serving_claim(t, HF_PEFT));
     out.push(quant_claim(
         q,
         "Q4 reduces accuracy",

@@ -2,12 +2,15 @@
 
 use std::collections::BTreeSet;
 
+use crate::bench::HF_PEFT;
+use crate::peer_run::PeerRunResult;
 use crate::tables::ReportInputs;
 
 /// Facts about the machine and software behind a report.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Environment {
-    /// `(name, version)` of the tools, e.g. `("tunebench", "0.1.0")`; peers add `torch`.
+    /// `(name, version)` of the tools, e.g. `("tunebench", "0.1.0")`; peer results and `hf-peft`
+    /// runs add `torch`.
     pub versions: Vec<(String, String)>,
     /// `git rev-parse HEAD` of the source tree, when known.
     pub git_commit: Option<String>,
@@ -44,12 +47,21 @@ impl Environment {
                 .collect::<Vec<_>>()
         };
         let mut versions = versions;
-        let torch: BTreeSet<String> = inputs
+        let mut torch: BTreeSet<String> = inputs
             .peers
             .iter()
             .filter(|p| !p.torch.is_empty())
             .map(|p| format!("{} ({} threads)", p.torch, p.threads))
             .collect();
+        // `train hf-peft` runs keep the peer's torch version in their result file.
+        for run in inputs.runs.iter().filter(|r| r.summary.method == HF_PEFT) {
+            match PeerRunResult::load(&run.dir) {
+                Ok(r) => {
+                    torch.insert(format!("{} ({} threads)", r.torch, r.threads));
+                }
+                Err(e) => tracing::warn!(run = %run.dir.display(), "no torch version: {e}"),
+            }
+        }
         for t in torch {
             versions.push(("torch (hf-peft peer)".into(), t));
         }

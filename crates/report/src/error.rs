@@ -50,6 +50,14 @@ pub enum Error {
         /// The plotters error.
         message: String,
     },
+    /// The HF+PEFT peer script could not start or failed.
+    #[error("{command}: {message}")]
+    Peer {
+        /// The command line.
+        command: String,
+        /// What happened (the exit status and the end of its stderr).
+        message: String,
+    },
     /// Bad arguments (unknown method, nothing to report, ...).
     #[error("{0}")]
     Input(String),

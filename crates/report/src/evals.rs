@@ -21,6 +21,20 @@ use tb_eval::evaluation::{ItemResult, Summary};
 
 use crate::error::{Error, Result};
 use crate::fsio::{median, read_json, read_json_lines};
+use crate::serving::ADAPTER_SUFFIX;
+
+/// The tensor type of a LoRA GGUF (its first tensor's; they share one), `?` when it cannot be
+/// read.
+fn lora_type(path: &Path) -> String {
+    tb_gguf::GgufFile::open(path)
+        .ok()
+        .and_then(|g| {
+            g.tensors()
+                .first()
+                .map(|t| t.ty.name().to_ascii_uppercase())
+        })
+        .unwrap_or_else(|| "?".into())
+}
 
 /// Quant types the parser knows, longest first so `Q4_K_M` wins over `Q4_K`.
 const QUANTS: [&str; 15] = [
@@ -99,8 +113,12 @@ pub struct SpeedRow {
     pub load_s: Option<f64>,
     /// Median seconds per answer.
     pub latency_median_s: Option<f64>,
-    /// GGUF size, bytes.
+    /// GGUF size, bytes (the base GGUF's when a LoRA GGUF was applied to it).
     pub gguf_bytes: Option<u64>,
+    /// Tensor type of the LoRA GGUF served unmerged on the GGUF (`F16`, ...), if any.
+    pub adapter_type: Option<String>,
+    /// Size of that LoRA GGUF, bytes.
+    pub adapter_bytes: Option<u64>,
 }
 
 /// What one evaluation folder contributed.
@@ -143,13 +161,21 @@ pub fn load_eval_dir(dir: &Path) -> Result<EvalResults> {
     if summary_path.exists() {
         let s: Summary = read_json(&summary_path)?;
         let items = read_items(&dir.join("results.jsonl"))?;
-        let engine = s.engine.as_str().to_string();
+        // Which server answered (`ollama-compat (llama.cpp)`, `ollama 0.12.3`), where recorded.
+        let engine = if s.engine_name.is_empty() {
+            s.engine.as_str().to_string()
+        } else {
+            s.engine_name.clone()
+        };
         out.engine_notes.push(s.engine_reason);
         for m in &s.models {
             if let Some(e) = &m.error {
                 tracing::warn!(model = %m.name, "evaluation failed: {e}");
             }
-            let (method, quant) = split_name(&m.name, Some(&m.gguf));
+            let (mut method, quant) = split_name(&m.name, Some(&m.gguf));
+            if m.adapter.is_some() {
+                method.push_str(ADAPTER_SUFFIX);
+            }
             // Answered items only; a score or time JSON held as `null` (NaN) is no figure.
             let mine: Vec<&ItemResult> = items
                 .iter()
@@ -169,10 +195,12 @@ pub fn load_eval_dir(dir: &Path) -> Result<EvalResults> {
                 .map(|i| i.timings.seconds)
                 .filter(|t| t.is_finite())
                 .collect();
-            let load = items
-                .iter()
-                .filter(|i| i.model == m.name)
-                .find_map(|i| i.timings.load_seconds);
+            let load = m.load_seconds.or_else(|| {
+                items
+                    .iter()
+                    .filter(|i| i.model == m.name)
+                    .find_map(|i| i.timings.load_seconds)
+            });
             out.quality.push(QualityRow {
                 method: method.clone(),
                 quant: quant.clone(),
@@ -203,6 +231,12 @@ pub fn load_eval_dir(dir: &Path) -> Result<EvalResults> {
                 load_s: load,
                 latency_median_s: median(&seconds),
                 gguf_bytes: std::fs::metadata(&m.gguf).ok().map(|md| md.len()),
+                adapter_type: m.adapter.as_deref().map(lora_type),
+                adapter_bytes: m
+                    .adapter
+                    .as_deref()
+                    .and_then(|a| std::fs::metadata(a).ok())
+                    .map(|md| md.len()),
             });
         }
     }

@@ -12,6 +12,7 @@
 //! - [`memory`]: what a peak-memory figure measures (process RSS on the CPU; on a GPU backend
 //!   the host process's RSS, device memory not being recorded).
 //! - [`bench`](mod@bench): the benchmark driver (each method in its own process, interleaved repeats).
+//! - [`peer_run`]: `train hf-peft`, a full run of the HF+PEFT peer in a tunebench run folder.
 //!
 //! Library code does not print; it logs through `tracing` and returns [`Error`].
 
@@ -27,9 +28,11 @@ pub mod history;
 pub mod html;
 pub mod markdown;
 pub mod memory;
+pub mod peer_run;
 pub mod regress;
 pub mod report;
 pub mod runs;
+pub mod serving;
 pub mod tables;
 pub mod trend;
 
@@ -40,6 +43,7 @@ pub use error::{Error, Result};
 pub use evals::{load_eval_dir, EvalResults};
 pub use history::{append_history, read_history, HistoryRow};
 pub use memory::MemoryKind;
+pub use peer_run::{train_hf_peft, PeerRunResult, PeerTrainPlan, PeerWatcher};
 pub use regress::{regress, RegressOptions, RegressReport};
 pub use report::{write_report, ReportOutput};
 pub use runs::{find_runs, load_peers, load_run, PeerResult, Run};

@@ -354,6 +354,21 @@ fn before_after_section(inputs: &ReportInputs, tables: &Tables) -> Section {
     }
 }
 
+/// Merged or adapter serving (see [`crate::serving`]).
+fn serving_section(inputs: &ReportInputs) -> Section {
+    let table = crate::serving::serving_view(&inputs.quality, &inputs.speed);
+    let text = match table {
+        Some(_) => "The same fine-tune served two ways: merged into the base and quantized (one GGUF), or the quantized base GGUF with the adapter as a LoRA GGUF applied at load (Ollama's `ADAPTER`). Same questions, same engine; chrF is corpus chrF of the answers, perplexity the reference answers' (embedded engine, the LoRA applied the same way), decode tokens/s and load s as the engine reported them, MiB to ship the GGUF bytes (base + adapter).",
+        None => "No evaluation served an adapter unmerged (`tunebench eval --model NAME=BASE.gguf --adapter NAME=LORA.gguf`): not measured.",
+    };
+    Section {
+        title: "Merged or adapter serving".into(),
+        text: text.into(),
+        table,
+        ..Section::default()
+    }
+}
+
 /// The answers side by side (see [`crate::answers`] for the sample and the columns).
 fn answers_section(inputs: &ReportInputs) -> Section {
     let view = answers_view(&inputs.quality);
@@ -447,6 +462,7 @@ fn sections(
             charts: chart_files(charts, &["latency", "decode_speed"]),
             ..Section::default()
         },
+        serving_section(inputs),
         answers_section(inputs),
         Section {
             title: "Environment".into(),

@@ -42,4 +42,7 @@ pub use probe::{peak_rss_mib, Machine};
 pub use run_dir::{Artifact, RunDir, RunSummary, StepMetrics, TrainData};
 pub use schedule::LrSchedule;
 pub use serving::{ServingPath, ServingStep};
-pub use trainer::{eval_loss, run_training, LoopOptions, LoopOutcome, MicroStep, Trainer};
+pub use trainer::{
+    eval_loss, progress_bar, progress_message, run_training, LoopOptions, LoopOutcome, MicroStep,
+    Trainer,
+};

@@ -143,7 +143,9 @@ pub fn eval_loss<T: Trainer + ?Sized>(
     Ok((count > 0).then(|| sum / count as f64))
 }
 
-fn progress_bar(total: usize, done: usize, show: bool) -> ProgressBar {
+/// The trainers' progress bar on stderr (hidden unless `show`): `total` steps, `done` already;
+/// callers set its prefix to the method and its message to the step's loss and tokens/s.
+pub fn progress_bar(total: usize, done: usize, show: bool) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(
         Some(total as u64),
         if show {
@@ -160,6 +162,11 @@ fn progress_bar(total: usize, done: usize, show: bool) -> ProgressBar {
     bar.set_style(style);
     bar.set_position(done as u64);
     bar
+}
+
+/// The progress bar's message after a step: its loss and tokens/s.
+pub fn progress_message(loss: f64, tokens_per_s: f64) -> String {
+    format!("loss {loss:.4}  {tokens_per_s:.0} tok/s")
 }
 
 /// Continues from the run's newest usable checkpoint (params, optimizer, counters; the trainer
@@ -327,10 +334,7 @@ pub fn run_training<T: Trainer + ?Sized>(
             save_checkpoint(&run.path, &params, &optimizer, &state)?;
         }
         bar.set_position(state.step as u64);
-        bar.set_message(format!(
-            "loss {loss:.4}  {:.0} tok/s",
-            tokens as f64 / seconds.max(1e-9)
-        ));
+        bar.set_message(progress_message(loss, tokens as f64 / seconds.max(1e-9)));
     }
     if eval_result.is_none() && state.step == total && !eval.is_empty() {
         eval_result = eval_loss(trainer, eval, t.micro_batch)?;

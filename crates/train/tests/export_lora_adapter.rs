@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
+use tb_gguf::LoraTensorType;
 use tb_testkit::{edit_json, tiny_mistral_dir};
 use tb_train::lora::{save_adapter, Adapter};
 use tb_train::merge::delta_weight;
@@ -26,13 +27,13 @@ fn lora_refuses_dora_unknown_tensors_and_missing_targets() {
         std::fs::copy(src.join(f), adapter.join(f)).unwrap();
     }
     let out = tmp.path().join("a.gguf");
-    export_lora_adapter(&adapter, &base, &out).unwrap();
+    export_lora_adapter(&adapter, &base, &out, LoraTensorType::F16).unwrap();
     std::fs::remove_file(&out).unwrap();
 
     edit_json(&adapter.join("adapter_config.json"), |c| {
         c["use_dora"] = json!(true)
     });
-    let e = export_lora_adapter(&adapter, &base, &out)
+    let e = export_lora_adapter(&adapter, &base, &out, LoraTensorType::F16)
         .unwrap_err()
         .to_string();
     assert!(e.contains("DoRA"), "{e}");
@@ -47,7 +48,7 @@ fn lora_refuses_dora_unknown_tensors_and_missing_targets() {
     edit_json(&small.join("config.json"), |c| {
         c["num_hidden_layers"] = json!(1)
     });
-    let e = export_lora_adapter(&adapter, &small, &out)
+    let e = export_lora_adapter(&adapter, &small, &out, LoraTensorType::F16)
         .unwrap_err()
         .to_string();
     assert!(
@@ -95,7 +96,7 @@ fn rank_and_alpha_patterns_export_as_merge_applies_them() {
         merge_into_dir(&base, &dir, &merged).unwrap();
         // ... so it exports
         let out = tmp.path().join(format!("a-{rslora}.gguf"));
-        let report = export_lora_adapter(&dir, &base, &out).unwrap();
+        let report = export_lora_adapter(&dir, &base, &out, LoraTensorType::F32).unwrap();
         assert_eq!(report.targets, 14);
         assert_eq!(report.rescaled, want_rescaled, "rslora {rslora}");
         let f = tb_gguf::GgufFile::open(&out).unwrap();
@@ -144,4 +145,35 @@ fn rank_and_alpha_patterns_export_as_merge_applies_them() {
         }
         assert_eq!(ranks.into_iter().collect::<Vec<_>>(), vec![2, 4]);
     }
+}
+
+/// A per-module alpha large enough that `v_proj`'s B, with the ratio to `alpha / r` folded in,
+/// leaves f16's range (±65504) but not f32's: F16 refuses it naming the tensor and writes
+/// nothing; F32 writes it.
+#[test]
+fn folded_scale_beyond_f16_is_refused_naming_the_tensor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tiny_mistral_dir(&tmp.path().join("base"), |_, _| true);
+    let fixture = Adapter::load(gguf_fixtures().join("peft-tiny-mistral/adapter")).unwrap();
+    let mut config = fixture.config.clone();
+    config.alpha_pattern.insert("v_proj".into(), 1e12);
+    let tensors: Vec<NamedTensor> = fixture
+        .modules
+        .values()
+        .flat_map(|m| [m.a.clone(), m.b.clone()])
+        .collect();
+    let dir = tmp.path().join("adapter");
+    save_adapter(&dir, &config, &tensors).unwrap();
+    let out = tmp.path().join("a.gguf");
+    let e = export_lora_adapter(&dir, &base, &out, LoraTensorType::F16)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("v_proj.lora_B") && e.contains("does not fit f16"),
+        "{e}"
+    );
+    assert!(!out.exists());
+    let report = export_lora_adapter(&dir, &base, &out, LoraTensorType::F32).unwrap();
+    assert!(report.rescaled > 0);
+    assert!(out.exists());
 }

@@ -16,7 +16,7 @@ export class Engine {
   constructor({ threads }) {
     this.threads = threads;
     this.llama = null;
-    this.loaded = null; // { file, numCtx, model, context, sequence }
+    this.loaded = null; // { key (base + adapters + num_ctx), file, model, context, sequence }
     this.queue = Promise.resolve();
   }
 
@@ -27,23 +27,45 @@ export class Engine {
     return run;
   }
 
-  async ensureLoaded(file, numCtx) {
-    if (this.loaded && this.loaded.file === file && this.loaded.numCtx === numCtx) return 0n;
+  // Loads `file` with the LoRA adapter files `adapters` applied (each at scale 1.0, as Ollama's
+  // runner applies them) and a context of numCtx. The loaded model is keyed on base + adapters +
+  // numCtx, like Ollama's scheduler reloads when a request's adapters differ: the same base is
+  // kept and only its context recreated (LoRAs are set per context in llama.cpp). Returns the
+  // load time in ns (0 when nothing had to be loaded).
+  async ensureLoaded(file, adapters, numCtx) {
+    const key = JSON.stringify({ file, adapters, numCtx });
+    if (this.loaded && this.loaded.key === key) return 0n;
     const start = nowNs();
-    if (this.loaded) { await this.loaded.context.dispose(); if (this.loaded.file !== file) await this.loaded.model.dispose(); }
+    let model = null;
+    if (this.loaded) {
+      const prev = this.loaded;
+      this.loaded = null;
+      await prev.context.dispose();
+      if (prev.file === file) model = prev.model;
+      else await prev.model.dispose();
+    }
     this.llama ??= await getLlama({ gpu: false, build: "never", logLevel: "error", maxThreads: this.threads });
-    const model = this.loaded && this.loaded.file === file ? this.loaded.model : await this.llama.loadModel({ modelPath: file });
-    const context = await model.createContext({ contextSize: Math.min(numCtx, model.trainContextSize), sequences: 1, threads: this.threads });
-    this.loaded = { file, numCtx, model, context, sequence: context.getSequence() };
+    model ??= await this.llama.loadModel({ modelPath: file });
+    let context;
+    try {
+      context = await model.createContext({
+        contextSize: Math.min(numCtx, model.trainContextSize), sequences: 1, threads: this.threads,
+        ...(adapters.length ? { lora: { adapters: adapters.map((filePath) => ({ filePath, scale: 1.0 })) } } : {}),
+      });
+    } catch (e) {
+      await model.dispose(); // a LoRA llama.cpp refuses stays attached to the model otherwise
+      throw Object.assign(new Error(`llama runner process has terminated: ${e.message}`), { status: 500 });
+    }
+    this.loaded = { key, file, model, context, sequence: context.getSequence() };
     return nowNs() - start;
   }
 
   // Generates a completion for `prompt` (already templated). onText(piece) gets text as it is
   // produced; returns Ollama's metrics plus the prompt/response tokens for "context".
-  async generate({ file, prompt, options, format, onText, signal }) {
+  async generate({ file, adapters = [], prompt, options, format, onText, signal }) {
     return this.exclusive(async () => {
       const opts = { ...DEFAULT_OPTIONS, ...options };
-      const loadNs = await this.ensureLoaded(file, opts.num_ctx);
+      const loadNs = await this.ensureLoaded(file, adapters, opts.num_ctx);
       const { model, sequence } = this.loaded;
       await sequence.clearHistory();
       const promptTokens = model.tokenize(prompt, true);

@@ -161,7 +161,9 @@ async function runInference(req, res, body, kind) {
   let result;
   try {
     result = await engine.generate({
-      file: store.blobPath(manifest.model_digest), prompt, options, signal: ac.signal, format: body.format || undefined,
+      file: store.blobPath(manifest.model_digest),
+      adapters: (manifest.adapters ?? []).map((a) => store.blobPath(a.digest)),
+      prompt, options, signal: ac.signal, format: body.format || undefined,
       onText: stream ? (t) => out.send(piece(t)) : undefined,
     });
   } catch (e) {

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use tb_gguf::{ExportOptions, QuantMix};
+use tb_gguf::{ExportOptions, LoraTensorType, QuantMix};
 use tb_model::gguf_export::export_hf_dir;
 use tb_train::export_lora_adapter;
 
@@ -52,10 +52,19 @@ pub struct ExportLoraArgs {
     /// Output file (default: `<adapter dir>-lora.gguf` beside the adapter directory).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Type of the A and B tensors: f16, bf16 or f32 (f16 is what Ollama's own adapter
+    /// conversion writes; f32 keeps the trained values exactly).
+    #[arg(long, default_value = "f16", value_parser = parse_lora_type)]
+    pub outtype: LoraTensorType,
 }
 
 /// Parses a quantization name (case-insensitive).
 pub(crate) fn parse_mix(s: &str) -> Result<QuantMix, String> {
+    s.parse().map_err(|e: tb_gguf::Error| e.to_string())
+}
+
+/// Parses a LoRA tensor type name (case-insensitive).
+fn parse_lora_type(s: &str) -> Result<LoraTensorType, String> {
     s.parse().map_err(|e: tb_gguf::Error| e.to_string())
 }
 
@@ -136,14 +145,16 @@ pub fn run_export_lora(args: ExportLoraArgs) -> Result<()> {
         Some(o) => o,
         None => beside(&args.adapter, "lora")?,
     };
-    let r = export_lora_adapter(&args.adapter, &args.base, &out).with_context(|| {
-        format!(
-            "exporting adapter {} (base {}) to {}",
-            args.adapter.display(),
-            args.base.display(),
-            out.display()
-        )
-    })?;
+    let r =
+        export_lora_adapter(&args.adapter, &args.base, &out, args.outtype).with_context(|| {
+            format!(
+                "exporting adapter {} (base {}) to {} ({})",
+                args.adapter.display(),
+                args.base.display(),
+                out.display(),
+                args.outtype
+            )
+        })?;
     tracing::info!(
         out = %out.display(),
         r = r.r,
@@ -152,6 +163,7 @@ pub fn run_export_lora(args: ExportLoraArgs) -> Result<()> {
         targets = r.targets,
         rescaled = r.rescaled,
         bytes = r.bytes_out,
+        outtype = %args.outtype,
         "exported LoRA adapter"
     );
     println!("{}", out.display());

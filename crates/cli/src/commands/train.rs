@@ -1,11 +1,15 @@
 //! `tunebench train peft|unsloth --config FILE [--resume RUN_DIR]`; `train unsloth` also takes
-//! `--gguf TYPES|none`.
+//! `--gguf TYPES|none`; `train hf-peft --config FILE` trains with the HF+PEFT peer
+//! (`benches/peers/hf_peft.py`) into the same kind of run folder.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use tb_train::{ExperimentConfig, TrainOutcome, TrainRequest};
+use indicatif::ProgressBar;
+use tb_report::peer_run::{PeerTrainPlan, PeerWatcher};
+use tb_train::{ExperimentConfig, StepMetrics, TrainOutcome, TrainRequest};
 
 /// Arguments of `train`.
 #[derive(Args)]
@@ -22,6 +26,23 @@ enum TrainMethod {
     /// with GGUF types (the experiment's `[export] quants`, or `--gguf q4_k_m[,q8_0,f16]`) it
     /// also merges, writes the GGUFs and an Ollama Modelfile.
     Unsloth(UnslothArgs),
+    /// Real HF transformers + PEFT (PyTorch on the CPU, `benches/peers/hf_peft.py`): the
+    /// experiment's full schedule, metrics, PEFT's own adapter and the run summary in a run
+    /// folder like the other methods'. No resume.
+    HfPeft(HfPeftArgs),
+}
+
+/// Options of `train hf-peft`.
+#[derive(Args)]
+pub struct HfPeftArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Python interpreter for the peer (it moves itself into its venv, target/pyenv-hf-peer).
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// The HF+PEFT peer script.
+    #[arg(long, default_value = "benches/peers/hf_peft.py")]
+    peer_script: PathBuf,
 }
 
 /// Options of `train unsloth`.
@@ -56,15 +77,22 @@ fn gguf_types(flag: Option<&[String]>, config: &ExperimentConfig) -> Result<Vec<
     }
 }
 
-/// Options shared by the training methods.
+/// Options of the tunebench trainers.
 #[derive(Args)]
 pub struct MethodArgs {
-    /// Experiment file (TOML), e.g. configs/smollm2-135m.toml.
-    #[arg(long)]
-    config: PathBuf,
+    #[command(flatten)]
+    run: RunArgs,
     /// Continue this run folder (runs/ID) from its newest checkpoint.
     #[arg(long)]
     resume: Option<PathBuf>,
+}
+
+/// Options every training method takes.
+#[derive(Args)]
+pub struct RunArgs {
+    /// Experiment file (TOML), e.g. configs/smollm2-135m.toml.
+    #[arg(long)]
+    config: PathBuf,
     /// Override `train.max_steps`.
     #[arg(long)]
     max_steps: Option<usize>,
@@ -83,15 +111,15 @@ pub struct MethodArgs {
     json: bool,
 }
 
-fn load_config(args: &MethodArgs) -> Result<ExperimentConfig> {
-    let mut config = match &args.resume {
+fn load_config(args: &RunArgs, resume: Option<&Path>) -> Result<ExperimentConfig> {
+    let mut config = match resume {
         // A resumed run uses the config it was started with.
         Some(run) => ExperimentConfig::load(run.join("config.toml"))
             .with_context(|| format!("reading the config of run {}", run.display()))?,
         None => ExperimentConfig::load(&args.config)
             .with_context(|| format!("reading {}", args.config.display()))?,
     };
-    if args.resume.is_none() {
+    if resume.is_none() {
         if let Some(n) = args.max_steps {
             config.train.max_steps = n;
         }
@@ -110,13 +138,19 @@ fn load_config(args: &MethodArgs) -> Result<ExperimentConfig> {
 
 /// Runs `train`.
 pub fn run_train(args: TrainArgs) -> Result<()> {
-    let common = match &args.method {
-        TrainMethod::Peft(m) => m,
-        TrainMethod::Unsloth(u) => &u.common,
-    };
-    let config = load_config(common)?;
-    let gguf = match &args.method {
-        TrainMethod::Peft(_) => {
+    match &args.method {
+        TrainMethod::Peft(m) => run_trainer(m, None),
+        TrainMethod::Unsloth(u) => run_trainer(&u.common, Some(u.gguf.as_deref())),
+        TrainMethod::HfPeft(h) => run_hf_peft(h),
+    }
+}
+
+/// One of tunebench's trainers: PEFT-style (`gguf` is `None`) or Unsloth-style (`gguf`: its
+/// `--gguf` flag, when given).
+fn run_trainer(common: &MethodArgs, gguf: Option<Option<&[String]>>) -> Result<()> {
+    let config = load_config(&common.run, common.resume.as_deref())?;
+    let types = match gguf {
+        None => {
             if !config.export.quants.is_empty() {
                 tracing::info!(
                     quants = ?config.export.quants,
@@ -125,26 +159,100 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
             }
             Vec::new()
         }
-        TrainMethod::Unsloth(u) => gguf_types(u.gguf.as_deref(), &config)?,
+        Some(flag) => gguf_types(flag, &config)?,
     };
     let request = TrainRequest {
         config,
         resume: common.resume.clone(),
-        progress: !common.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
-        gguf,
+        progress: show_progress(&common.run),
+        gguf: types,
     };
-    let outcome = match &args.method {
-        TrainMethod::Peft(_) => tb_peft::train_peft(&request).context("training (peft)")?,
-        TrainMethod::Unsloth(_) => {
-            tb_unsloth::train_unsloth(&request).context("training (unsloth)")?
-        }
+    let outcome = match gguf {
+        None => tb_peft::train_peft(&request).context("training (peft)")?,
+        Some(_) => tb_unsloth::train_unsloth(&request).context("training (unsloth)")?,
     };
-    if common.json {
-        println!("{}", serde_json::to_string(&outcome)?);
+    print_result(&outcome, common.run.json)
+}
+
+/// Whether to draw the progress bar: not hidden by `--no-progress`, and stderr is a terminal.
+fn show_progress(args: &RunArgs) -> bool {
+    !args.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr())
+}
+
+/// The outcome as one JSON line (`--json`) or as lines for a reader.
+fn print_result(outcome: &TrainOutcome, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(outcome)?);
     } else {
-        print_outcome(&outcome);
+        print_outcome(outcome);
     }
     Ok(())
+}
+
+/// `train hf-peft`: the peer trains in a run folder tb-report creates; the trainers' progress
+/// bar follows the metrics it appends, its stderr passes through above the bar.
+fn run_hf_peft(args: &HfPeftArgs) -> Result<()> {
+    let config = load_config(&args.run, None)?;
+    if !config.export.quants.is_empty() {
+        tracing::info!(
+            quants = ?config.export.quants,
+            "[export] quants is for `train unsloth`; merge a PEFT adapter with `tunebench merge`, then `tunebench export gguf`"
+        );
+    }
+    let total = planned_steps(&config);
+    let plan = PeerTrainPlan {
+        config,
+        python: args.python.clone(),
+        script: args.peer_script.clone(),
+    };
+    let bar = tb_train::progress_bar(total, 0, show_progress(&args.run));
+    bar.set_prefix(tb_report::bench::HF_PEFT);
+    let mut watcher = PeerProgress { bar: bar.clone() };
+    let outcome = tb_report::train_hf_peft(&plan, &mut watcher).context("training (hf-peft)")?;
+    bar.finish();
+    print_result(&outcome, args.run.json)
+}
+
+/// Steps the run will take: `max_steps`, else epochs over the training records in batches of
+/// `micro_batch × grad_accum` (assuming tokenisation drops none; the bar grows if it is short).
+fn planned_steps(config: &ExperimentConfig) -> usize {
+    let t = &config.train;
+    if t.max_steps > 0 {
+        return t.max_steps;
+    }
+    let records = tb_data::Dataset::load(&config.data.train).map_or(0, |d| d.records.len());
+    let records = match config.data.limit {
+        0 => records,
+        n => records.min(n),
+    };
+    t.epochs
+        * records
+            .div_ceil(t.micro_batch.max(1))
+            .div_ceil(t.grad_accum.max(1))
+}
+
+/// The progress of a peer run: the bar (hidden when not drawn) and the peer's stderr.
+struct PeerProgress {
+    bar: ProgressBar,
+}
+
+impl PeerWatcher for PeerProgress {
+    fn step(&mut self, m: &StepMetrics) {
+        if self.bar.length().is_some_and(|n| n < m.step as u64) {
+            self.bar.set_length(m.step as u64);
+        }
+        self.bar.set_position(m.step as u64);
+        self.bar
+            .set_message(tb_train::progress_message(m.loss, m.tokens_per_s));
+    }
+
+    fn stderr_line(&mut self, line: &str) {
+        if self.bar.is_hidden() {
+            let _ = writeln!(std::io::stderr().lock(), "{line}");
+        } else {
+            self.bar.println(line);
+        }
+    }
 }
 
 /// The outcome for a reader.

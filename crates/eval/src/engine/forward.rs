@@ -1,4 +1,5 @@
-//! The forward pass of llama.cpp's `llama` graph over encoded weights, with a KV cache.
+//! The forward pass of llama.cpp's `llama` graph over encoded weights (plus a LoRA adapter's
+//! deltas where one is applied), with a KV cache.
 
 use rayon::prelude::*;
 
@@ -143,9 +144,7 @@ impl EngineModel {
             picked.extend_from_slice(&x[i * d..(i + 1) * d]);
         }
         let normed = rms_norm(&picked, &self.output_norm, h.rms_eps);
-        Ok(self
-            .matrix(&self.output)
-            .matmul(&normed, logits_for.len(), kernel))
+        Ok(self.project(&self.output, &normed, logits_for.len(), kernel))
     }
 
     /// One decoder layer, in place on the residual stream `x` (`[n, n_embd]`).
@@ -161,9 +160,9 @@ impl EngineModel {
         let h = &self.hyper;
         let (hd, nh, nkv) = (h.head_dim, h.n_head, h.n_head_kv);
         let hn = rms_norm(x, &l.attn_norm, h.rms_eps);
-        let mut q = self.matrix(&l.wq).matmul(&hn, n, kernel);
-        let mut k = self.matrix(&l.wk).matmul(&hn, n, kernel);
-        let v = self.matrix(&l.wv).matmul(&hn, n, kernel);
+        let mut q = self.project(&l.wq, &hn, n, kernel);
+        let mut k = self.project(&l.wk, &hn, n, kernel);
+        let v = self.project(&l.wv, &hn, n, kernel);
         let past = cache.len;
         rope(&mut q, nh, hd, past, h.rope_theta);
         rope(&mut k, nkv, hd, past, h.rope_theta);
@@ -197,13 +196,13 @@ impl EngineModel {
                 }
             }
         });
-        let o = self.matrix(&l.wo).matmul(&attn, n, kernel);
+        let o = self.project(&l.wo, &attn, n, kernel);
         x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
         let hn = rms_norm(x, &l.ffn_norm, h.rms_eps);
-        let gate = self.matrix(&l.gate).matmul(&hn, n, kernel);
-        let up = self.matrix(&l.up).matmul(&hn, n, kernel);
+        let gate = self.project(&l.gate, &hn, n, kernel);
+        let up = self.project(&l.up, &hn, n, kernel);
         let act: Vec<f32> = gate.iter().zip(&up).map(|(&g, &u)| silu(g) * u).collect();
-        let down = self.matrix(&l.down).matmul(&act, n, kernel);
+        let down = self.project(&l.down, &act, n, kernel);
         x.iter_mut().zip(&down).for_each(|(a, b)| *a += b);
     }
 }

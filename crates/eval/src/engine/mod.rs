@@ -9,6 +9,9 @@
 //! * [`EngineModel::forward`]: llama.cpp's `llama` graph (RMSNorm, RoPE on adjacent pairs, as
 //!   llama.cpp's `LLAMA_ROPE_TYPE_NORM` on its permuted q/k rows, GQA attention, SwiGLU) with a
 //!   [`F32KvCache`].
+//! * [`EngineModel::open_with_adapter`]: a base GGUF with a llama.cpp LoRA adapter GGUF on
+//!   top, applied at run time as llama.cpp does (`y = W·x + scale·B·(A·x)`, scale `alpha / r`);
+//!   the base stays in its encoded blocks, A and B are held in f32 ([`LoraAdapter`]).
 //! * [`Session`]: the tokenizer and chat template from the GGUF, greedy generation with stop
 //!   tokens, and teacher-forced perplexity over completion tokens (masks from tb-data).
 //!
@@ -17,6 +20,7 @@
 //! exactly dequantised weights by f32 activations. Near-ties can therefore flip.
 
 mod forward;
+mod lora;
 pub mod matmul;
 mod model;
 mod session;
@@ -24,6 +28,7 @@ mod session;
 use std::path::PathBuf;
 
 pub use forward::F32KvCache;
+pub use lora::LoraAdapter;
 pub use matmul::Kernel;
 pub use model::{EngineModel, Hyper};
 pub use session::{
@@ -59,6 +64,15 @@ pub enum Error {
         path: PathBuf,
         /// The tensor's GGUF name.
         tensor: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A file given as a LoRA adapter is not one, or not one for this base (metadata level;
+    /// tensor problems are [`Error::Tensor`] with the adapter's path).
+    #[error("{path}: {message}")]
+    Adapter {
+        /// The adapter file.
+        path: PathBuf,
         /// What is wrong.
         message: String,
     },

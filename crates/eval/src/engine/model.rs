@@ -1,12 +1,14 @@
 //! Opening a GGUF for the engine: hyper-parameters from `llama.*` metadata, every tensor checked
-//! up front, weights left in the mapping.
+//! up front, weights left in the mapping; optionally a LoRA adapter GGUF on top (`lora.rs`).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tb_gguf::{GgmlType, GgufFile};
 use tb_model::ModelConfig;
 
-use super::matmul::{row_decoder, QuantMatrix, RowDecoder};
+use super::lora::{load_adapter, LoraAdapter, LoraDelta, Target};
+use super::matmul::{row_decoder, Kernel, QuantMatrix, RowDecoder};
 use super::{Error, Result};
 
 /// The numbers the forward pass needs.
@@ -43,6 +45,8 @@ pub(crate) struct MatrixRef {
     pub start: usize,
     pub len: usize,
     pub decode: RowDecoder,
+    /// The LoRA delta added to this weight's products, when an adapter adapts it.
+    pub lora: Option<Arc<LoraDelta>>,
 }
 
 /// One decoder layer's tensors.
@@ -59,6 +63,23 @@ pub(crate) struct LayerRefs {
     pub down: MatrixRef,
 }
 
+/// A weight an adapter may adapt: `output.weight`, or projection `p` (in
+/// [`LayerRefs::projections`] order) of layer `i`.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Output,
+    Layer(usize, usize),
+}
+
+impl LayerRefs {
+    /// The seven projections: q, k, v, output, gate, up, down.
+    fn projections(&self) -> [&MatrixRef; 7] {
+        [
+            &self.wq, &self.wk, &self.wv, &self.wo, &self.gate, &self.up, &self.down,
+        ]
+    }
+}
+
 /// A llama-arch GGUF ready to run.
 pub struct EngineModel {
     pub(crate) file: GgufFile,
@@ -69,6 +90,7 @@ pub struct EngineModel {
     pub(crate) output: MatrixRef,
     pub(crate) output_norm: Vec<f32>,
     pub(crate) layers: Vec<LayerRefs>,
+    pub(crate) adapter: Option<LoraAdapter>,
 }
 
 impl std::fmt::Debug for EngineModel {
@@ -141,6 +163,7 @@ impl Loader<'_> {
             start: info.file_offset as usize,
             len: bytes.len(),
             decode,
+            lora: None,
         })
     }
 
@@ -225,7 +248,124 @@ impl EngineModel {
             output_norm,
             layers,
             file,
+            adapter: None,
         })
+    }
+
+    /// Opens `path` as [`EngineModel::open`] does and, when `adapter` is given, applies that
+    /// LoRA adapter GGUF to it (`lora.rs` has the checks and the arithmetic; the base weights
+    /// stay encoded). Adapter errors name the adapter file and, for tensor problems, the tensor.
+    pub fn open_with_adapter(path: impl AsRef<Path>, adapter: Option<&Path>) -> Result<Self> {
+        let mut model = Self::open(path)?;
+        if let Some(adapter) = adapter {
+            model.apply_adapter(adapter)?;
+        }
+        Ok(model)
+    }
+
+    /// Applies the LoRA adapter GGUF at `adapter` (see [`EngineModel::open_with_adapter`]); a
+    /// model takes at most one. On error the model is unchanged.
+    pub fn apply_adapter(&mut self, adapter: &Path) -> Result<()> {
+        if let Some(a) = &self.adapter {
+            return Err(Error::InvalidInput(format!(
+                "{}: the model already has the adapter {}",
+                adapter.display(),
+                a.path.display()
+            )));
+        }
+        let arch = self
+            .file
+            .metadata()
+            .get_str("general.architecture")
+            .map_err(|source| Error::Gguf {
+                path: self.path.clone(),
+                source: Box::new(source),
+            })?
+            .to_owned();
+        let loaded = load_adapter(adapter, &arch, |name| match self.adaptable(name) {
+            Some(m) => Ok(Some(Target {
+                name: name.to_owned(),
+                rows: m.rows,
+                cols: m.cols,
+            })),
+            None if self.file.tensor(name).is_ok() => Err(Error::Tensor {
+                path: adapter.to_path_buf(),
+                tensor: format!("{name}.lora_a"),
+                message: format!(
+                    "adapts `{name}`; the embedded engine applies LoRA to the layer \
+                     projections and output.weight only"
+                ),
+            }),
+            None => Ok(None),
+        })?;
+        for (name, delta) in loaded.deltas {
+            let delta = Arc::new(delta);
+            if let Some(m) = self.adaptable_mut(&name) {
+                m.lora = Some(delta);
+            }
+        }
+        tracing::info!(
+            model = %self.path.display(),
+            adapter = %adapter.display(),
+            targets = loaded.info.targets,
+            "LoRA adapter applied"
+        );
+        self.adapter = Some(loaded.info);
+        Ok(())
+    }
+
+    /// Which weight a GGUF tensor name stands for, among those an adapter may adapt.
+    fn adaptable_slot(&self, name: &str) -> Option<Slot> {
+        if name == "output.weight" && !self.config.tie_word_embeddings {
+            return Some(Slot::Output);
+        }
+        let rest = name.strip_prefix("blk.")?;
+        let (layer, proj) = rest.split_once('.')?;
+        let layer: usize = layer.parse().ok()?;
+        let proj = match proj.strip_suffix(".weight")? {
+            "attn_q" => 0,
+            "attn_k" => 1,
+            "attn_v" => 2,
+            "attn_output" => 3,
+            "ffn_gate" => 4,
+            "ffn_up" => 5,
+            "ffn_down" => 6,
+            _ => return None,
+        };
+        (layer < self.layers.len() && self.file.tensor(name).is_ok())
+            .then_some(Slot::Layer(layer, proj))
+    }
+
+    fn adaptable(&self, name: &str) -> Option<&MatrixRef> {
+        Some(match self.adaptable_slot(name)? {
+            Slot::Output => &self.output,
+            Slot::Layer(i, p) => self.layers[i].projections()[p],
+        })
+    }
+
+    fn adaptable_mut(&mut self, name: &str) -> Option<&mut MatrixRef> {
+        Some(match self.adaptable_slot(name)? {
+            Slot::Output => &mut self.output,
+            Slot::Layer(i, p) => {
+                let l = &mut self.layers[i];
+                [
+                    &mut l.wq,
+                    &mut l.wk,
+                    &mut l.wv,
+                    &mut l.wo,
+                    &mut l.gate,
+                    &mut l.up,
+                    &mut l.down,
+                ]
+                .into_iter()
+                .nth(p)?
+            }
+        })
+    }
+
+    /// The LoRA adapter applied at open, if any.
+    pub fn adapter(&self) -> Option<&LoraAdapter> {
+        self.adapter.as_ref()
     }
 
     /// The hyper-parameters.
@@ -257,6 +397,19 @@ impl EngineModel {
             }
         }
         counts.into_values().collect()
+    }
+
+    /// `y = x · Wᵀ` for the weight `m`, plus its LoRA delta when it has one.
+    ///
+    /// # Shapes
+    /// - `x`: `[n, m.cols]`
+    /// - returns `[n, m.rows]`
+    pub(crate) fn project(&self, m: &MatrixRef, x: &[f32], n: usize, kernel: Kernel) -> Vec<f32> {
+        let mut y = self.matrix(m).matmul(x, n, kernel);
+        if let Some(delta) = &m.lora {
+            delta.add_to(x, n, &mut y, kernel);
+        }
+        y
     }
 
     pub(crate) fn matrix<'a>(&'a self, m: &MatrixRef) -> QuantMatrix<'a> {

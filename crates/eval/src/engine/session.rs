@@ -157,8 +157,14 @@ impl std::fmt::Debug for Session {
 impl Session {
     /// Opens the GGUF at `path` and rebuilds its tokenizer.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with_adapter(path, None)
+    }
+
+    /// [`Session::open`] with the LoRA adapter GGUF `adapter` applied to the model
+    /// ([`EngineModel::open_with_adapter`]); the tokenizer and template come from the base.
+    pub fn open_with_adapter(path: impl AsRef<Path>, adapter: Option<&Path>) -> Result<Self> {
         let path = path.as_ref();
-        let model = EngineModel::open(path)?;
+        let model = EngineModel::open_with_adapter(path, adapter)?;
         let wrap = |source| Error::Model {
             path: path.to_path_buf(),
             source: Box::new(source),

@@ -14,6 +14,11 @@
 //! [`RunSettings::resume`] is set; then the run continues it, keeping the lines answered with the
 //! same [`AnswerKey`] and engine (`resume.rs` has the rules).
 //!
+//! A model may be a base GGUF plus a llama.cpp LoRA adapter GGUF ([`ModelSpec::adapter`]):
+//! Ollama gets both blobs (`/api/create` with `files` and `adapters`, Modelfile `ADAPTER`), the
+//! embedded engine applies the adapter at run time ([`crate::engine::LoraAdapter`]). The adapter
+//! is checked against its base before any work ([`Error::Adapter`]).
+//!
 //! Engine choice ([`EngineChoice::Auto`]): Ollama when `GET /api/version` answers at
 //! `OLLAMA_HOST`, else the embedded engine. Perplexity always comes from the embedded engine
 //! (Ollama cannot score given text), when asked for. With [`RunSettings::judge`], a model on the
@@ -21,6 +26,7 @@
 //! Ollama engine.
 
 mod ollama_model;
+mod resolve;
 mod resume;
 mod run;
 mod select;
@@ -30,9 +36,10 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use ollama_model::{create_ollama_model, create_request};
+pub use resolve::{resolve_engine, ResolvedEngine};
 pub use resume::AnswerKey;
+pub use run::run_evaluation;
 pub(crate) use run::to_role;
-pub use run::{resolve_engine, run_evaluation, ResolvedEngine};
 pub use select::select_items;
 
 use crate::engine::Kernel;
@@ -75,8 +82,23 @@ impl EngineKind {
 pub struct ModelSpec {
     /// Name used in results (and, sanitised, as the Ollama model name).
     pub name: String,
-    /// Its GGUF file.
+    /// Its GGUF file (the base, when there is an adapter).
     pub gguf: PathBuf,
+    /// A llama.cpp LoRA adapter GGUF (`general.type = "adapter"`, `adapter.type = "lora"`)
+    /// applied on top of `gguf`: the pair is evaluated as one model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<PathBuf>,
+}
+
+impl ModelSpec {
+    /// The model `name` in the GGUF `gguf`, without an adapter.
+    pub fn new(name: impl Into<String>, gguf: impl Into<PathBuf>) -> Self {
+        Self {
+            name: name.into(),
+            gguf: gguf.into(),
+            adapter: None,
+        }
+    }
 }
 
 /// Settings of a run.
@@ -169,7 +191,9 @@ pub struct Timings {
     pub prompt_tokens_per_second: Option<f64>,
     /// Decode speed.
     pub eval_tokens_per_second: Option<f64>,
-    /// Model load time reported by Ollama.
+    /// Model load time: Ollama's `load_duration` of the request; for the embedded engine, the
+    /// seconds spent opening the model (and applying its adapter), on the first item answered
+    /// after it was opened (`None` on the others).
     pub load_seconds: Option<f64>,
 }
 
@@ -223,8 +247,17 @@ pub struct ItemResult {
 pub struct ModelSummary {
     /// Model name.
     pub name: String,
-    /// Its GGUF.
+    /// Its GGUF (the base, when there is an adapter).
     pub gguf: PathBuf,
+    /// The LoRA adapter GGUF applied on top of `gguf`, if any.
+    #[serde(default)]
+    pub adapter: Option<PathBuf>,
+    /// Seconds to load the model for its first answer: Ollama's `load_duration` of the model's
+    /// first request, or the embedded engine's time to open the model and apply the adapter.
+    /// From the first item answered in this invocation, else (a model whose items were all
+    /// kept by a resume) the first kept item that recorded one.
+    #[serde(default)]
+    pub load_seconds: Option<f64>,
     /// Items attempted.
     pub items: usize,
     /// Items that failed.
@@ -265,6 +298,11 @@ pub struct Summary {
     pub engine: EngineKind,
     /// Why that engine (e.g. "Ollama 0.12.3 answered at http://127.0.0.1:11434").
     pub engine_reason: String,
+    /// What answered, for reports: `ollama <version>` for Ollama, `ollama-compat (llama.cpp)`
+    /// for tools/ollama-compat (a version ending in `-compat`), `embedded` for the embedded
+    /// engine ([`ResolvedEngine::name`]).
+    #[serde(default)]
+    pub engine_name: String,
     /// Settings.
     pub settings: RunSettings,
     /// Per model.
@@ -297,6 +335,15 @@ pub enum Error {
     /// Bad arguments (no models, duplicate names, ...).
     #[error("{0}")]
     InvalidInput(String),
+    /// A model's LoRA adapter is not a LoRA GGUF, or does not fit its base.
+    #[error("model `{model}`: {source}")]
+    Adapter {
+        /// The model name.
+        model: String,
+        /// What the engine found (names the file, and the tensor when there is one).
+        #[source]
+        source: crate::engine::Error,
+    },
     /// Resuming a folder that holds no `results.jsonl`.
     #[error("{dir} is not an evaluation run: it has no results.jsonl")]
     NotAnEvaluation {

@@ -2,7 +2,7 @@
 //!
 //! A line is kept when its model and item belong to this run, it has no `error`, the same engine
 //! kind answered it, and its [`AnswerKey`] equals the one this run would write: same GGUF bytes,
-//! same item (conversation, reference, category, split), same `max_tokens`, `num_ctx`, `seed`,
+//! same LoRA adapter bytes (or no adapter on both sides), same item (conversation, reference, category, split), same `max_tokens`, `num_ctx`, `seed`,
 //! `perplexity`, judge model and dot-product kernel. Every other line is answered again: failed
 //! items are retried, mismatched ones re-answered (a warning gives the count), and lines of
 //! models or items outside this run, or repeating a kept item, are dropped, so the finished file
@@ -33,6 +33,10 @@ pub struct AnswerKey {
     /// `sha256:<hex>` of the GGUF file (the digest Ollama gives its blob), so chat template and
     /// tokenizer, which live in the file, are covered too.
     pub model_digest: String,
+    /// `sha256:<hex>` of the model's LoRA adapter GGUF; absent for a model without one (and in
+    /// lines written before adapters existed, which had none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter_digest: Option<String>,
     /// `sha256:<hex>` of the item's conversation (roles and texts, reference included),
     /// category and split.
     pub item_digest: String,
@@ -56,8 +60,9 @@ pub struct AnswerKey {
 pub(super) struct Plan {
     engine: EngineKind,
     settings: RunSettings,
-    /// By model name; `None` when the GGUF could not be read (the model then fails to load).
-    model_digests: HashMap<String, Option<String>>,
+    /// By model name: the GGUF's digest and its adapter's (`None` inside when it has none);
+    /// `None` when a file could not be read (the model then fails to load).
+    model_digests: HashMap<String, Option<(String, Option<String>)>>,
     /// By item id.
     item_digests: HashMap<String, String>,
 }
@@ -72,10 +77,7 @@ impl Plan {
     ) -> Self {
         let model_digests = models
             .iter()
-            .map(|m| {
-                let digest = BlobDigest::of_file(&m.gguf).ok();
-                (m.name.clone(), digest.map(|d| d.as_str().to_owned()))
-            })
+            .map(|m| (m.name.clone(), model_digests(m)))
             .collect();
         let item_digests = records
             .iter()
@@ -89,11 +91,14 @@ impl Plan {
         }
     }
 
-    /// The key of `id` answered by `model`; `None` outside the run or for an unreadable GGUF.
+    /// The key of `id` answered by `model`; `None` outside the run or for an unreadable GGUF
+    /// or adapter.
     pub(super) fn key(&self, model: &str, id: &str) -> Option<AnswerKey> {
         let s = &self.settings;
+        let (model_digest, adapter_digest) = self.model_digests.get(model)?.clone()?;
         Some(AnswerKey {
-            model_digest: self.model_digests.get(model)?.clone()?,
+            model_digest,
+            adapter_digest,
             item_digest: self.item_digests.get(id)?.clone(),
             max_tokens: s.max_tokens,
             num_ctx: s.num_ctx,
@@ -131,6 +136,16 @@ enum Verdict {
     Failed,
     Stale,
     Outside,
+}
+
+/// The digests of `m`'s GGUF and adapter; `None` when one of them cannot be read.
+fn model_digests(m: &ModelSpec) -> Option<(String, Option<String>)> {
+    let digest = |p: &Path| BlobDigest::of_file(p).ok().map(|d| d.as_str().to_owned());
+    let adapter = match &m.adapter {
+        Some(a) => Some(digest(a)?),
+        None => None,
+    };
+    Some((digest(&m.gguf)?, adapter))
 }
 
 fn item_digest(r: &Record) -> String {
@@ -282,8 +297,8 @@ fn report(path: &Path, tally: &Tally, kept: usize) {
     }
     if tally.stale > 0 {
         tracing::warn!(
-            "{file}: {} items were answered with another model file or other settings (engine, \
-             max_tokens, num_ctx, seed, perplexity, kernel or the item's text differ); answering \
+            "{file}: {} items were answered with another model or adapter file or other settings \
+             (engine, max_tokens, num_ctx, seed, perplexity, kernel or the item's text differ); answering \
              them again",
             tally.stale
         );

@@ -4,72 +4,24 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tb_data::{Dataset, Record, Split};
 use tb_gguf::fsio::write_atomic;
 use tb_model::OllamaTemplate;
 
 use super::ollama_model::create_ollama_model;
+use super::resolve::ResolvedEngine;
 use super::resume::{self, Plan, Previous};
 use super::select::select_items;
 use super::{
-    EngineChoice, EngineKind, Error, ItemPerplexity, ItemResult, ModelSpec, ModelSummary, Result,
-    RunSettings, Scores, Summary, Timings,
+    EngineKind, Error, ItemPerplexity, ItemResult, ModelSpec, ModelSummary, Result, RunSettings,
+    Scores, Summary, Timings,
 };
-use crate::engine::{GenerateSettings, Perplexity, PerplexityTotals, Session};
+use crate::engine::{EngineModel, GenerateSettings, Perplexity, PerplexityTotals, Session};
 use crate::judge::{judge, JudgeConfig};
 use crate::metrics::{exact_match, rouge_l, Bleu, Chrf};
-use crate::ollama::{ChatRequest, ClientConfig, Message, OllamaClient, Options, Role};
-
-/// The engine a run will use, and why.
-#[derive(Debug, Clone)]
-pub struct ResolvedEngine {
-    /// The engine.
-    pub kind: EngineKind,
-    /// A sentence for logs and `summary.json`.
-    pub reason: String,
-    /// The client, for Ollama.
-    pub client: Option<OllamaClient>,
-}
-
-/// Picks the engine: Ollama when `/api/version` answers at `OLLAMA_HOST` (or `host`), else
-/// embedded for [`EngineChoice::Auto`]; `Ollama` fails when the server does not answer.
-pub fn resolve_engine(choice: EngineChoice, host: Option<&str>) -> Result<ResolvedEngine> {
-    let host = host
-        .map(str::to_owned)
-        .unwrap_or_else(|| std::env::var("OLLAMA_HOST").unwrap_or_default());
-    if choice == EngineChoice::Embedded {
-        return Ok(ResolvedEngine {
-            kind: EngineKind::Embedded,
-            reason: "the embedded engine was asked for".into(),
-            client: None,
-        });
-    }
-    let probe_config = ClientConfig {
-        connect_timeout: Duration::from_secs(2),
-        timeout: Duration::from_secs(5),
-        max_retries: if choice == EngineChoice::Ollama { 3 } else { 0 },
-        ..ClientConfig::default()
-    };
-    let probe = OllamaClient::with_config(&host, probe_config)?;
-    match probe.version() {
-        Ok(v) => Ok(ResolvedEngine {
-            kind: EngineKind::Ollama,
-            reason: format!("Ollama {v} answered at {}", probe.base_url()),
-            client: Some(OllamaClient::with_config(&host, ClientConfig::default())?),
-        }),
-        Err(e) if choice == EngineChoice::Auto => Ok(ResolvedEngine {
-            kind: EngineKind::Embedded,
-            reason: format!(
-                "no Ollama at {} ({e}); using the embedded engine",
-                probe.base_url()
-            ),
-            client: None,
-        }),
-        Err(e) => Err(e.into()),
-    }
-}
+use crate::ollama::{ChatRequest, Message, OllamaClient, Options, Role};
 
 fn ollama_name(name: &str) -> String {
     let clean: String = name
@@ -215,16 +167,21 @@ struct LoadedModel<'a> {
     answerer: Answerer<'a>,
     /// Why the model cannot answer at all, if so.
     error: Option<String>,
+    /// Seconds the embedded engine took to open the model and apply its adapter.
+    open_seconds: f64,
 }
 
-/// Opens `spec`'s GGUF and, for Ollama, creates the model there.
+/// Opens `spec`'s GGUF (and adapter) and, for Ollama, creates the model there.
 fn load_model<'a>(
     spec: &ModelSpec,
     engine: &'a ResolvedEngine,
     settings: &RunSettings,
 ) -> LoadedModel<'a> {
     let mut error = None;
-    let session = match Session::open(&spec.gguf) {
+    let t0 = Instant::now();
+    let opened = Session::open_with_adapter(&spec.gguf, spec.adapter.as_deref());
+    let open_seconds = t0.elapsed().as_secs_f64();
+    let session = match opened {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::error!(model = %spec.name, "cannot load {}: {e}", spec.gguf.display());
@@ -236,7 +193,16 @@ fn load_model<'a>(
         (EngineKind::Ollama, Some(client), Some(s)) => {
             let name = ollama_name(&spec.name);
             let template = OllamaTemplate::for_tokenizer(s.tokenizer());
-            match create_ollama_model(client, &name, &spec.gguf, &template, settings.num_ctx) {
+            let adapter = spec.adapter.as_deref();
+            let created = create_ollama_model(
+                client,
+                &name,
+                &spec.gguf,
+                adapter,
+                &template,
+                settings.num_ctx,
+            );
+            match created {
                 Ok(()) => Answerer::Ollama { client, name },
                 Err(e) => {
                     tracing::error!(model = %spec.name, "Ollama could not create it: {e}");
@@ -251,6 +217,7 @@ fn load_model<'a>(
         session,
         answerer,
         error,
+        open_seconds,
     }
 }
 
@@ -364,6 +331,7 @@ fn summarize(
     items: &[ItemResult],
     error: Option<String>,
     resumed: usize,
+    load_seconds: Option<f64>,
     seconds: f64,
 ) -> ModelSummary {
     let (mut hyps, mut refs) = (Vec::new(), Vec::new());
@@ -406,6 +374,8 @@ fn summarize(
     ModelSummary {
         name: spec.name.clone(),
         gguf: spec.gguf.clone(),
+        adapter: spec.adapter.clone(),
+        load_seconds,
         items: items.len(),
         failed,
         resumed,
@@ -455,13 +425,23 @@ fn evaluate_model(
     let resumed = slots.iter().flatten().count();
     slots.iter().flatten().for_each(&mut *on_item);
     let mut error = None;
+    let mut load_seconds = None;
     if resumed < slots.len() {
         let model = load_model(spec, ctx.engine, ctx.settings);
+        // The embedded engine's load is its open time, recorded on the first answer after it.
+        let mut open_seconds =
+            (ctx.engine.kind == EngineKind::Embedded).then_some(model.open_seconds);
         for (slot, record) in slots.iter_mut().zip(ctx.records) {
             if slot.is_none() {
                 let mut item = answer_item(&model, spec, record, ctx);
+                if item.answer.is_some() {
+                    if let Some(s) = open_seconds.take() {
+                        item.timings.load_seconds = Some(s);
+                    }
+                }
                 item.answered_with = ctx.plan.key(&spec.name, &record.id);
                 let stored = writer.append(&item)?;
+                load_seconds = load_seconds.or(stored.timings.load_seconds);
                 on_item(&stored);
                 *slot = Some(stored);
             }
@@ -469,13 +449,32 @@ fn evaluate_model(
         error = model.error;
     }
     let items: Vec<ItemResult> = slots.into_iter().flatten().collect();
+    let load_seconds = load_seconds.or_else(|| items.iter().find_map(|i| i.timings.load_seconds));
     Ok(summarize(
         spec,
         &items,
         error,
         resumed,
+        load_seconds,
         t0.elapsed().as_secs_f64(),
     ))
+}
+
+/// Checks every model's adapter against its base before any work, so a wrong file stops the
+/// run at once instead of failing every item. A base that cannot be opened is left to
+/// [`load_model`], which records that as the model's error (as for a model without adapter).
+fn check_adapters(models: &[ModelSpec]) -> Result<()> {
+    for m in models {
+        let Some(adapter) = &m.adapter else { continue };
+        if let Ok(mut base) = EngineModel::open(&m.gguf) {
+            base.apply_adapter(adapter)
+                .map_err(|source| Error::Adapter {
+                    model: m.name.clone(),
+                    source,
+                })?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs every model over the items of `dataset` that `settings` selects ([`select_items`]) and
@@ -502,6 +501,7 @@ pub fn run_evaluation(
             )));
         }
     }
+    check_adapters(models)?;
     let judge = judge_for(engine, settings)?;
     resume::check_out(out, settings.resume)?;
     let records = select_items(dataset, settings)?;
@@ -533,6 +533,7 @@ pub fn run_evaluation(
         dataset: dataset.path.clone(),
         engine: engine.kind,
         engine_reason: engine.reason.clone(),
+        engine_name: engine.name.clone(),
         settings: settings.clone(),
         total_items: records.len() * models.len(),
         failed_items: summaries.iter().map(|m| m.failed).sum(),

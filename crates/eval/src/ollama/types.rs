@@ -125,6 +125,10 @@ pub struct CreateRequest {
     /// File name → blob digest (`sha256:<hex>`), e.g. `{"model.gguf": "sha256:..."}`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub files: BTreeMap<String, String>,
+    /// LoRA adapter file name → blob digest (`sha256:<hex>`), the JSON form of a Modelfile's
+    /// `ADAPTER` line: llama.cpp LoRA GGUFs applied on top of the model in `files`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub adapters: BTreeMap<String, String>,
     /// An existing model to build on instead of `files`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,

@@ -51,7 +51,7 @@ pub fn dataset_line(id: &str, instruction: &str, output: &str) -> String {
 }
 
 /// `summary.json` (as JSON) without what depends on the clock or on how the run was split up
-/// (seconds, throughput, items kept by a resume), so an interrupted and resumed run compares
+/// (seconds, load time, throughput, items kept by a resume), so an interrupted and resumed run compares
 /// equal to an uninterrupted one.
 pub fn comparable_summary(mut summary: Value) -> Value {
     let obj = summary.as_object_mut().expect("summary.json is an object");
@@ -62,6 +62,7 @@ pub fn comparable_summary(mut summary: Value) -> Value {
         let m = m.as_object_mut().expect("a model is an object");
         for k in [
             "seconds",
+            "load_seconds",
             "resumed",
             "eval_tokens_per_second",
             "prompt_tokens_per_second",

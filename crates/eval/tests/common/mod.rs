@@ -36,6 +36,7 @@ fn notice(message: &str) {
 }
 
 pub mod eval_setup;
+pub mod lora;
 pub mod tiny;
 
 /// Installs tools/ollama-compat's pinned dependencies on first use (see tb-testkit).

@@ -32,7 +32,7 @@ use std::path::Path;
 pub use hparams::{
     LlamaHparams, RopeScaling, SourceDtype, SourceError, SourceTensor, TensorSource,
 };
-pub use lora::{write_lora_adapter, LoraAdapterGguf, LoraPair, LoraWriteReport};
+pub use lora::{write_lora_adapter, LoraAdapterGguf, LoraPair, LoraTensorType, LoraWriteReport};
 pub use vocab::TokenizerFiles;
 
 use crate::error::{Error, Result};

@@ -17,7 +17,7 @@
 
 use std::path::Path;
 
-use tb_gguf::export::{write_lora_adapter, LoraAdapterGguf, LoraPair};
+use tb_gguf::export::{write_lora_adapter, LoraAdapterGguf, LoraPair, LoraTensorType};
 use tb_model::{ModelConfig, SafetensorsCheckpoint};
 
 use super::adapter::{Adapter, ADAPTER_WEIGHTS};
@@ -53,12 +53,14 @@ pub fn gguf_alpha(config: &super::LoraConfig) -> f32 {
     }
 }
 
-/// Exports the PEFT adapter in `adapter_dir` (for the HF base model in `base_dir`) to `out`;
-/// nothing is written unless every check passes.
+/// Exports the PEFT adapter in `adapter_dir` (for the HF base model in `base_dir`) to `out`,
+/// every A and B as `tensor_type`; nothing is written unless every check passes (a value that
+/// overflows F16 is an error naming the tensor).
 pub fn export_lora_adapter(
     adapter_dir: &Path,
     base_dir: &Path,
     out: &Path,
+    tensor_type: LoraTensorType,
 ) -> Result<LoraExportReport> {
     let adapter = Adapter::load(adapter_dir)?;
     let base = ModelConfig::from_hf_file(base_dir.join("config.json"))?;
@@ -92,6 +94,7 @@ pub fn export_lora_adapter(
         n_head: base.num_attention_heads,
         n_head_kv: base.num_key_value_heads,
         pairs,
+        tensor_type,
         origin: adapter.dir.join(ADAPTER_WEIGHTS),
     };
     let written = write_lora_adapter(&gguf, out).map_err(|source| Error::Export {

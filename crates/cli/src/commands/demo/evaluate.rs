@@ -6,8 +6,32 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use tb_train::ExperimentConfig;
 
+use super::answer_engine::AnswerEngine;
 use super::attempt::Attempt;
-use super::{tunebench, DemoArgs, QUICK_MAX_TOKENS};
+use super::{tunebench_env, DemoArgs, QUICK_MAX_TOKENS};
+
+/// A model the demo evaluates: a GGUF, and a LoRA GGUF served on it unmerged (Ollama's
+/// `ADAPTER`) when `adapter` is set.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct EvalModel<'a> {
+    /// Its name in the results and the report.
+    pub name: &'a str,
+    /// The (base) GGUF.
+    pub gguf: &'a Path,
+    /// The LoRA GGUF applied to it, unmerged.
+    pub adapter: Option<&'a Path>,
+}
+
+impl<'a> EvalModel<'a> {
+    /// A self-contained GGUF.
+    pub fn merged(name: &'a str, gguf: &'a Path) -> Self {
+        Self {
+            name,
+            gguf,
+            adapter: None,
+        }
+    }
+}
 
 /// Items of each split the full demo evaluates (`tunebench eval --per-split`): the first
 /// held-out question and the first paraphrase probe of each of the eval file's 16 categories (32
@@ -32,17 +56,24 @@ fn eval_args(
     config: &ExperimentConfig,
     eval_dir: &Path,
     resume: bool,
-    models: &[(&str, &Path)],
+    engine: [&str; 2],
+    models: &[EvalModel<'_>],
 ) -> Vec<String> {
     let mut cmd = vec!["eval".to_string()];
-    for (name, gguf) in models {
-        cmd.extend(["--model".into(), format!("{name}={}", gguf.display())]);
+    for m in models {
+        cmd.extend(["--model".into(), format!("{}={}", m.name, m.gguf.display())]);
+        if let Some(adapter) = m.adapter {
+            cmd.extend([
+                "--adapter".into(),
+                format!("{}={}", m.name, adapter.display()),
+            ]);
+        }
     }
+    cmd.extend(engine.map(String::from));
     let dataset = args.dataset.join("eval.jsonl");
     let out_flag = if resume { "--resume" } else { "--out" };
     for (flag, value) in [
         ("--dataset", dataset.to_string_lossy()),
-        ("--engine", "auto".into()),
         (out_flag, eval_dir.to_string_lossy()),
         ("--config", args.config.to_string_lossy()),
     ] {
@@ -62,45 +93,51 @@ fn eval_args(
     cmd
 }
 
-/// Evaluates the three GGUFs; an evaluation the interruption cut short is resumed.
+/// Evaluates the models with `engine`; an evaluation the interruption cut short is resumed.
 pub(super) fn eval_step(
     args: &DemoArgs,
     config: &ExperimentConfig,
     attempt: &Attempt,
-    models: [(&str, &Path); 3],
+    engine: &AnswerEngine,
+    models: &[EvalModel<'_>],
 ) -> Result<PathBuf> {
     let eval_dir = attempt.dir.join("eval");
     let resume = eval_dir.join("results.jsonl").is_file();
-    let cmd = eval_args(args, config, &eval_dir, resume, &models);
+    let cmd = eval_args(args, config, &eval_dir, resume, engine.eval_flags(), models);
     let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
-    tunebench(&cmd)?;
+    tunebench_env(&cmd, &engine.env())?;
     Ok(eval_dir)
 }
 
-/// Quantization damage of the PEFT-merged model (full run only).
-pub(super) fn damage_step(args: &DemoArgs, attempt: &Attempt, merged: &Path) -> Result<PathBuf> {
-    println!("== 8. quantization damage (F16 / Q8_0 / Q4_K_M / Q4_0 of the PEFT-merged model)");
+/// Quantization damage of the PEFT-merged model (full run only), answered by `engine`.
+pub(super) fn damage_step(
+    args: &DemoArgs,
+    attempt: &Attempt,
+    engine: &AnswerEngine,
+    merged: &Path,
+) -> Result<PathBuf> {
+    println!("== 9. quantization damage (F16 / Q8_0 / Q4_K_M / Q4_0 of the PEFT-merged model)");
     let dir = attempt.dir.join("damage");
     if dir.join("damage.json").is_file() {
         println!("   reusing {}", dir.display());
         return Ok(dir);
     }
-    tunebench(&[
-        "eval",
-        "damage",
-        "--model",
-        &merged.to_string_lossy(),
-        "--dataset",
-        &args.dataset.join("eval.jsonl").to_string_lossy(),
-        "--out",
-        &dir.to_string_lossy(),
-        "--ppl-items",
-        "20",
-        "--chrf-items",
-        "8",
-        "--config",
-        &args.config.to_string_lossy(),
-    ])?;
+    let mut cmd: Vec<String> = ["eval", "damage", "--model"].map(String::from).to_vec();
+    cmd.push(merged.to_string_lossy().into_owned());
+    for (flag, value) in [
+        ("--dataset", args.dataset.join("eval.jsonl")),
+        ("--out", dir.clone()),
+        ("--config", args.config.clone()),
+    ] {
+        cmd.extend([flag.to_string(), value.to_string_lossy().into_owned()]);
+    }
+    cmd.extend(["--ppl-items", "20", "--chrf-items", "8"].map(String::from));
+    // Through the server, damage also measures its decode speed per quant type.
+    if engine.host.is_none() {
+        cmd.extend(["--ollama", "false"].map(String::from));
+    }
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    tunebench_env(&cmd, &engine.env())?;
     Ok(dir)
 }
 
@@ -109,7 +146,9 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     use super::super::DemoArgs;
-    use super::{eval_args, DEMO_ITEMS_PER_SPLIT, QUICK_ITEMS_PER_SPLIT, QUICK_MAX_TOKENS};
+    use super::{
+        eval_args, EvalModel, DEMO_ITEMS_PER_SPLIT, QUICK_ITEMS_PER_SPLIT, QUICK_MAX_TOKENS,
+    };
     use tb_train::ExperimentConfig;
 
     fn demo_args(quick: bool) -> DemoArgs {
@@ -121,6 +160,9 @@ mod tests {
             runs_dir: PathBuf::from("runs"),
             report: PathBuf::from("report"),
             restart: false,
+            no_peer: false,
+            no_ollama: false,
+            ollama_compat: PathBuf::from("tools/ollama-compat"),
         }
     }
 
@@ -131,6 +173,8 @@ mod tests {
         .unwrap()
     }
 
+    const ENGINE: [&str; 2] = ["--engine", "embedded"];
+
     /// The value after `flag`, if the flag is there.
     fn value<'a>(cmd: &'a [String], flag: &str) -> Option<&'a str> {
         let i = cmd.iter().position(|a| a == flag)?;
@@ -139,12 +183,13 @@ mod tests {
 
     #[test]
     fn the_evaluation_takes_its_limits_from_the_experiment_file() {
-        let models = [("base", Path::new("b.gguf"))];
+        let models = [EvalModel::merged("base", Path::new("b.gguf"))];
         let cmd = eval_args(
             &demo_args(false),
             &config(100),
             Path::new("e"),
             false,
+            ENGINE,
             &models,
         );
         assert_eq!(value(&cmd, "--config"), Some("exp.toml"));
@@ -157,6 +202,7 @@ mod tests {
             &config(100),
             Path::new("e"),
             true,
+            ENGINE,
             &models,
         );
         assert_eq!(value(&cmd, "--resume"), Some("e"));
@@ -164,29 +210,38 @@ mod tests {
 
     #[test]
     fn quick_caps_the_answers_but_never_lengthens_them() {
-        let models = [("base", Path::new("b.gguf"))];
+        let models = [EvalModel::merged("base", Path::new("b.gguf"))];
         let cmd = eval_args(
             &demo_args(true),
             &config(100),
             Path::new("e"),
             false,
+            ENGINE,
             &models,
         );
         let cap = QUICK_MAX_TOKENS.to_string();
         assert_eq!(value(&cmd, "--max-tokens"), Some(cap.as_str()));
         assert_eq!(value(&cmd, "--config"), Some("exp.toml"));
-        let cmd = eval_args(&demo_args(true), &config(8), Path::new("e"), false, &models);
+        let cmd = eval_args(
+            &demo_args(true),
+            &config(8),
+            Path::new("e"),
+            false,
+            ENGINE,
+            &models,
+        );
         assert_eq!(value(&cmd, "--max-tokens"), Some("8"));
     }
 
     #[test]
     fn both_splits_are_evaluated_full_and_quick() {
-        let models = [("base", Path::new("b.gguf"))];
+        let models = [EvalModel::merged("base", Path::new("b.gguf"))];
         let full = eval_args(
             &demo_args(false),
             &config(100),
             Path::new("e"),
             false,
+            ENGINE,
             &models,
         );
         let n = DEMO_ITEMS_PER_SPLIT.to_string();
@@ -197,9 +252,36 @@ mod tests {
             &config(100),
             Path::new("e"),
             false,
+            ENGINE,
             &models,
         );
         let n = QUICK_ITEMS_PER_SPLIT.to_string();
         assert_eq!(value(&quick, "--per-split"), Some(n.as_str()));
+    }
+
+    #[test]
+    fn an_adapter_is_given_to_the_model_it_is_served_on() {
+        let models = [
+            EvalModel::merged("peft", Path::new("p.gguf")),
+            EvalModel {
+                name: "peft-adapter",
+                gguf: Path::new("b.gguf"),
+                adapter: Some(Path::new("lora.gguf")),
+            },
+        ];
+        let cmd = eval_args(
+            &demo_args(false),
+            &config(100),
+            Path::new("e"),
+            false,
+            ["--engine", "ollama"],
+            &models,
+        );
+        let at = |s: &str| cmd.iter().position(|a| a == s).unwrap();
+        assert_eq!(cmd[at("peft=p.gguf") - 1], "--model");
+        assert_eq!(cmd[at("peft-adapter=b.gguf") - 1], "--model");
+        assert_eq!(cmd[at("peft-adapter=lora.gguf") - 1], "--adapter");
+        assert_eq!(cmd.iter().filter(|a| *a == "--adapter").count(), 1);
+        assert_eq!(value(&cmd, "--engine"), Some("ollama"));
     }
 }

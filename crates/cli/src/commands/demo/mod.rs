@@ -10,6 +10,7 @@
 //! summary table and the path of the HTML report. An interrupted demo continues where it
 //! stopped (see [`attempt`]).
 
+mod answer_engine;
 mod attempt;
 mod base_loss;
 mod evaluate;
@@ -28,8 +29,11 @@ use tb_train::{ExperimentConfig, TrainOutcome};
 
 use super::fetch_model::{run_fetch_model, FetchModelArgs};
 use attempt::{Attempt, DemoSettings};
-use evaluate::{damage_step, eval_step};
+use evaluate::{damage_step, eval_step, EvalModel};
 use progress::{RunTarget, StageProgress};
+
+/// Method name of the HF transformers + PEFT peer (`tunebench train hf-peft`).
+const HF_PEFT: &str = "hf-peft";
 
 /// `--quick`: most new tokens per evaluated answer (below the experiment's `[eval]
 /// max_new_tokens` when that is larger).
@@ -64,15 +68,33 @@ pub struct DemoArgs {
     /// Start a new attempt even when an interrupted one with the same settings could continue.
     #[arg(long)]
     pub restart: bool,
+    /// Do not train the HF transformers + PEFT peer (`benches/peers/hf_peft.py`; the full demo
+    /// trains it, provisioning its Python packages into `target/pyenv-hf-peer` on first use;
+    /// `--quick` never does).
+    #[arg(long)]
+    pub no_peer: bool,
+    /// Answer with the embedded engine instead of an Ollama at `OLLAMA_HOST` or, when none
+    /// answers, tools/ollama-compat started for the demo.
+    #[arg(long)]
+    pub no_ollama: bool,
+    /// The tools/ollama-compat folder (its npm packages are installed there on first use).
+    #[arg(long, default_value = "tools/ollama-compat")]
+    pub ollama_compat: PathBuf,
 }
 
 /// Runs `tunebench ARGS...` (this same binary) in its own process, streaming its stderr (where
 /// its own progress bar, if any, draws), and returns its stdout (also echoed).
 fn tunebench(args: &[&str]) -> Result<String> {
+    tunebench_env(args, &[])
+}
+
+/// [`tunebench`] with extra environment variables for the child.
+fn tunebench_env(args: &[&str], env: &[(&str, String)]) -> Result<String> {
     let exe = std::env::current_exe().context("locating the tunebench binary")?;
     println!("   $ tunebench {}", args.join(" "));
     let out = std::process::Command::new(exe)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stderr(Stdio::inherit())
         .output()
         .with_context(|| format!("running tunebench {}", args.join(" ")))?;
@@ -89,35 +111,25 @@ fn tunebench(args: &[&str]) -> Result<String> {
 /// `tunebench report` over the demo's runs and evaluations into `args.report`.
 fn report_step(
     args: &DemoArgs,
-    peft_run: &Path,
-    unsloth_run: &Path,
+    runs: &[&Path],
     eval_dir: &Path,
     damage_dir: Option<&Path>,
 ) -> Result<()> {
-    println!("== 9. report");
-    let (p, u, e) = (
-        peft_run.to_string_lossy().into_owned(),
-        unsloth_run.to_string_lossy().into_owned(),
-        eval_dir.to_string_lossy().into_owned(),
-    );
-    let out = args.report.to_string_lossy().into_owned();
-    let mut cmd = vec![
-        "report",
-        "--run",
-        &p,
-        "--run",
-        &u,
-        "--eval",
-        &e,
-        "--out",
-        &out,
-        "--history",
-    ];
-    let d = damage_dir.map(|d| d.to_string_lossy().into_owned());
-    if let Some(d) = &d {
-        cmd.push("--eval");
-        cmd.push(d);
+    println!("== 10. report");
+    let mut cmd: Vec<String> = vec!["report".into()];
+    for run in runs {
+        cmd.extend(["--run".into(), run.to_string_lossy().into_owned()]);
     }
+    cmd.extend(["--eval".into(), eval_dir.to_string_lossy().into_owned()]);
+    if let Some(d) = damage_dir {
+        cmd.extend(["--eval".into(), d.to_string_lossy().into_owned()]);
+    }
+    cmd.extend([
+        "--out".into(),
+        args.report.to_string_lossy().into_owned(),
+        "--history".into(),
+    ]);
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
     tunebench(&cmd)?;
     Ok(())
 }
@@ -250,7 +262,12 @@ fn train_step(
     cmd.push(args.config.to_string_lossy().into_owned());
     // The child draws no bar of its own: the demo shows its progress (see `train_child`).
     cmd.extend(["--no-progress".into(), "--json".into()]);
-    let target = if let Some(run) = attempt.unfinished_run(method)? {
+    // The HF+PEFT peer has no checkpoints to resume from: an interrupted one trains again.
+    let unfinished = match method {
+        HF_PEFT => None,
+        _ => attempt.unfinished_run(method)?,
+    };
+    let target = if let Some(run) = unfinished {
         println!("   continuing {} from its newest checkpoint", run.display());
         cmd.extend(["--resume".into(), run.to_string_lossy().into_owned()]);
         RunTarget::Resume(run)
@@ -281,9 +298,10 @@ fn train_step(
     Ok(outcome)
 }
 
-/// Merges the PEFT adapter into the base and exports Q4_K_M (PEFT's separate steps).
-fn peft_export_step(model_dir: &Path, peft: &TrainOutcome) -> Result<PathBuf> {
-    let gguf = peft.run.join("peft-Q4_K_M.gguf");
+/// Merges a run's PEFT-format adapter into the base and exports Q4_K_M (PEFT's separate steps),
+/// as `<run>/<method>-Q4_K_M.gguf`.
+fn merge_export_step(model_dir: &Path, method: &str, peft: &TrainOutcome) -> Result<PathBuf> {
+    let gguf = peft.run.join(format!("{method}-Q4_K_M.gguf"));
     if gguf.is_file() {
         println!("   reusing {}", gguf.display());
         return Ok(gguf);
@@ -310,6 +328,27 @@ fn peft_export_step(model_dir: &Path, peft: &TrainOutcome) -> Result<PathBuf> {
         &merged.to_string_lossy(),
         "--quant",
         "q4_k_m",
+        "--out",
+        &gguf.to_string_lossy(),
+    ])?;
+    Ok(gguf)
+}
+
+/// The PEFT-style adapter as a llama.cpp LoRA GGUF (F16), served unmerged on the base's Q4_K_M
+/// GGUF as Ollama's `ADAPTER` does.
+fn lora_gguf_step(model_dir: &Path, peft: &TrainOutcome) -> Result<PathBuf> {
+    let gguf = peft.run.join("peft-lora-F16.gguf");
+    if gguf.is_file() {
+        println!("   reusing {}", gguf.display());
+        return Ok(gguf);
+    }
+    tunebench(&[
+        "export",
+        "lora-gguf",
+        "--adapter",
+        &peft.adapter.to_string_lossy(),
+        "--base",
+        &model_dir.to_string_lossy(),
         "--out",
         &gguf.to_string_lossy(),
     ])?;
@@ -359,7 +398,7 @@ pub fn run_demo(args: DemoArgs) -> Result<()> {
     let peft = train_step(&args, &attempt, "peft", &[])?;
     base_loss::base_eval_loss_step(&config, &peft)?;
     println!("== 4. separate merge and Q4_K_M export of the PEFT adapter");
-    let peft_gguf = peft_export_step(&model_dir, &peft)?;
+    let peft_gguf = merge_export_step(&model_dir, "peft", &peft)?;
     println!(
         "== 5. Unsloth-style LoRA (fused ops, packed batches) to Q4_K_M + Modelfile in one command"
     );
@@ -369,31 +408,73 @@ pub fn run_demo(args: DemoArgs) -> Result<()> {
         .first()
         .context("the unsloth run wrote no GGUF")?
         .clone();
-    println!("== 6. base model Q4_K_M (the before picture)");
+    let peer = peer_step(&args, &attempt, &model_dir)?;
+    println!("== 7. base model Q4_K_M (the before picture) and the PEFT adapter as a LoRA GGUF");
     let base_gguf = base_gguf_step(&args, &model_dir)?;
-    println!("== 7. evaluation on held-out and paraphrased Turkish questions (engine auto: Ollama if reachable, else embedded)");
-    let models = [
-        ("base", base_gguf.as_path()),
-        ("peft", peft_gguf.as_path()),
-        ("unsloth", uns_gguf.as_path()),
+    let lora_gguf = lora_gguf_step(&model_dir, &peft)?;
+    let engine = answer_engine::answer_engine(args.no_ollama, &args.ollama_compat, &attempt.dir);
+    println!(
+        "== 8. evaluation on held-out and paraphrased Turkish questions: {}",
+        engine.label
+    );
+    let mut models = vec![
+        EvalModel::merged("base", &base_gguf),
+        EvalModel::merged("peft", &peft_gguf),
+        EvalModel::merged("unsloth", &uns_gguf),
     ];
-    let eval_dir = eval_step(&args, &config, &attempt, models)?;
+    if let Some((_, gguf)) = &peer {
+        models.push(EvalModel::merged(HF_PEFT, gguf));
+    }
+    models.push(EvalModel {
+        name: "peft-adapter",
+        gguf: &base_gguf,
+        adapter: Some(&lora_gguf),
+    });
+    let eval_dir = eval_step(&args, &config, &attempt, &engine, &models)?;
     let damage_dir = if args.quick {
         None
     } else {
-        Some(damage_step(&args, &attempt, &peft.run.join("merged"))?)
+        Some(damage_step(
+            &args,
+            &attempt,
+            &engine,
+            &peft.run.join("merged"),
+        )?)
     };
-    println!(
-        "   runs: {} and {}; evaluation: {}",
-        peft.run.display(),
-        uns.run.display(),
-        eval_dir.display()
-    );
-    report_step(&args, &peft.run, &uns.run, &eval_dir, damage_dir.as_deref())?;
+    drop(engine);
+    let mut runs = vec![peft.run.as_path(), uns.run.as_path()];
+    let mut trained = vec![("peft", &peft), ("unsloth", &uns)];
+    if let Some((outcome, _)) = &peer {
+        runs.push(outcome.run.as_path());
+        trained.push((HF_PEFT, outcome));
+    }
+    println!("   runs: {runs:?}; evaluation: {}", eval_dir.display());
+    report_step(&args, &runs, &eval_dir, damage_dir.as_deref())?;
     attempt.finish()?;
-    print_summary(&args, &[("peft", &peft), ("unsloth", &uns)], &eval_dir);
+    print_summary(&args, &trained, &eval_dir);
     println!("== done in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// The HF transformers + PEFT peer (full demo, unless `--no-peer`): trained in its own process
+/// with the same experiment file, its PEFT adapter merged and exported to Q4_K_M by our tools
+/// like the PEFT-style one. `None`: skipped.
+fn peer_step(
+    args: &DemoArgs,
+    attempt: &Attempt,
+    model_dir: &Path,
+) -> Result<Option<(TrainOutcome, PathBuf)>> {
+    if args.quick || args.no_peer {
+        let why = if args.quick { "--quick" } else { "--no-peer" };
+        println!("== 6. HF transformers + PEFT peer: skipped ({why})");
+        return Ok(None);
+    }
+    println!(
+        "== 6. HF transformers + PEFT peer (benches/peers/hf_peft.py; its Python packages go into target/pyenv-hf-peer on first use), then our merge and Q4_K_M export of its adapter"
+    );
+    let outcome = train_step(args, attempt, HF_PEFT, &[])?;
+    let gguf = merge_export_step(model_dir, HF_PEFT, &outcome)?;
+    Ok(Some((outcome, gguf)))
 }
 
 /// The closing table (training and answer quality per model) and where the HTML report is.

@@ -1,4 +1,4 @@
-//! `tunebench eval --model NAME=FILE.gguf ... --dataset FILE --engine auto|ollama|embedded
+//! `tunebench eval --model NAME=FILE.gguf ... [--adapter NAME=LORA.gguf ...] --dataset FILE --engine auto|ollama|embedded
 //! [--config FILE] [--judge MODEL] [--per-split N] [--limit N] --out DIR|--resume DIR` and
 //! `tunebench eval damage ...`.
 
@@ -53,6 +53,11 @@ struct RunArgs {
     /// A model as NAME=FILE.gguf (repeat for several).
     #[arg(long = "model", required = true, value_parser = parse_model)]
     models: Vec<ModelSpec>,
+    /// A llama.cpp LoRA adapter GGUF for the --model named NAME, as NAME=LORA.gguf (repeat for
+    /// several models): that model is evaluated as its GGUF plus the adapter (Ollama: the
+    /// Modelfile's ADAPTER; the embedded engine applies it at run time).
+    #[arg(long = "adapter", value_name = "NAME=LORA.gguf", value_parser = parse_adapter)]
+    adapters: Vec<(String, PathBuf)>,
     /// Evaluation JSONL (tb-data schema).
     #[arg(long, required = true)]
     dataset: Option<PathBuf>,
@@ -109,10 +114,43 @@ fn parse_model(s: &str) -> Result<ModelSpec, String> {
     if name.is_empty() || path.is_empty() {
         return Err(format!("expected NAME=FILE.gguf, got `{s}`"));
     }
-    Ok(ModelSpec {
-        name: name.to_owned(),
-        gguf: PathBuf::from(path),
-    })
+    Ok(ModelSpec::new(name, path))
+}
+
+fn parse_adapter(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((name, path)) if !name.is_empty() && !path.is_empty() => {
+            Ok((name.to_owned(), PathBuf::from(path)))
+        }
+        _ => Err(format!("expected NAME=LORA.gguf, got `{s}`")),
+    }
+}
+
+/// Gives each `--adapter NAME=FILE` to the `--model` named NAME: an unknown name, a second
+/// adapter for one model, or a path that is not a file is an error naming the flag.
+fn attach_adapters(models: &mut [ModelSpec], adapters: Vec<(String, PathBuf)>) -> Result<()> {
+    for (name, path) in adapters {
+        let names: Vec<String> = models.iter().map(|m| m.name.clone()).collect();
+        let Some(m) = models.iter_mut().find(|m| m.name == name) else {
+            bail!(
+                "--adapter {name}={}: no --model is named `{name}` (models: {})",
+                path.display(),
+                names.join(", ")
+            );
+        };
+        if let Some(first) = &m.adapter {
+            bail!(
+                "--adapter {name}={}: model `{name}` already has the adapter {}",
+                path.display(),
+                first.display()
+            );
+        }
+        if !path.is_file() {
+            bail!("--adapter {name}={}: not a file", path.display());
+        }
+        m.adapter = Some(path);
+    }
+    Ok(())
 }
 
 /// A duration for a reader: `45s`, `3m 07s`, `1h 05m`.
@@ -265,11 +303,13 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         (None, Some(dir)) => (dir, true),
         (None, None) => bail!("--out DIR (or --resume DIR) is required"),
     };
-    for m in &a.models {
+    let mut models = a.models;
+    for m in &models {
         if !m.gguf.is_file() {
             bail!("model `{}`: {} is not a file", m.name, m.gguf.display());
         }
     }
+    attach_adapters(&mut models, a.adapters)?;
     let dataset = tb_data::Dataset::load(&dataset_path)
         .with_context(|| format!("loading {}", dataset_path.display()))?;
     let choice = match a.engine {
@@ -310,8 +350,8 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
     let n_items = select_items(&dataset, &settings)
         .context("selecting the items")?
         .len();
-    let mut progress = ItemProgress::new((n_items * a.models.len()) as u64);
-    let summary = run_evaluation(&a.models, &dataset, &engine, &settings, &out, |item| {
+    let mut progress = ItemProgress::new((n_items * models.len()) as u64);
+    let summary = run_evaluation(&models, &dataset, &engine, &settings, &out, |item| {
         progress.update(&format!("{} {}", item.model, item.id), true);
     })
     .map_err(|e| match e {
@@ -332,13 +372,14 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
             judge_score = ?m.judge_score.map(|v| (v * 100.0).round() / 100.0),
             perplexity = ?m.perplexity.map(|v| (v * 1000.0).round() / 1000.0),
             eval_tokens_per_second = ?m.eval_tokens_per_second.map(|v| (v * 10.0).round() / 10.0),
+            load_seconds = ?m.load_seconds.map(|v| (v * 1000.0).round() / 1000.0),
             failed = m.failed,
             "done"
         );
     }
     tracing::info!(
         out = %out.display(),
-        engine = ?summary.engine,
+        engine = %summary.engine_name,
         resumed = summary.resumed_items,
         "wrote results.jsonl and summary.json"
     );
@@ -357,7 +398,8 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
 mod tests {
     use std::path::PathBuf;
 
-    use super::{duration_text, resolve_limits, Limits};
+    use super::{attach_adapters, duration_text, resolve_limits, Limits};
+    use tb_eval::evaluation::ModelSpec;
     use tb_train::config::EvalSection;
 
     const DEFAULTS: Limits = Limits {
@@ -406,6 +448,31 @@ mod tests {
         assert!(e.contains("exp.toml") && e.contains("eval.num_ctx"), "{e}");
         // An explicit --num-ctx still needs a file that makes sense.
         assert!(resolve_limits(None, Some(1), Some(&c), DEFAULTS).is_err());
+    }
+
+    #[test]
+    fn adapters_go_to_the_model_of_their_name_and_unknown_names_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let lora = dir.path().join("lora.gguf");
+        std::fs::write(&lora, b"x").unwrap();
+        let mut models = vec![ModelSpec::new("a", "a.gguf"), ModelSpec::new("b", "b.gguf")];
+        attach_adapters(&mut models, vec![("b".into(), lora.clone())]).unwrap();
+        assert_eq!(
+            (&models[0].adapter, &models[1].adapter),
+            (&None, &Some(lora.clone()))
+        );
+
+        let e = attach_adapters(&mut models, vec![("c".into(), lora.clone())]).unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.contains("--adapter c=") && e.contains("no --model is named `c`"),
+            "{e}"
+        );
+        let e = attach_adapters(&mut models, vec![("b".into(), lora.clone())]).unwrap_err();
+        assert!(e.to_string().contains("already has the adapter"), "{e}");
+        let missing = dir.path().join("missing.gguf");
+        let e = attach_adapters(&mut models, vec![("a".into(), missing)]).unwrap_err();
+        assert!(e.to_string().contains("missing.gguf: not a file"), "{e}");
     }
 
     #[test]
