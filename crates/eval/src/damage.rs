@@ -101,6 +101,10 @@ pub struct DamageReport {
     pub dataset: PathBuf,
     /// Whether Ollama figures were collected, and from where.
     pub ollama: String,
+    /// The server the Ollama figures come from (`ollama <version>`, `ollama-compat
+    /// (llama.cpp)`; empty when there are none or the report predates the field).
+    #[serde(default)]
+    pub ollama_engine: String,
     /// Rows, one per type.
     pub rows: Vec<DamageRow>,
 }

@@ -244,6 +244,11 @@ pub fn load_eval_dir(dir: &Path) -> Result<EvalResults> {
         let d: DamageReport = read_json(&damage_path)?;
         let method = method_in(&d.source.to_string_lossy()).unwrap_or_else(|| "base".into());
         out.engine_notes.push(format!("damage study: {}", d.ollama));
+        let ollama_engine = if d.ollama_engine.is_empty() {
+            "ollama".to_string()
+        } else {
+            d.ollama_engine.clone()
+        };
         for r in d.rows {
             let quant = quant_in(&r.quant).unwrap_or(r.quant.clone());
             out.quality.push(QualityRow {
@@ -269,7 +274,7 @@ pub fn load_eval_dir(dir: &Path) -> Result<EvalResults> {
                 out.speed.push(SpeedRow {
                     method: method.clone(),
                     quant,
-                    engine: "ollama".into(),
+                    engine: ollama_engine.clone(),
                     prompt_tokens_per_s: o.prompt_tokens_per_second,
                     decode_tokens_per_s: o.eval_tokens_per_second,
                     load_s: o.load_seconds,

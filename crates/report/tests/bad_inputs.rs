@@ -237,7 +237,8 @@ fn damage_json_as_tb_eval_writes_it_is_read() {
         source: "runs/x-unsloth/merged".into(),
         baseline: "the HF weights".into(),
         dataset: "eval.jsonl".into(),
-        ollama: "Ollama 0.12 at 127.0.0.1:11434".into(),
+        ollama: "Ollama 0.12.11-compat answered at 127.0.0.1:11434".into(),
+        ollama_engine: "ollama-compat (llama.cpp)".into(),
         rows: vec![
             row("F16", 2_000_000, None),
             row(
@@ -267,12 +268,26 @@ fn damage_json_as_tb_eval_writes_it_is_read() {
     assert_eq!(e.quality[1].quant, "Q4_K_M");
     assert_eq!(e.quality[1].perplexity, Some(10.0));
     assert_eq!(e.speed.len(), 3, "two embedded rows and one Ollama row");
-    let ollama = e.speed.iter().find(|s| s.engine == "ollama").unwrap();
+    let ollama = e
+        .speed
+        .iter()
+        .find(|s| s.engine == "ollama-compat (llama.cpp)")
+        .unwrap();
     assert_eq!(ollama.decode_tokens_per_s, Some(30.0));
     assert_eq!(ollama.load_s, Some(0.5));
     assert_eq!(ollama.gguf_bytes, Some(700_000));
     assert_eq!(
         e.engine_notes,
-        ["damage study: Ollama 0.12 at 127.0.0.1:11434"]
+        ["damage study: Ollama 0.12.11-compat answered at 127.0.0.1:11434"]
+    );
+    // A damage.json without the server's name (written before it was recorded) reads "ollama".
+    let mut old = serde_json::to_value(&report).unwrap();
+    old.as_object_mut().unwrap().remove("ollama_engine");
+    std::fs::write(dir.path().join("damage.json"), old.to_string()).unwrap();
+    let e = tb_report::load_eval_dir(dir.path()).unwrap();
+    assert!(
+        e.speed.iter().any(|s| s.engine == "ollama"),
+        "{:?}",
+        e.speed
     );
 }

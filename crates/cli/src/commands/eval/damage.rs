@@ -114,6 +114,7 @@ pub fn run_damage(a: DamageArgs) -> Result<()> {
         baseline,
         dataset: a.dataset.clone(),
         ollama: engine.reason.clone(),
+        ollama_engine: client.map(|_| engine.name.clone()).unwrap_or_default(),
         rows,
     };
     let table = markdown_table(&report);
