@@ -60,6 +60,10 @@ pub struct Machine {
     /// i8mm) this CPU has, in that order (absent from older summaries).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub isa: Vec<String>,
+    /// The GPU a GPU run used (`NVIDIA H100 80GB HBM3`), from `nvidia-smi`; absent for CPU runs,
+    /// older summaries, and GPUs `nvidia-smi` does not name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<String>,
 }
 
 impl Machine {
@@ -110,13 +114,30 @@ impl Machine {
             os: std::env::consts::OS.to_string(),
             cpu_id,
             isa,
+            gpu: None,
         }
     }
 
+    /// This machine as a run on `device` used it: for a GPU device, the first GPU `nvidia-smi`
+    /// lists (the CUDA backend trains on GPU 0; wgpu picks the high-performance adapter, which
+    /// is that GPU where one is installed). A GPU `nvidia-smi` cannot name stays unnamed (the
+    /// run's `backend` still says it ran on a GPU).
+    pub fn on_device(mut self, device: crate::config::DeviceKind) -> Self {
+        if device != crate::config::DeviceKind::Cpu {
+            self.gpu = std::process::Command::new("nvidia-smi")
+                .args(["--query-gpu=name", "--format=csv,noheader"])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .and_then(|o| first_gpu_name(&String::from_utf8_lossy(&o.stdout)));
+        }
+        self
+    }
+
     /// The key history rows and `regress` group by: CPU name, vendor/family/model, threads,
-    /// memory rounded to GiB and the SIMD features, e.g.
-    /// `AMD EPYC [AuthenticAMD 25/17] x2 24GiB avx2+fma+avx512f+avx512_bf16`; two CPUs that
-    /// run different kernels never share it. Summaries without `cpu_id`/`isa` keep the short
+    /// memory rounded to GiB, the SIMD features and, for a GPU run, the GPU, e.g.
+    /// `AMD EPYC [AuthenticAMD 25/17] x2 24GiB avx2+fma+avx512f+avx512_bf16` or `... gpu:NVIDIA
+    /// H200`; two CPUs that run different kernels, or two GPUs, never share it. Summaries without `cpu_id`/`isa` keep the short
     /// form `AMD EPYC x2 24GiB`.
     pub fn fingerprint(&self) -> String {
         let mut key = self.cpu.clone();
@@ -132,13 +153,25 @@ impl Machine {
             key.push(' ');
             key.push_str(&self.isa.join("+"));
         }
+        if let Some(gpu) = &self.gpu {
+            key.push_str(&format!(" gpu:{gpu}"));
+        }
         key
     }
 }
 
+/// The first name in `nvidia-smi --query-gpu=name --format=csv,noheader` output.
+fn first_gpu_name(stdout: &str) -> Option<String> {
+    stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(str::to_owned)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Machine;
+    use super::{first_gpu_name, Machine};
 
     const ZEN4: &str = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_bf16 avx512vl\n\nprocessor\t: 1\nvendor_id\t: AuthenticAMD\n";
     const ZEN3: &str = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 fma\n";
@@ -163,6 +196,32 @@ mod tests {
             arm.fingerprint(),
             format!("{} x4 8GiB asimd+sve+bf16", std::env::consts::ARCH)
         );
+    }
+
+    #[test]
+    fn a_gpu_run_names_its_gpu_in_the_key() {
+        let cpu = Machine::from_cpuinfo(ZEN4, 2, 24.0 * 1024.0);
+        let h100 = Machine {
+            gpu: first_gpu_name("NVIDIA H100 80GB HBM3\nNVIDIA H100 80GB HBM3\n"),
+            ..cpu.clone()
+        };
+        assert_eq!(h100.gpu.as_deref(), Some("NVIDIA H100 80GB HBM3"));
+        assert_eq!(
+            h100.fingerprint(),
+            format!("{} gpu:NVIDIA H100 80GB HBM3", cpu.fingerprint())
+        );
+        let h200 = Machine {
+            gpu: Some("NVIDIA H200".into()),
+            ..cpu.clone()
+        };
+        assert_ne!(h100.fingerprint(), h200.fingerprint());
+        assert_eq!(first_gpu_name("\n  \n"), None);
+        // A CPU run asks no GPU tool and keeps the CPU's key.
+        let on_cpu = cpu.clone().on_device(crate::config::DeviceKind::Cpu);
+        assert_eq!(on_cpu.gpu, None);
+        assert_eq!(on_cpu.fingerprint(), cpu.fingerprint());
+        let json = serde_json::to_value(&on_cpu).unwrap();
+        assert!(json.get("gpu").is_none(), "{json}");
     }
 
     #[test]

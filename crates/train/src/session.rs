@@ -108,7 +108,7 @@ pub fn summarize(
         eval_loss: outcome.eval_loss,
         trainable_params: outcome.params.iter().map(|t| t.data.len()).sum(),
         data: Some(data),
-        machine: Machine::probe(),
+        machine: Machine::probe().on_device(config.train.device),
         artifacts: listed,
     })
 }
