@@ -10,7 +10,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
+use crate::ollama::BlobDigest;
 
 /// Name of the stamp written into `node_modules` after a successful `npm ci`: the sha256 of the
 /// lock file it installed (tb-testkit's installer writes and reads the same stamp).
@@ -41,6 +41,9 @@ pub enum CompatError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The lock file could not be read to compare it with the installed stamp.
+    #[error(transparent)]
+    Lock(#[from] crate::ollama::ErrorKind),
     /// `npm ci` failed.
     #[error("`npm ci` in {dir} failed ({status}): {stderr}")]
     Npm {
@@ -86,11 +89,9 @@ impl CompatServer {
                 what: "src/server.js",
             });
         }
-        let bytes = std::fs::read(&lock).map_err(|source| CompatError::Io {
-            path: lock.clone(),
-            source,
-        })?;
-        let expected = hex(&Sha256::digest(&bytes));
+        // The stamp holds the bare hex digest.
+        let digest = BlobDigest::of_file(&lock)?;
+        let expected = digest.as_str().trim_start_matches("sha256:").to_owned();
         let stamp = dir.join("node_modules").join(STAMP);
         if std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == expected) {
             return Ok(());
@@ -217,10 +218,6 @@ fn node_version() -> Result<String> {
             "`node --version` printed {version:?}"
         ))),
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The last `max` bytes of `s` (on a character boundary), trimmed.

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
 use tb_eval::compat::{CompatError, CompatServer};
+use tb_eval::ollama::BlobDigest;
 use tb_eval::OllamaClient;
 
 #[test]
@@ -32,11 +32,9 @@ fn dying_tool(dir: &Path) {
     std::fs::create_dir_all(dir.join("node_modules")).unwrap();
     let lock = b"{\"lockfileVersion\": 3}";
     std::fs::write(dir.join("package-lock.json"), lock).unwrap();
-    let digest: String = Sha256::digest(lock)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    std::fs::write(dir.join("node_modules/.tb-npm-ci.sha256"), digest).unwrap();
+    let digest = BlobDigest::of_bytes(lock);
+    let hex = digest.as_str().trim_start_matches("sha256:");
+    std::fs::write(dir.join("node_modules/.tb-npm-ci.sha256"), hex).unwrap();
     std::fs::write(
         dir.join("src/server.js"),
         "console.error('cannot load llama.cpp: boom'); process.exit(3);\n",

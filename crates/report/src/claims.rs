@@ -24,6 +24,16 @@ pub struct Claim {
 
 const NOT_MEASURED: &str = "not measured";
 
+/// The names whose input is missing, comma-separated, in the order given.
+fn missing(inputs: &[(&str, bool)]) -> String {
+    inputs
+        .iter()
+        .filter(|(_, missing)| *missing)
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn method_value(t: &Tables, method: &str, column: &str) -> Option<(f64, i64)> {
     let row = find_row(&t.methods, "method", method)?;
     let v = number(&t.methods, column, row)?;
@@ -58,12 +68,7 @@ fn ratio_claim(
             value: NOT_MEASURED.into(),
             detail: format!(
                 "missing: {}",
-                [(num, a.is_none()), (den, b.is_none())]
-                    .iter()
-                    .filter(|(_, missing)| *missing)
-                    .map(|(m, _)| *m)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                missing(&[(num, a.is_none()), (den, b.is_none())])
             ),
         },
     }
@@ -139,12 +144,7 @@ fn serving_claim(t: &Tables, den: &str) -> Claim {
             value: NOT_MEASURED.into(),
             detail: format!(
                 "missing serving.json for: {}",
-                [("unsloth", u.is_none()), (den, p.is_none())]
-                    .iter()
-                    .filter(|(_, missing)| *missing)
-                    .map(|(m, _)| *m)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                missing(&[("unsloth", u.is_none()), (den, p.is_none())])
             ),
         },
     }
@@ -198,12 +198,7 @@ fn before_after_hf_claim(t: &Tables, claim: &'static str) -> Claim {
             value: NOT_MEASURED.into(),
             detail: format!(
                 "missing: {}",
-                [(BEFORE_LABEL, base.is_none()), (HF_PEFT, after.is_none())]
-                    .iter()
-                    .filter(|(_, missing)| *missing)
-                    .map(|(m, _)| *m)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                missing(&[(BEFORE_LABEL, base.is_none()), (HF_PEFT, after.is_none())])
             ),
         },
     }
@@ -226,12 +221,7 @@ fn chrf_claim(q: &DataFrame, claim: &'static str, num: &str, den: &str) -> Claim
             value: NOT_MEASURED.into(),
             detail: format!(
                 "needs Q4_K_M evaluations of both methods; missing: {}",
-                [(num, a.is_none()), (den, b.is_none())]
-                    .iter()
-                    .filter(|(_, missing)| *missing)
-                    .map(|(m, _)| *m)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                missing(&[(num, a.is_none()), (den, b.is_none())])
             ),
         },
     }

@@ -159,132 +159,144 @@ pub fn load_eval_dir(dir: &Path) -> Result<EvalResults> {
         });
     }
     if summary_path.exists() {
-        let s: Summary = read_json(&summary_path)?;
-        let items = read_items(&dir.join("results.jsonl"))?;
-        // Which server answered (`ollama-compat (llama.cpp)`, `ollama 0.12.3`), where recorded.
-        let engine = if s.engine_name.is_empty() {
-            s.engine.as_str().to_string()
-        } else {
-            s.engine_name.clone()
-        };
-        out.engine_notes.push(s.engine_reason);
-        for m in &s.models {
-            if let Some(e) = &m.error {
-                tracing::warn!(model = %m.name, "evaluation failed: {e}");
-            }
-            let (mut method, quant) = split_name(&m.name, Some(&m.gguf));
-            if m.adapter.is_some() {
-                method.push_str(ADAPTER_SUFFIX);
-            }
-            // Answered items only; a score or time JSON held as `null` (NaN) is no figure.
-            let mine: Vec<&ItemResult> = items
-                .iter()
-                .filter(|i| i.model == m.name && i.error.is_none())
-                .collect();
-            let split_chrf = |split: &str| {
-                let v: Vec<f64> = mine
-                    .iter()
-                    .filter(|i| i.split.as_deref() == Some(split))
-                    .filter_map(|i| i.scores.map(|s| s.chrf))
-                    .filter(|c| c.is_finite())
-                    .collect();
-                (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-            };
-            let seconds: Vec<f64> = mine
-                .iter()
-                .map(|i| i.timings.seconds)
-                .filter(|t| t.is_finite())
-                .collect();
-            let load = m.load_seconds.or_else(|| {
-                items
-                    .iter()
-                    .filter(|i| i.model == m.name)
-                    .find_map(|i| i.timings.load_seconds)
-            });
-            out.quality.push(QualityRow {
-                method: method.clone(),
-                quant: quant.clone(),
-                engine: engine.clone(),
-                items: m.items,
-                failed: m.failed,
-                chrf: m.chrf,
-                bleu: m.bleu,
-                rouge_l: m.rouge_l,
-                exact_match: m.exact_match,
-                judge_score: m.judge_score,
-                perplexity: m.perplexity,
-                top1_accuracy: m.top1_accuracy,
-                chrf_heldout: split_chrf("heldout"),
-                chrf_paraphrase: split_chrf("paraphrase"),
-                answers: items
-                    .iter()
-                    .filter(|i| i.model == m.name)
-                    .cloned()
-                    .collect(),
-            });
-            out.speed.push(SpeedRow {
-                method,
-                quant,
-                engine: engine.clone(),
-                prompt_tokens_per_s: m.prompt_tokens_per_second,
-                decode_tokens_per_s: m.eval_tokens_per_second,
-                load_s: load,
-                latency_median_s: median(&seconds),
-                gguf_bytes: std::fs::metadata(&m.gguf).ok().map(|md| md.len()),
-                adapter_type: m.adapter.as_deref().map(lora_type),
-                adapter_bytes: m
-                    .adapter
-                    .as_deref()
-                    .and_then(|a| std::fs::metadata(a).ok())
-                    .map(|md| md.len()),
-            });
-        }
+        add_summary(&summary_path, &dir.join("results.jsonl"), &mut out)?;
     }
     if damage_path.exists() {
-        let d: DamageReport = read_json(&damage_path)?;
-        let method = method_in(&d.source.to_string_lossy()).unwrap_or_else(|| "base".into());
-        out.engine_notes.push(format!("damage study: {}", d.ollama));
-        let ollama_engine = if d.ollama_engine.is_empty() {
-            "ollama".to_string()
-        } else {
-            d.ollama_engine.clone()
+        add_damage(&damage_path, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// The quality and speed rows of an evaluation's `summary.json` (with its `results.jsonl`).
+fn add_summary(summary_path: &Path, results: &Path, out: &mut EvalResults) -> Result<()> {
+    let s: Summary = read_json(summary_path)?;
+    let items = read_items(results)?;
+    // Which server answered (`ollama-compat (llama.cpp)`, `ollama 0.12.3`), where recorded.
+    let engine = if s.engine_name.is_empty() {
+        s.engine.as_str().to_string()
+    } else {
+        s.engine_name.clone()
+    };
+    out.engine_notes.push(s.engine_reason);
+    for m in &s.models {
+        if let Some(e) = &m.error {
+            tracing::warn!(model = %m.name, "evaluation failed: {e}");
+        }
+        let (mut method, quant) = split_name(&m.name, Some(&m.gguf));
+        if m.adapter.is_some() {
+            method.push_str(ADAPTER_SUFFIX);
+        }
+        // Answered items only; a score or time JSON held as `null` (NaN) is no figure.
+        let mine: Vec<&ItemResult> = items
+            .iter()
+            .filter(|i| i.model == m.name && i.error.is_none())
+            .collect();
+        let split_chrf = |split: &str| {
+            let v: Vec<f64> = mine
+                .iter()
+                .filter(|i| i.split.as_deref() == Some(split))
+                .filter_map(|i| i.scores.map(|s| s.chrf))
+                .filter(|c| c.is_finite())
+                .collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
         };
-        for r in d.rows {
-            let quant = quant_in(&r.quant).unwrap_or(r.quant.clone());
-            out.quality.push(QualityRow {
-                method: method.clone(),
-                quant: quant.clone(),
-                engine: "embedded".into(),
-                items: r.ppl_items.max(r.chrf_items),
-                failed: 0,
-                chrf: r.chrf,
-                perplexity: r.perplexity,
-                top1_accuracy: r.top1_accuracy,
-                ..QualityRow::default()
-            });
+        let seconds: Vec<f64> = mine
+            .iter()
+            .map(|i| i.timings.seconds)
+            .filter(|t| t.is_finite())
+            .collect();
+        let load = m.load_seconds.or_else(|| {
+            items
+                .iter()
+                .filter(|i| i.model == m.name)
+                .find_map(|i| i.timings.load_seconds)
+        });
+        out.quality.push(QualityRow {
+            method: method.clone(),
+            quant: quant.clone(),
+            engine: engine.clone(),
+            items: m.items,
+            failed: m.failed,
+            chrf: m.chrf,
+            bleu: m.bleu,
+            rouge_l: m.rouge_l,
+            exact_match: m.exact_match,
+            judge_score: m.judge_score,
+            perplexity: m.perplexity,
+            top1_accuracy: m.top1_accuracy,
+            chrf_heldout: split_chrf("heldout"),
+            chrf_paraphrase: split_chrf("paraphrase"),
+            answers: items
+                .iter()
+                .filter(|i| i.model == m.name)
+                .cloned()
+                .collect(),
+        });
+        out.speed.push(SpeedRow {
+            method,
+            quant,
+            engine: engine.clone(),
+            prompt_tokens_per_s: m.prompt_tokens_per_second,
+            decode_tokens_per_s: m.eval_tokens_per_second,
+            load_s: load,
+            latency_median_s: median(&seconds),
+            gguf_bytes: std::fs::metadata(&m.gguf).ok().map(|md| md.len()),
+            adapter_type: m.adapter.as_deref().map(lora_type),
+            adapter_bytes: m
+                .adapter
+                .as_deref()
+                .and_then(|a| std::fs::metadata(a).ok())
+                .map(|md| md.len()),
+        });
+    }
+    Ok(())
+}
+
+/// The rows of a damage study's `damage.json`.
+fn add_damage(damage_path: &Path, out: &mut EvalResults) -> Result<()> {
+    let d: DamageReport = read_json(damage_path)?;
+    let method = method_in(&d.source.to_string_lossy()).unwrap_or_else(|| "base".into());
+    out.engine_notes.push(format!("damage study: {}", d.ollama));
+    let ollama_engine = if d.ollama_engine.is_empty() {
+        "ollama".to_string()
+    } else {
+        d.ollama_engine.clone()
+    };
+    for r in d.rows {
+        let quant = quant_in(&r.quant).unwrap_or(r.quant.clone());
+        out.quality.push(QualityRow {
+            method: method.clone(),
+            quant: quant.clone(),
+            engine: "embedded".into(),
+            items: r.ppl_items.max(r.chrf_items),
+            failed: 0,
+            chrf: r.chrf,
+            perplexity: r.perplexity,
+            top1_accuracy: r.top1_accuracy,
+            ..QualityRow::default()
+        });
+        out.speed.push(SpeedRow {
+            method: method.clone(),
+            quant: quant.clone(),
+            engine: "embedded".into(),
+            decode_tokens_per_s: r.embedded_decode_tokens_per_second,
+            gguf_bytes: Some(r.bytes),
+            ..SpeedRow::default()
+        });
+        if let Some(o) = r.ollama {
             out.speed.push(SpeedRow {
                 method: method.clone(),
-                quant: quant.clone(),
-                engine: "embedded".into(),
-                decode_tokens_per_s: r.embedded_decode_tokens_per_second,
+                quant,
+                engine: ollama_engine.clone(),
+                prompt_tokens_per_s: o.prompt_tokens_per_second,
+                decode_tokens_per_s: o.eval_tokens_per_second,
+                load_s: o.load_seconds,
                 gguf_bytes: Some(r.bytes),
                 ..SpeedRow::default()
             });
-            if let Some(o) = r.ollama {
-                out.speed.push(SpeedRow {
-                    method: method.clone(),
-                    quant,
-                    engine: ollama_engine.clone(),
-                    prompt_tokens_per_s: o.prompt_tokens_per_second,
-                    decode_tokens_per_s: o.eval_tokens_per_second,
-                    load_s: o.load_seconds,
-                    gguf_bytes: Some(r.bytes),
-                    ..SpeedRow::default()
-                });
-            }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 fn read_items(path: &Path) -> Result<Vec<ItemResult>> {

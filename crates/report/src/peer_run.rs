@@ -8,7 +8,7 @@
 //! machine probed here). The script writes the adapter with PEFT's own `save_pretrained` into
 //! `adapter/`, which `tunebench merge` and `export lora-gguf` read like any PEFT adapter.
 
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tb_train::{
-    ExperimentConfig, Machine, RunDir, RunSummary, StepMetrics, TrainData, TrainOutcome,
+    ExperimentConfig, Machine, MetricsTail, RunDir, RunSummary, StepMetrics, TrainData,
+    TrainOutcome,
 };
 
 use crate::bench::{HF_PEFT, PEER_BACKEND};
@@ -234,15 +235,14 @@ fn run_script(cmd: &mut Command, run: &Path, watcher: &mut dyn PeerWatcher) -> R
         });
     };
     let (out, err) = (line_reader(out), line_reader(err));
-    let metrics = run.join("metrics.jsonl");
-    let mut offset = 0;
+    let mut metrics = MetricsTail::new(run.join("metrics.jsonl"));
     let mut tail: Vec<String> = Vec::new();
     let status = loop {
         let exited = child.try_wait().map_err(|e| Error::Peer {
             command: shown.clone(),
             message: format!("waiting for it: {e}"),
         })?;
-        for m in new_metrics(&metrics, &mut offset) {
+        for m in metrics.poll() {
             watcher.step(&m);
         }
         if let Some(status) = exited {
@@ -257,7 +257,7 @@ fn run_script(cmd: &mut Command, run: &Path, watcher: &mut dyn PeerWatcher) -> R
         watcher.stderr_line(&line);
         push_tail(&mut tail, line);
     }
-    for m in new_metrics(&metrics, &mut offset) {
+    for m in metrics.poll() {
         watcher.step(&m);
     }
     if status.success() {
@@ -298,48 +298,9 @@ fn push_tail(tail: &mut Vec<String>, line: String) {
     tail.push(line);
 }
 
-/// The metrics lines completed after byte `offset` (a line still being written waits for the
-/// next call); lines that do not parse are left to [`crate::runs::load_run`] to report.
-fn new_metrics(path: &Path, offset: &mut u64) -> Vec<StepMetrics> {
-    let Ok(mut file) = std::fs::File::open(path) else {
-        return Vec::new();
-    };
-    let mut bytes = Vec::new();
-    if file.seek(SeekFrom::Start(*offset)).is_err() || file.read_to_end(&mut bytes).is_err() {
-        return Vec::new();
-    }
-    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    *offset += complete as u64;
-    String::from_utf8_lossy(&bytes[..complete])
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn metrics_are_read_line_by_line_and_a_partial_line_waits() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("metrics.jsonl");
-        let mut offset = 0;
-        assert!(new_metrics(&path, &mut offset).is_empty(), "no file yet");
-        let line = |step: usize| {
-            format!(
-                r#"{{"step":{step},"epoch":0.5,"loss":2.0,"lr":0.001,"grad_norm":1.0,"tokens":10,"loss_tokens":5,"slots":12,"tokens_per_s":100.0,"elapsed_s":0.1,"rss_mib":50.0}}"#
-            )
-        };
-        let first = line(1);
-        let second = line(2);
-        std::fs::write(&path, format!("{first}\n{}", &second[..20])).unwrap();
-        let got = new_metrics(&path, &mut offset);
-        assert_eq!(got.iter().map(|m| m.step).collect::<Vec<_>>(), [1]);
-        std::fs::write(&path, format!("{first}\n{second}\n")).unwrap();
-        let got = new_metrics(&path, &mut offset);
-        assert_eq!(got.iter().map(|m| m.step).collect::<Vec<_>>(), [2]);
-    }
 
     #[test]
     fn the_stderr_tail_keeps_the_last_lines() {

@@ -39,7 +39,7 @@ pub use merge::{base_projections, merge_adapter, merge_into_dir, MergeReport};
 pub use optimizer::{clip_global_norm, global_norm, AdamW, AdamWSettings, NamedTensor};
 pub use outcome::{TrainOutcome, TrainRequest};
 pub use probe::{peak_rss_mib, Machine};
-pub use run_dir::{Artifact, RunDir, RunSummary, StepMetrics, TrainData};
+pub use run_dir::{Artifact, MetricsTail, RunDir, RunSummary, StepMetrics, TrainData};
 pub use schedule::LrSchedule;
 pub use serving::{ServingPath, ServingStep};
 pub use trainer::{

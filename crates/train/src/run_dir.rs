@@ -281,6 +281,49 @@ pub fn read_metrics(path: &Path) -> Result<Vec<StepMetrics>> {
         .collect())
 }
 
+/// Follows a `metrics.jsonl` another process is appending to: each [`MetricsTail::poll`] gives
+/// the steps whose lines were completed since the last one. A line still being written (no
+/// newline yet) waits for the next poll; a file shorter than what was read was cut back (a
+/// resumed run drops the steps after its checkpoint) and is read again from the start; a line
+/// that does not parse is skipped here ([`read_metrics`] reports it once the run is over).
+#[derive(Debug, Clone)]
+pub struct MetricsTail {
+    path: PathBuf,
+    offset: u64,
+}
+
+impl MetricsTail {
+    /// Follows `path` from its start (the file need not exist yet).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            offset: 0,
+        }
+    }
+
+    /// The steps logged since the last call.
+    pub fn poll(&mut self) -> Vec<StepMetrics> {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut file) = File::open(&self.path) else {
+            return Vec::new();
+        };
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let start = if len < self.offset { 0 } else { self.offset };
+        let mut bytes = Vec::new();
+        if file.seek(SeekFrom::Start(start)).is_err() || file.read_to_end(&mut bytes).is_err() {
+            self.offset = start;
+            return Vec::new();
+        }
+        let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        self.offset = start + complete as u64;
+        String::from_utf8_lossy(&bytes[..complete])
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
 /// Each line of a `metrics.jsonl` with what it holds; with `torn_tail`, a last line without its
 /// newline that does not parse (a write cut short) is dropped instead of being an error.
 fn read_metrics_lines(path: &Path, torn_tail: bool) -> Result<Vec<(String, StepMetrics)>> {

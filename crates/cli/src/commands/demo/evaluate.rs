@@ -173,7 +173,18 @@ mod tests {
         .unwrap()
     }
 
-    const ENGINE: [&str; 2] = ["--engine", "embedded"];
+    /// The `eval` arguments for the base model alone (embedded engine, output folder `e`).
+    fn base_cmd(quick: bool, max_new_tokens: usize, resume: bool) -> Vec<String> {
+        let models = [EvalModel::merged("base", Path::new("b.gguf"))];
+        eval_args(
+            &demo_args(quick),
+            &config(max_new_tokens),
+            Path::new("e"),
+            resume,
+            ["--engine", "embedded"],
+            &models,
+        )
+    }
 
     /// The value after `flag`, if the flag is there.
     fn value<'a>(cmd: &'a [String], flag: &str) -> Option<&'a str> {
@@ -183,78 +194,33 @@ mod tests {
 
     #[test]
     fn the_evaluation_takes_its_limits_from_the_experiment_file() {
-        let models = [EvalModel::merged("base", Path::new("b.gguf"))];
-        let cmd = eval_args(
-            &demo_args(false),
-            &config(100),
-            Path::new("e"),
-            false,
-            ENGINE,
-            &models,
-        );
+        let cmd = base_cmd(false, 100, false);
         assert_eq!(value(&cmd, "--config"), Some("exp.toml"));
         // No flag of its own that would override the file's `[eval]`.
         assert_eq!(value(&cmd, "--max-tokens"), None, "{cmd:?}");
         assert_eq!(value(&cmd, "--num-ctx"), None, "{cmd:?}");
         assert_eq!(value(&cmd, "--out"), Some("e"));
-        let cmd = eval_args(
-            &demo_args(false),
-            &config(100),
-            Path::new("e"),
-            true,
-            ENGINE,
-            &models,
-        );
+        let cmd = base_cmd(false, 100, true);
         assert_eq!(value(&cmd, "--resume"), Some("e"));
     }
 
     #[test]
     fn quick_caps_the_answers_but_never_lengthens_them() {
-        let models = [EvalModel::merged("base", Path::new("b.gguf"))];
-        let cmd = eval_args(
-            &demo_args(true),
-            &config(100),
-            Path::new("e"),
-            false,
-            ENGINE,
-            &models,
-        );
+        let cmd = base_cmd(true, 100, false);
         let cap = QUICK_MAX_TOKENS.to_string();
         assert_eq!(value(&cmd, "--max-tokens"), Some(cap.as_str()));
         assert_eq!(value(&cmd, "--config"), Some("exp.toml"));
-        let cmd = eval_args(
-            &demo_args(true),
-            &config(8),
-            Path::new("e"),
-            false,
-            ENGINE,
-            &models,
-        );
+        let cmd = base_cmd(true, 8, false);
         assert_eq!(value(&cmd, "--max-tokens"), Some("8"));
     }
 
     #[test]
     fn both_splits_are_evaluated_full_and_quick() {
-        let models = [EvalModel::merged("base", Path::new("b.gguf"))];
-        let full = eval_args(
-            &demo_args(false),
-            &config(100),
-            Path::new("e"),
-            false,
-            ENGINE,
-            &models,
-        );
+        let full = base_cmd(false, 100, false);
         let n = DEMO_ITEMS_PER_SPLIT.to_string();
         assert_eq!(value(&full, "--per-split"), Some(n.as_str()));
         assert_eq!(value(&full, "--limit"), None, "{full:?}");
-        let quick = eval_args(
-            &demo_args(true),
-            &config(100),
-            Path::new("e"),
-            false,
-            ENGINE,
-            &models,
-        );
+        let quick = base_cmd(true, 100, false);
         let n = QUICK_ITEMS_PER_SPLIT.to_string();
         assert_eq!(value(&quick, "--per-split"), Some(n.as_str()));
     }

@@ -5,7 +5,7 @@
 //! (its log lines) is passed through above the bar, so the two never overwrite each other.
 
 use std::collections::BTreeSet;
-use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use tb_train::run_dir::StepMetrics;
+use tb_train::run_dir::{MetricsTail, StepMetrics};
 use tb_train::ExperimentConfig;
 
 use crate::commands::eval::duration_text;
@@ -127,7 +127,7 @@ struct MetricsFollower {
     target: RunTarget,
     run: Option<PathBuf>,
     total: Option<usize>,
-    offset: u64,
+    tail: Option<MetricsTail>,
 }
 
 impl MetricsFollower {
@@ -136,7 +136,7 @@ impl MetricsFollower {
             target,
             run: None,
             total: None,
-            offset: 0,
+            tail: None,
         }
     }
 
@@ -150,42 +150,17 @@ impl MetricsFollower {
                     .ok()
                     .map(|c| c.train.max_steps)
                     .filter(|&n| n > 0);
+                self.tail = Some(MetricsTail::new(run.join("metrics.jsonl")));
             }
         }
-        let Some(run) = &self.run else {
+        let Some(tail) = &mut self.tail else {
             return Vec::new();
         };
-        let (lines, offset) = read_complete_lines(&run.join("metrics.jsonl"), self.offset);
-        self.offset = offset;
-        lines
+        tail.poll()
             .iter()
-            .filter_map(|l| serde_json::from_str::<StepMetrics>(l).ok())
-            .map(|m| StepView::new(&m, self.total))
+            .map(|m| StepView::new(m, self.total))
             .collect()
     }
-}
-
-/// The complete lines of `path` after byte `offset`, and the offset after them. A file shorter
-/// than `offset` was cut back (a resumed run drops the steps after its checkpoint): it is read
-/// again from the start.
-fn read_complete_lines(path: &Path, offset: u64) -> (Vec<String>, u64) {
-    let Ok(mut file) = std::fs::File::open(path) else {
-        return (Vec::new(), offset);
-    };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let start = if len < offset { 0 } else { offset };
-    let mut bytes = Vec::new();
-    if file.seek(SeekFrom::Start(start)).is_err() || file.read_to_end(&mut bytes).is_err() {
-        return (Vec::new(), start);
-    }
-    // A line still being written has no newline yet: it is read on the next poll.
-    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let lines = String::from_utf8_lossy(&bytes[..complete])
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_owned)
-        .collect();
-    (lines, start + complete as u64)
 }
 
 /// The progress display of one trainer stage, updated by a thread that follows the run's
