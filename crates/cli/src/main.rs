@@ -1,6 +1,7 @@
 //! `tunebench`: the command-line front end. One `run_*` function per subcommand; the work lives
 //! in the library crates.
 
+mod allocator;
 mod commands;
 
 use std::io::IsTerminal;
@@ -80,6 +81,8 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    let heap = allocator::tune();
+    tracing::debug!(?heap, "glibc heap thresholds");
     let cli = Cli::parse();
     // The frozen-base GEMM's micro-kernel: checked here so a bad `TB_GEMM_ISA` is an error
     // naming the variable, not a failure deep inside a matmul.

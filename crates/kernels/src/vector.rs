@@ -94,6 +94,18 @@ pub fn exp_shifted_in_place(x: &mut [f32], shift: f32) -> f32 {
     exp_shifted_in_place_scalar(x, shift)
 }
 
+/// `out[i] = σ(x[i]) = 1 / (1 + exp(−x[i]))`, the exponentials on [`exp_shifted_in_place`]'s
+/// path.
+pub fn sigmoid_into(out: &mut [f32], x: &[f32]) {
+    for (o, &x) in out.iter_mut().zip(x) {
+        *o = -x;
+    }
+    exp_shifted_in_place(out, 0.0);
+    for o in out.iter_mut() {
+        *o = 1.0 / (1.0 + *o);
+    }
+}
+
 /// The reference [`exp_shifted_in_place`].
 pub fn exp_shifted_in_place_scalar(x: &mut [f32], shift: f32) -> f32 {
     let mut sum = 0.0f32;

@@ -8,7 +8,7 @@ use tb_kernels::vector::{
     axpy, axpy_scalar, axpy_with_isa, dot, dot_scalar, dot_with_isa, exp_shifted_in_place,
     exp_shifted_in_place_scalar, exp_shifted_in_place_with_isa, exp_shifted_scaled,
     exp_shifted_scaled_scalar, exp_shifted_scaled_with_isa, logsumexp, max, max_scalar,
-    max_with_isa, sum_exp_shifted, sum_exp_shifted_scalar, sum_exp_shifted_with_isa,
+    max_with_isa, sigmoid_into, sum_exp_shifted, sum_exp_shifted_scalar, sum_exp_shifted_with_isa,
 };
 
 const LENS: [usize; 9] = [0, 1, 7, 8, 15, 16, 33, 257, 577];
@@ -240,4 +240,23 @@ fn exp_in_place_matches_the_reference_and_returns_the_sum() {
     let mut x = values(19, 12);
     let s = exp_shifted_in_place(&mut x, 0.0);
     assert!((s - x.iter().sum::<f32>()).abs() < 1e-5);
+}
+
+#[test]
+fn sigmoid_matches_f64_on_odd_lengths_and_saturates() {
+    for n in LENS {
+        let x: Vec<f32> = values(n, 9).iter().map(|v| v * 12.0).collect();
+        let mut got = vec![f32::NAN; n];
+        sigmoid_into(&mut got, &x);
+        for (i, (&g, &x)) in got.iter().zip(&x).enumerate() {
+            let want = 1.0 / (1.0 + (-f64::from(x)).exp());
+            assert!(
+                (f64::from(g) - want).abs() <= 2e-7,
+                "n={n} i={i}: σ({x}) = {g}, not {want}"
+            );
+        }
+    }
+    let mut out = [0.0f32; 4];
+    sigmoid_into(&mut out, &[-200.0, 200.0, 0.0, f32::NEG_INFINITY]);
+    assert_eq!(out, [0.0, 1.0, 0.5, 0.0]);
 }

@@ -1,12 +1,12 @@
 //! Multi-head self-attention with grouped-query heads and rotate-half RoPE (HF `self_attn`).
 
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
 
 use crate::cache::KvCache;
-use crate::frozen_linear::FrozenLinearBackend;
 use crate::linear::Linear;
 use crate::rope::RotaryEmbedding;
+use crate::softmax::masked_softmax;
+use crate::ModelBackend;
 
 /// Attention of one decoder layer.
 #[derive(Module, Debug)]
@@ -64,7 +64,7 @@ impl<B: Backend> RopeTables<B> {
     }
 }
 
-impl<B: FrozenLinearBackend> Attention<B> {
+impl<B: ModelBackend> Attention<B> {
     /// # Shapes
     /// - x: `[batch, seq, hidden]`
     /// - output: `[batch, seq, hidden]`
@@ -77,10 +77,12 @@ impl<B: FrozenLinearBackend> Attention<B> {
         let [b, s, _] = x.dims();
         let (h, kvh, d) = (self.n_heads, self.n_kv_heads, self.head_dim);
         let split = |t: Tensor<B, 3>, heads: usize| t.reshape([b, s, heads, d]);
-        let rope = |t: Tensor<B, 4>, r: &RopeTables<B>| RotaryEmbedding::apply(t, &r.cos, &r.sin);
         // RoPE on the token-major layout (contiguous), then heads first for the products.
-        let q = rope(split(self.q_proj.forward(x.clone()), h), &inputs.rope_q).swap_dims(1, 2);
-        let k = rope(split(self.k_proj.forward(x.clone()), kvh), &inputs.rope_k).swap_dims(1, 2);
+        let rope = |t: Tensor<B, 4>, r: &RopeTables<B>| {
+            contiguous_grad(RotaryEmbedding::apply(t, &r.cos, &r.sin)).swap_dims(1, 2)
+        };
+        let q = rope(split(self.q_proj.forward(x.clone()), h), &inputs.rope_q);
+        let k = rope(split(self.k_proj.forward(x.clone()), kvh), &inputs.rope_k);
         let v = split(self.v_proj.forward(x), kvh).swap_dims(1, 2);
         let (k, v) = match cache {
             Some((cache, layer)) => cache.append(layer, k, v),
@@ -89,12 +91,24 @@ impl<B: FrozenLinearBackend> Attention<B> {
         let k = repeat_kv(k, h / kvh);
         let v = repeat_kv(v, h / kvh);
 
-        let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((d as f64).sqrt());
-        let scores = scores.mask_fill(inputs.mask.clone(), f32::NEG_INFINITY);
-        let probs = softmax(scores, 3);
+        let scores = q.matmul(k.swap_dims(2, 3));
+        let probs = masked_softmax(scores, inputs.mask.clone(), 1.0 / (d as f32).sqrt());
         let out = probs.matmul(v).swap_dims(1, 2).reshape([b, s, h * d]);
         self.o_proj.forward(out)
     }
+}
+
+/// The identity, whose backward hands on a contiguous gradient. The gradient that comes back
+/// through the heads-first transpose is a strided view, and RoPE's four products on it would
+/// run Flex's strided element-wise path (several times its contiguous one); reshaping through
+/// the flat shape makes the backward copy it once instead. Forward, both reshapes are views
+/// of contiguous data.
+///
+/// # Shapes
+/// - input, output: `[batch, seq, heads, head_dim]`
+fn contiguous_grad<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let dims = x.dims();
+    x.reshape([dims.iter().product::<usize>()]).reshape(dims)
 }
 
 /// Repeats each key/value head `groups` times so head `i` of the queries uses kv head

@@ -5,13 +5,14 @@ use burn::prelude::*;
 
 use crate::attention::{AttentionInputs, RopeTables};
 use crate::cache::KvCache;
-use crate::frozen_linear::{frozen_linear, FrozenLinearBackend};
+use crate::frozen_linear::frozen_linear;
 use crate::layer::DecoderLayer;
 use crate::linear::Linear;
 use crate::mask::MaskBuilder;
 use crate::projection::Projection;
 use crate::rms_norm::RmsNorm;
 use crate::rope::RotaryEmbedding;
+use crate::ModelBackend;
 
 /// Token embeddings (HF `model.embed_tokens`).
 #[derive(Module, Debug)]
@@ -65,7 +66,7 @@ pub struct ForwardOptions<B: Backend> {
     pub mask: Tensor<B, 4, Bool>,
 }
 
-impl<B: FrozenLinearBackend> CausalLm<B> {
+impl<B: ModelBackend> CausalLm<B> {
     /// Plain causal forward from position 0 (no cache).
     ///
     /// # Shapes

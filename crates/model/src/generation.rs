@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use crate::cache::KvCache;
 use crate::causal_lm::CausalLm;
 use crate::error::{Error, Result};
-use crate::frozen_linear::FrozenLinearBackend;
+use crate::ModelBackend;
 
 /// How to pick the next token.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -133,7 +133,7 @@ pub fn argmax(logits: &[f32]) -> u32 {
 }
 
 /// Generates after `prompt` with a KV cache (batch 1).
-pub fn generate<B: FrozenLinearBackend>(
+pub fn generate<B: ModelBackend>(
     model: &CausalLm<B>,
     prompt: &[u32],
     config: &GenerationConfig,

@@ -2,7 +2,7 @@
 
 use burn::prelude::*;
 
-use crate::frozen_linear::FrozenLinearBackend;
+use crate::ModelBackend;
 
 use crate::attention::{Attention, AttentionInputs};
 use crate::cache::KvCache;
@@ -60,7 +60,7 @@ impl<B: Backend> DecoderLayer<B> {
     }
 }
 
-impl<B: FrozenLinearBackend> DecoderLayer<B> {
+impl<B: ModelBackend> DecoderLayer<B> {
     /// # Shapes
     /// - x: `[batch, seq, hidden]`
     /// - output: `[batch, seq, hidden]`

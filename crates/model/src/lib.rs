@@ -19,6 +19,7 @@ pub mod config;
 pub mod cross_entropy;
 pub mod error;
 pub mod fetch;
+mod flex_f32;
 pub mod frozen_linear;
 pub mod generation;
 pub mod gguf_export;
@@ -34,6 +35,8 @@ pub mod ollama_template;
 pub mod projection;
 pub mod rms_norm;
 pub mod rope;
+pub mod silu;
+pub mod softmax;
 pub mod tokenizer;
 pub mod weights;
 
@@ -52,7 +55,15 @@ pub use mask::MaskBuilder;
 pub use model_dir::{LoadedModel, ModelDir};
 pub use ollama_template::{OllamaTemplate, TemplateFamily};
 pub use projection::Projection;
+pub use silu::{silu, SiluBackend};
+pub use softmax::{masked_softmax, SoftmaxBackend};
 pub use tokenizer::{SpecialToken, TextTokenizer};
+
+/// What the model's forward asks of a backend beyond Burn's own ops: the frozen-base linear
+/// op, the attention softmax and the MLP's SiLU. Every backend with all three has it.
+pub trait ModelBackend: FrozenLinearBackend + SoftmaxBackend + SiluBackend {}
+
+impl<B: FrozenLinearBackend + SoftmaxBackend + SiluBackend> ModelBackend for B {}
 
 /// The CPU backend used by default (Burn's Flex).
 pub type CpuBackend = burn::backend::Flex;

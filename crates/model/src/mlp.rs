@@ -1,10 +1,10 @@
 //! SwiGLU feed-forward block: `down(silu(gate(x)) * up(x))`.
 
 use burn::prelude::*;
-use burn::tensor::activation::silu;
 
-use crate::frozen_linear::FrozenLinearBackend;
 use crate::linear::Linear;
+use crate::silu::silu;
+use crate::ModelBackend;
 
 /// The MLP of a Llama/Mistral layer (HF `mlp`).
 #[derive(Module, Debug)]
@@ -17,7 +17,7 @@ pub struct Mlp<B: Backend> {
     pub down_proj: Linear<B>,
 }
 
-impl<B: FrozenLinearBackend> Mlp<B> {
+impl<B: ModelBackend> Mlp<B> {
     /// # Shapes
     /// - input: `[batch, seq, hidden]`
     /// - output: `[batch, seq, hidden]`

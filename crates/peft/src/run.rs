@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use burn::tensor::backend::AutodiffBackend;
-use tb_model::{CrossEntropyBackend, FrozenLinearBackend};
+use tb_model::{CrossEntropyBackend, ModelBackend};
 use tb_train::{
     run_training, DeviceKind, LoopOptions, Result, TrainOutcome, TrainRequest, Trainer,
 };
@@ -35,8 +35,8 @@ fn train_on<B>(
     backend_name: &str,
 ) -> Result<TrainOutcome>
 where
-    B: AutodiffBackend + FrozenLinearBackend + CrossEntropyBackend,
-    B::InnerBackend: FrozenLinearBackend + CrossEntropyBackend,
+    B: AutodiffBackend + ModelBackend + CrossEntropyBackend,
+    B::InnerBackend: ModelBackend + CrossEntropyBackend,
 {
     let started = Instant::now();
     let config = &request.config;

@@ -6,7 +6,7 @@ use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use tb_data::{padded_batch, Batch, TokenizedExample};
-use tb_model::{CausalLm, CrossEntropyBackend, ForwardOptions, FrozenLinearBackend, MaskBuilder};
+use tb_model::{CausalLm, CrossEntropyBackend, ForwardOptions, MaskBuilder, ModelBackend};
 use tb_train::{cross_entropy_sum, MicroStep, NamedTensor, Trainer};
 
 use tb_train::lora::{adapter_grads, adapter_tensors, set_adapter_tensors};
@@ -42,8 +42,8 @@ pub fn batch_options<B: Backend>(
 
 impl<B> PeftTrainer<B>
 where
-    B: AutodiffBackend + FrozenLinearBackend + CrossEntropyBackend,
-    B::InnerBackend: FrozenLinearBackend + CrossEntropyBackend,
+    B: AutodiffBackend + ModelBackend + CrossEntropyBackend,
+    B::InnerBackend: ModelBackend + CrossEntropyBackend,
 {
     /// The adapted modules in model order.
     pub fn modules(&self) -> Vec<String> {
@@ -68,8 +68,8 @@ where
 
 impl<B> Trainer for PeftTrainer<B>
 where
-    B: AutodiffBackend + FrozenLinearBackend + CrossEntropyBackend,
-    B::InnerBackend: FrozenLinearBackend + CrossEntropyBackend,
+    B: AutodiffBackend + ModelBackend + CrossEntropyBackend,
+    B::InnerBackend: ModelBackend + CrossEntropyBackend,
 {
     fn method(&self) -> &'static str {
         "peft"

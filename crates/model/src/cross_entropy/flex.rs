@@ -4,12 +4,12 @@
 
 use burn::backend::flex::FlexTensor;
 use burn::backend::Flex;
-use burn::tensor::ops::FloatTensorOps;
-use burn::tensor::{DType, FloatDType, TensorData, TensorMetadata};
+use burn::tensor::TensorMetadata;
 use rayon::prelude::*;
 use tb_kernels::vector;
 
 use super::CrossEntropyBackend;
+use crate::flex_f32::{contiguous_f32, f32s, into_dtype, restore};
 
 impl CrossEntropyBackend for Flex {
     fn cross_entropy_fwd(logits: FlexTensor, targets: FlexTensor) -> (FlexTensor, FlexTensor) {
@@ -40,25 +40,27 @@ impl CrossEntropyBackend for Flex {
         dnll: FlexTensor,
     ) -> FlexTensor {
         let dtype = logits.dtype();
-        let logits = contiguous_f32(logits);
-        let [rows, vocab] = logits.shape().dims();
-        let x = f32s(&logits);
+        let mut d = contiguous_f32(logits);
+        let [_, vocab] = d.shape().dims();
         let (lse, dnll) = (contiguous_f32(lse), contiguous_f32(dnll));
         let targets = ints(targets);
-        let mut d = vec![0.0f32; rows * vocab];
+        // The gradient overwrites the logits: in place when nothing else holds them (the
+        // autodiff node's copy is consumed by this backward), else in a copy.
         if vocab > 0 {
-            d.par_chunks_mut(vocab)
-                .zip(x.par_chunks(vocab))
+            d.storage_mut::<f32>()
+                .par_chunks_mut(vocab)
                 .zip(f32s(&lse).par_iter().zip(f32s(&dnll).par_iter()))
                 .zip(targets.par_iter())
-                .for_each(|(((d_row, row), (&lse, &g)), &t)| {
-                    if let Some(c) = column(t, vocab) {
-                        vector::exp_shifted_scaled(d_row, row, lse, g);
-                        d_row[c] -= g;
+                .for_each(|((row, (&lse, &g)), &t)| match column(t, vocab) {
+                    Some(c) => {
+                        vector::exp_shifted_in_place(row, lse);
+                        row.iter_mut().for_each(|v| *v *= g);
+                        row[c] -= g;
                     }
+                    None => row.fill(0.0),
                 });
         }
-        restore(d, [rows, vocab], dtype)
+        into_dtype(d, dtype)
     }
 }
 
@@ -67,36 +69,10 @@ fn column(target: i64, vocab: usize) -> Option<usize> {
     usize::try_from(target).ok().filter(|&t| t < vocab)
 }
 
-/// The tensor as contiguous f32.
-fn contiguous_f32(t: FlexTensor) -> FlexTensor {
-    let t = if t.dtype() == DType::F32 {
-        t
-    } else {
-        Flex::float_cast(t, FloatDType::F32)
-    };
-    t.to_contiguous()
-}
-
-/// The values of a contiguous f32 tensor.
-fn f32s(t: &FlexTensor) -> &[f32] {
-    t.as_slice::<f32>()
-        .expect("invariant: made contiguous f32 by contiguous_f32")
-}
-
 /// Integer tensor values as `i64`.
 fn ints(t: FlexTensor) -> Vec<i64> {
     t.into_data()
         .convert::<i64>()
         .into_vec::<i64>()
         .expect("invariant: converted to i64")
-}
-
-/// Row-major f32 values as a Flex tensor of `dtype`.
-fn restore<const D: usize>(values: Vec<f32>, shape: [usize; D], dtype: DType) -> FlexTensor {
-    let t = FlexTensor::from_data(TensorData::new(values, shape));
-    if dtype == DType::F32 {
-        t
-    } else {
-        Flex::float_cast(t, FloatDType::from(dtype))
-    }
 }

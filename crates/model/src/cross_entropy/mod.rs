@@ -199,6 +199,17 @@ mod tests {
             g(),
         ));
         assert!(close(&d_default, &d_flex));
+        // Logits someone else still holds are left as they were (the gradient gets its own
+        // buffer); logits nobody else holds become the gradient in place: the same values.
+        let held = logits();
+        let d_shared = flat(<Flex as CrossEntropyBackend>::cross_entropy_bwd(
+            held.clone(),
+            lse(),
+            t(),
+            g(),
+        ));
+        assert_eq!(d_shared, d_flex);
+        assert_eq!(flat(held), x);
         let row_sum: f32 = d_flex[..vocab].iter().sum();
         assert!(
             row_sum.abs() < 1e-5,

@@ -9,13 +9,6 @@ use super::F32View;
 
 const CHUNK: usize = 4096;
 
-/// `out[i] = σ(g[i]) = 1 / (1 + exp(−g[i]))` over a chunk, exp on tb-kernels' SIMD path.
-fn sigmoid_into(out: &mut [f32], g: &[f32]) {
-    out.iter_mut().zip(g).for_each(|(o, &g)| *o = -g);
-    vector::exp_shifted_in_place(out, 0.0);
-    out.iter_mut().for_each(|o| *o = 1.0 / (1.0 + *o));
-}
-
 fn shaped(values: Vec<f32>, like: &FlexTensor) -> FlexTensor {
     FlexTensor::from_data(burn::tensor::TensorData::new(values, like.shape()))
 }
@@ -30,7 +23,7 @@ pub(crate) fn forward(gate: FlexTensor, up: FlexTensor) -> FlexTensor {
         .zip(g.slice().par_chunks(CHUNK))
         .zip(u.slice().par_chunks(CHUNK))
         .for_each(|((h, g), u)| {
-            sigmoid_into(h, g);
+            vector::sigmoid_into(h, g);
             for ((h, &g), &u) in h.iter_mut().zip(g).zip(u) {
                 *h = g * *h * u;
             }
@@ -56,7 +49,7 @@ pub(crate) fn backward(
         .zip(dh.slice().par_chunks(CHUNK))
         .zip(g.slice().par_chunks(CHUNK).zip(u.slice().par_chunks(CHUNK)))
         .for_each(|(((dg, du), dh), (g, u))| {
-            sigmoid_into(dg, g);
+            vector::sigmoid_into(dg, g);
             for i in 0..g.len() {
                 let sig = dg[i];
                 let silu = g[i] * sig;
