@@ -194,3 +194,49 @@ fn autodiff_frozen_weight_gives_input_gradient_only() {
     let dw = values(w_leaf.grad(&g).expect("a trainable weight gets dW"));
     assert_eq!(dw.len(), d_in * d_out);
 }
+
+/// `c + x·W` and `c + dy·Wᵀ` (the GEMM accumulating into c) equal the plain op plus c, for f32
+/// and bf16 weights, with c both unshared (overwritten in place) and still held elsewhere
+/// (left as it was).
+#[test]
+fn accumulating_variants_add_the_product_to_c() {
+    let mut rng = StdRng::seed_from_u64(19);
+    let (rows, d_in, d_out) = (33, 65, 47);
+    let device = Default::default();
+    let mat = |v: Vec<f32>, r: usize, c: usize| {
+        Tensor::<Flex, 2>::from_data(TensorData::new(v, [r, c]), &device)
+    };
+    let prim = |t: &Tensor<Flex, 2>| t.clone().into_primitive().tensor();
+    let wrap = |p| Tensor::<Flex, 2>::from_primitive(burn::tensor::TensorPrimitive::Float(p));
+    let x = mat(random(&mut rng, rows * d_in), rows, d_in);
+    let dy = mat(random(&mut rng, rows * d_out), rows, d_out);
+    let c_out = random(&mut rng, rows * d_out);
+    let c_in = random(&mut rng, rows * d_in);
+    let w_hf = random(&mut rng, d_out * d_in);
+    for dtype in [DType::F32, DType::BF16] {
+        let w = weight::<Flex>(&w_hf, d_in, d_out, dtype);
+        let plus = |a: Vec<f32>, b: &[f32]| a.iter().zip(b).map(|(a, b)| a + b).collect::<Vec<_>>();
+        let want_y = plus(
+            values(wrap(Flex::frozen_linear_fwd(prim(&x), prim(&w)))),
+            &c_out,
+        );
+        let want_dx = plus(
+            values(wrap(Flex::frozen_linear_bwd(prim(&dy), prim(&w)))),
+            &c_in,
+        );
+        let y = values(wrap(Flex::frozen_linear_fwd_add(
+            prim(&x),
+            prim(&w),
+            mat(c_out.clone(), rows, d_out).into_primitive().tensor(),
+        )));
+        assert!(rel_err(&y, &want_y) < 1e-6, "{dtype:?} forward");
+        let held = mat(c_in.clone(), rows, d_in);
+        let dx = values(wrap(Flex::frozen_linear_bwd_add(
+            prim(&dy),
+            prim(&w),
+            prim(&held),
+        )));
+        assert!(rel_err(&dx, &want_dx) < 1e-6, "{dtype:?} backward");
+        assert_eq!(values(held), c_in, "a shared accumulator is not written");
+    }
+}

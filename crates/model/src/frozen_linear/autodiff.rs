@@ -37,6 +37,30 @@ impl<B: FrozenLinearBackend, C: CheckpointStrategy> FrozenLinearBackend for Auto
         Self::from_inner(B::frozen_linear_bwd(Self::inner(dy), Self::inner(w)))
     }
 
+    fn frozen_linear_fwd_add(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        c: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        Self::from_inner(B::frozen_linear_fwd_add(
+            Self::inner(x),
+            Self::inner(w),
+            Self::inner(c),
+        ))
+    }
+
+    fn frozen_linear_bwd_add(
+        dy: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        c: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        Self::from_inner(B::frozen_linear_bwd_add(
+            Self::inner(dy),
+            Self::inner(w),
+            Self::inner(c),
+        ))
+    }
+
     fn frozen_linear(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
         if !w.node.requirement.is_none() {
             // A trainable weight: Burn's matmul records both gradients.

@@ -4,24 +4,39 @@
 use burn::backend::flex::FlexTensor;
 use burn::backend::Flex;
 use burn::tensor::ops::FloatTensorOps;
-use burn::tensor::{DType, FloatDType, TensorData, TensorMetadata};
+use burn::tensor::{DType, TensorData, TensorMetadata};
 use half::bf16;
 use tb_kernels::{Isa, MatMut, MatRef, Precision};
 
 use super::{default_bwd, default_fwd, FrozenLinearBackend};
+use crate::flex_f32::{contiguous_f32, into_dtype};
 
 impl FrozenLinearBackend for Flex {
     fn frozen_linear_fwd(x: FlexTensor, w: FlexTensor) -> FlexTensor {
         match WeightView::of(&w) {
-            Some(view) => multiply(x, view),
+            Some(view) => multiply(x, view, None),
             None => default_fwd::<Self>(x, w),
         }
     }
 
     fn frozen_linear_bwd(dy: FlexTensor, w: FlexTensor) -> FlexTensor {
         match WeightView::of(&w) {
-            Some(view) => multiply(dy, view.t()),
+            Some(view) => multiply(dy, view.t(), None),
             None => default_bwd::<Self>(dy, w),
+        }
+    }
+
+    fn frozen_linear_fwd_add(x: FlexTensor, w: FlexTensor, c: FlexTensor) -> FlexTensor {
+        match WeightView::of(&w) {
+            Some(view) => multiply(x, view, Some(c)),
+            None => Self::float_add(c, default_fwd::<Self>(x, w)),
+        }
+    }
+
+    fn frozen_linear_bwd_add(dy: FlexTensor, w: FlexTensor, c: FlexTensor) -> FlexTensor {
+        match WeightView::of(&w) {
+            Some(view) => multiply(dy, view.t(), Some(c)),
+            None => Self::float_add(c, default_bwd::<Self>(dy, w)),
         }
     }
 }
@@ -78,20 +93,17 @@ impl<'a> WeightView<'a> {
     }
 }
 
-/// `lhs·W` with lhs `[rows, W.rows]`, returned in lhs's dtype.
+/// `lhs·W` with lhs `[rows, W.rows]`, returned in lhs's dtype; with `acc`, `acc + lhs·W`
+/// accumulated into acc's buffer (in place when nothing else holds it) and returned in acc's
+/// dtype.
 ///
 /// An f32 weight multiplies in f32. A bf16 weight multiplies with [`bf16_precision`]'s
 /// arithmetic: bf16 products (`vdpbf16ps`, activations rounded to bf16 as PyTorch's bf16
 /// autocast does) where tb-kernels chose its AVX512_BF16 kernel for this CPU, else f32 products
 /// of the exactly widened weight.
-fn multiply(lhs: FlexTensor, w: WeightView<'_>) -> FlexTensor {
-    let dtype = lhs.dtype();
-    let lhs = if dtype == DType::F32 {
-        lhs
-    } else {
-        Flex::float_cast(lhs, FloatDType::F32)
-    }
-    .to_contiguous();
+fn multiply(lhs: FlexTensor, w: WeightView<'_>, acc: Option<FlexTensor>) -> FlexTensor {
+    let dtype = acc.as_ref().map_or(lhs.dtype(), FlexTensor::dtype);
+    let lhs = contiguous_f32(lhs);
     let [rows, inner] = lhs.shape().dims::<2>();
     assert_eq!(
         inner, w.rows,
@@ -101,31 +113,37 @@ fn multiply(lhs: FlexTensor, w: WeightView<'_>) -> FlexTensor {
     let a_values = lhs
         .as_slice::<f32>()
         .expect("invariant: a contiguous f32 tensor");
-    let mut out = vec![0.0f32; rows * w.cols];
+    let accumulate = acc.is_some();
+    let mut out = match acc {
+        Some(c) => {
+            assert_eq!(
+                c.shape().dims::<2>(),
+                [rows, w.cols],
+                "invariant: the accumulator has the product's shape"
+            );
+            contiguous_f32(c)
+        }
+        None => FlexTensor::from_data(TensorData::new(vec![0.0f32; rows * w.cols], [rows, w.cols])),
+    };
     let a = MatRef::row_major(a_values, rows, inner);
-    let c = MatMut::row_major(&mut out, rows, w.cols);
+    let c = MatMut::row_major(out.storage_mut::<f32>(), rows, w.cols);
     let done = a.and_then(|a| {
         let c = c?;
         match w.data {
             Storage::F32(data) => {
                 let b = MatRef::new(data, w.rows, w.cols, w.row_stride, w.col_stride)?;
-                tb_kernels::gemm(a, b, c, 1.0, false, Precision::F32)
+                tb_kernels::gemm(a, b, c, 1.0, accumulate, Precision::F32)
             }
             Storage::Bf16(data) => {
                 let b = MatRef::new(data, w.rows, w.cols, w.row_stride, w.col_stride)?;
-                tb_kernels::gemm(a, b, c, 1.0, false, bf16_precision())
+                tb_kernels::gemm(a, b, c, 1.0, accumulate, bf16_precision())
             }
         }
     });
     if let Err(e) = done {
         panic!("frozen_linear on Flex: {e}");
     }
-    let y = FlexTensor::from_data(TensorData::new(out, [rows, w.cols]));
-    if dtype == DType::F32 {
-        y
-    } else {
-        Flex::float_cast(y, FloatDType::from(dtype))
-    }
+    into_dtype(out, dtype)
 }
 
 /// The arithmetic of a product with a bf16 weight: [`Precision::Bf16`] where the active ISA is

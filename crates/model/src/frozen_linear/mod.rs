@@ -48,6 +48,34 @@ pub trait FrozenLinearBackend: Backend {
         default_bwd::<Self>(dy, w)
     }
 
+    /// `y = c + x·W`, `c` consumed: on Flex the GEMM accumulates into `c`'s buffer (in place
+    /// when nothing else holds it), so a term added to the projection (a LoRA branch) costs
+    /// neither another output buffer nor an add pass. Not recorded by autodiff.
+    ///
+    /// # Shapes
+    /// - x: `[rows, d_in]`, w: `[d_in, d_out]`, c: `[rows, d_out]`
+    /// - output: `[rows, d_out]`, in c's dtype
+    fn frozen_linear_fwd_add(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        c: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        Self::float_add(c, Self::frozen_linear_fwd(x, w))
+    }
+
+    /// `dx = c + dy·Wᵀ`, `c` consumed as in [`Self::frozen_linear_fwd_add`].
+    ///
+    /// # Shapes
+    /// - dy: `[rows, d_out]`, w: `[d_in, d_out]`, c: `[rows, d_in]`
+    /// - output: `[rows, d_in]`, in c's dtype
+    fn frozen_linear_bwd_add(
+        dy: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        c: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        Self::float_add(c, Self::frozen_linear_bwd(dy, w))
+    }
+
     /// `y = x·W` for the model: under autodiff it records `dx = dy·Wᵀ` (or, for a weight that
     /// requires a gradient, Burn's matmul with both gradients); elsewhere it is
     /// [`Self::frozen_linear_fwd`].

@@ -61,15 +61,16 @@ pub(crate) fn forward_kernel<B: FusedBackend>(
 ) -> (FloatTensor<B>, FloatTensor<B>) {
     let x = tensor::<B, 2>(x);
     let xa = x.clone().matmul(tensor(lora.a.clone()));
-    let base = match &lora.w {
-        BaseWeight::Dense(w) => tensor::<B, 2>(B::frozen_linear_fwd(prim(x), w.clone())),
-        BaseWeight::Packed(p) => tensor::<B, 2>(B::packed_linear_fwd(prim(x), p)),
+    let branch = xa
+        .clone()
+        .mul_scalar(lora.scale)
+        .matmul(tensor(lora.b.clone()));
+    let y = match &lora.w {
+        // The base GEMM accumulates onto the LoRA branch: no second output, no add pass.
+        BaseWeight::Dense(w) => B::frozen_linear_fwd_add(prim(x), w.clone(), prim(branch)),
+        BaseWeight::Packed(p) => prim(tensor::<B, 2>(B::packed_linear_fwd(prim(x), p)) + branch),
     };
-    let y = base
-        + xa.clone()
-            .mul_scalar(lora.scale)
-            .matmul(tensor(lora.b.clone()));
-    (prim(y), prim(xa))
+    (y, prim(xa))
 }
 
 /// Backward over tensor ops:
@@ -94,16 +95,19 @@ pub(crate) fn backward_kernel<B: FusedBackend>(
         .transpose()
         .matmul(dy.clone());
     let da = x.clone().transpose().matmul(dxa.clone());
-    let (dw, dx_base) = match &lora.w {
+    let dx_branch = dxa.matmul(a.transpose());
+    let (dw, dx) = match &lora.w {
         BaseWeight::Dense(w) => (
             want_dw.then(|| prim(x.transpose().matmul(dy.clone()))),
-            tensor::<B, 2>(B::frozen_linear_bwd(prim(dy), w.clone())),
+            B::frozen_linear_bwd_add(prim(dy), w.clone(), prim(dx_branch)),
         ),
-        BaseWeight::Packed(p) => (None, tensor::<B, 2>(B::packed_linear_bwd(prim(dy), p))),
+        BaseWeight::Packed(p) => (
+            None,
+            prim(tensor::<B, 2>(B::packed_linear_bwd(prim(dy), p)) + dx_branch),
+        ),
     };
-    let dx = dx_base + dxa.matmul(a.transpose());
     (
-        prim(dx),
+        dx,
         LoraGrads {
             dw,
             da: prim(da),
