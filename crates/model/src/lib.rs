@@ -19,7 +19,7 @@ pub mod config;
 pub mod cross_entropy;
 pub mod error;
 pub mod fetch;
-mod flex_f32;
+pub mod flex_f32;
 pub mod frozen_linear;
 pub mod generation;
 pub mod gguf_export;
@@ -37,6 +37,8 @@ pub mod rms_norm;
 pub mod rope;
 pub mod silu;
 pub mod softmax;
+#[cfg(test)]
+mod test_values;
 pub mod tokenizer;
 pub mod weights;
 

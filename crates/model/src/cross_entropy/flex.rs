@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use tb_kernels::vector;
 
 use super::CrossEntropyBackend;
-use crate::flex_f32::{contiguous_f32, f32s, into_dtype, restore};
+use crate::flex_f32::{contiguous_f32, f32s, into_dtype, ints, restore};
 
 impl CrossEntropyBackend for Flex {
     fn cross_entropy_fwd(logits: FlexTensor, targets: FlexTensor) -> (FlexTensor, FlexTensor) {
@@ -67,12 +67,4 @@ impl CrossEntropyBackend for Flex {
 /// The target's column, or `None` when it is outside `[0, vocab)`.
 fn column(target: i64, vocab: usize) -> Option<usize> {
     usize::try_from(target).ok().filter(|&t| t < vocab)
-}
-
-/// Integer tensor values as `i64`.
-fn ints(t: FlexTensor) -> Vec<i64> {
-    t.into_data()
-        .convert::<i64>()
-        .into_vec::<i64>()
-        .expect("invariant: converted to i64")
 }

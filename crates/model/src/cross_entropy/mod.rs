@@ -135,6 +135,7 @@ fn default_bwd<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_values::assert_close;
     use burn::backend::Flex;
 
     /// The default bodies (what CubeCL backends run) agree with Flex's row kernels.
@@ -163,17 +164,12 @@ mod tests {
                 .into_vec::<f32>()
                 .expect("f32 values")
         };
-        let close = |a: &[f32], b: &[f32]| {
-            a.iter()
-                .zip(b)
-                .all(|(x, y)| (x - y).abs() <= 1e-5 * y.abs().max(1.0))
-        };
         let (lse_d, nll_d) = default_fwd::<Flex>(logits(), t());
         let (lse_f, nll_f) = <Flex as CrossEntropyBackend>::cross_entropy_fwd(logits(), t());
         let (lse_d, lse_f) = (values(lse_d), values(lse_f));
-        assert!(close(&lse_d, &lse_f), "{lse_d:?} vs {lse_f:?}");
+        assert_close(&lse_d, &lse_f, 1e-5, "lse");
         let (nll_d, nll_f) = (values(nll_d), values(nll_f));
-        assert!(close(&nll_d, &nll_f), "{nll_d:?} vs {nll_f:?}");
+        assert_close(&nll_d, &nll_f, 1e-5, "nll");
         assert_eq!((nll_d[1], nll_d[3]), (0.0, 0.0));
         let lse = || {
             Tensor::<Flex, 1>::from_data(TensorData::new(lse_f.clone(), [rows]), &device)
@@ -198,7 +194,7 @@ mod tests {
             t(),
             g(),
         ));
-        assert!(close(&d_default, &d_flex));
+        assert_close(&d_default, &d_flex, 1e-5, "dlogits");
         // Logits someone else still holds are left as they were (the gradient gets its own
         // buffer); logits nobody else holds become the gradient in place: the same values.
         let held = logits();

@@ -2,25 +2,9 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::Distribution;
 
 use super::*;
+use crate::test_values::{assert_close, values};
 
 type A = Autodiff<Flex>;
-
-fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .into_vec::<f32>()
-        .expect("f32 values")
-}
-
-fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: lengths");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tol * w.abs().max(1.0),
-            "{what}[{i}]: {g} vs {w}"
-        );
-    }
-}
 
 #[test]
 fn flex_forward_and_backward_match_the_default_bodies() {

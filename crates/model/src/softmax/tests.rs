@@ -2,6 +2,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::Distribution;
 
 use super::*;
+use crate::test_values::{assert_close, values};
 
 type A = Autodiff<Flex>;
 
@@ -25,23 +26,6 @@ fn inputs<B: Backend>(device: &B::Device) -> (Tensor<B, 4>, Tensor<B, 4, Bool>) 
     }
     let mask = Tensor::<B, 4, Bool>::from_data(TensorData::new(m, [2, 3, 5, 7]), device);
     (x, mask)
-}
-
-fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .into_vec::<f32>()
-        .expect("f32 values")
-}
-
-fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: lengths");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tol * w.abs().max(1.0),
-            "{what}[{i}]: {g} vs {w}"
-        );
-    }
 }
 
 #[test]

@@ -11,9 +11,10 @@
 use burn::backend::flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 use tb_kernels::vector::{axpy, dot};
+use tb_model::flex_f32::ints;
 
 use super::attention_blocks::{self as blocks, spans};
-use super::{ints, output, F32View};
+use super::{output, F32View};
 use crate::backend::AttentionSaved;
 
 /// Dimensions shared by the passes.

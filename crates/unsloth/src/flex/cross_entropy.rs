@@ -4,8 +4,9 @@
 use burn::backend::flex::FlexTensor;
 use rayon::prelude::*;
 use tb_kernels::vector;
+use tb_model::flex_f32::ints;
 
-use super::{ints, output, F32View};
+use super::{output, F32View};
 use crate::ops::IGNORE_INDEX;
 
 /// The target's column, or `None` for ignored (or out-of-range) targets.

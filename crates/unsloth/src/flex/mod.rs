@@ -13,8 +13,9 @@ mod swiglu;
 
 use burn::backend::flex::FlexTensor;
 use burn::backend::Flex;
-use burn::tensor::ops::FloatTensorOps;
-use burn::tensor::{DType, FloatDType, TensorData, TensorMetadata};
+use burn::tensor::{TensorData, TensorMetadata};
+
+use tb_model::flex_f32::{self, into_dtype};
 
 use crate::backend::{AttentionSaved, FusedBackend};
 use crate::packed_base::PackedWeight;
@@ -24,19 +25,12 @@ pub(crate) struct F32View(FlexTensor);
 
 impl F32View {
     pub(crate) fn new(t: FlexTensor) -> Self {
-        let t = if t.dtype() == DType::F32 {
-            t
-        } else {
-            Flex::float_cast(t, FloatDType::F32)
-        };
-        Self(t.to_contiguous())
+        Self(flex_f32::contiguous_f32(t))
     }
 
     /// The values in row-major order.
     pub(crate) fn slice(&self) -> &[f32] {
-        self.0
-            .as_slice::<f32>()
-            .expect("invariant: F32View holds a contiguous f32 tensor")
+        flex_f32::f32s(&self.0)
     }
 
     /// The dimensions, which must have rank `D`.
@@ -45,33 +39,16 @@ impl F32View {
     }
 }
 
-/// Integer tensor values as `i64`.
-pub(crate) fn ints(t: FlexTensor) -> Vec<i64> {
-    t.into_data()
-        .convert::<i64>()
-        .into_vec::<i64>()
-        .expect("invariant: converted to i64")
-}
-
 /// Wraps row-major f32 values as a Flex tensor.
 pub(crate) fn output<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
-}
-
-/// Converts a kernel's f32 output back to `dtype`.
-fn restore(t: FlexTensor, dtype: DType) -> FlexTensor {
-    if dtype == DType::F32 {
-        t
-    } else {
-        Flex::float_cast(t, FloatDType::from(dtype))
-    }
 }
 
 impl FusedBackend for Flex {
     fn rms_norm_fwd(x: FlexTensor, weight: FlexTensor, eps: f32) -> (FlexTensor, FlexTensor) {
         let dt = x.dtype();
         let (y, inv_rms) = rms_norm::forward(x, weight, eps);
-        (restore(y, dt), restore(inv_rms, dt))
+        (into_dtype(y, dt), into_dtype(inv_rms, dt))
     }
 
     fn rms_norm_bwd(
@@ -82,29 +59,29 @@ impl FusedBackend for Flex {
     ) -> (FlexTensor, FlexTensor) {
         let (dt, wdt) = (x.dtype(), weight.dtype());
         let (dx, dw) = rms_norm::backward(dy, x, weight, inv_rms);
-        (restore(dx, dt), restore(dw, wdt))
+        (into_dtype(dx, dt), into_dtype(dw, wdt))
     }
 
     fn rope_fwd(x: FlexTensor, cos: FlexTensor, sin: FlexTensor, inverse: bool) -> FlexTensor {
         let dt = x.dtype();
-        restore(rope::forward(x, cos, sin, inverse), dt)
+        into_dtype(rope::forward(x, cos, sin, inverse), dt)
     }
 
     fn swiglu_fwd(gate: FlexTensor, up: FlexTensor) -> FlexTensor {
         let dt = gate.dtype();
-        restore(swiglu::forward(gate, up), dt)
+        into_dtype(swiglu::forward(gate, up), dt)
     }
 
     fn swiglu_bwd(dh: FlexTensor, gate: FlexTensor, up: FlexTensor) -> (FlexTensor, FlexTensor) {
         let dt = gate.dtype();
         let (dg, du) = swiglu::backward(dh, gate, up);
-        (restore(dg, dt), restore(du, dt))
+        (into_dtype(dg, dt), into_dtype(du, dt))
     }
 
     fn cross_entropy_fwd(logits: FlexTensor, targets: FlexTensor) -> (FlexTensor, FlexTensor) {
         let dt = logits.dtype();
         let (lse, nll) = cross_entropy::forward(logits, targets);
-        (restore(lse, dt), restore(nll, dt))
+        (into_dtype(lse, dt), into_dtype(nll, dt))
     }
 
     fn cross_entropy_bwd(
@@ -114,7 +91,7 @@ impl FusedBackend for Flex {
         scale: FlexTensor,
     ) -> FlexTensor {
         let dt = logits.dtype();
-        restore(cross_entropy::backward(logits, lse, targets, scale), dt)
+        into_dtype(cross_entropy::backward(logits, lse, targets, scale), dt)
     }
 
     fn packed_linear_fwd(x: FlexTensor, w: &PackedWeight) -> FlexTensor {
@@ -122,7 +99,7 @@ impl FusedBackend for Flex {
         let x = F32View::new(x);
         let [tokens, _] = x.dims::<2>();
         let y = packed_matmul::forward(x.slice(), tokens, w);
-        restore(output(y, [tokens, w.d_out()]), dt)
+        into_dtype(output(y, [tokens, w.d_out()]), dt)
     }
 
     fn packed_linear_bwd(dy: FlexTensor, w: &PackedWeight) -> FlexTensor {
@@ -130,7 +107,7 @@ impl FusedBackend for Flex {
         let dy = F32View::new(dy);
         let [tokens, _] = dy.dims::<2>();
         let dx = packed_matmul::backward(dy.slice(), tokens, w);
-        restore(output(dx, [tokens, w.d_in()]), dt)
+        into_dtype(output(dx, [tokens, w.d_in()]), dt)
     }
 
     fn attention_fwd(
@@ -142,7 +119,7 @@ impl FusedBackend for Flex {
     ) -> (FlexTensor, FlexTensor) {
         let dt = q.dtype();
         let (out, lse) = attention::forward(q, k, v, segments, scale);
-        (restore(out, dt), restore(lse, dt))
+        (into_dtype(out, dt), into_dtype(lse, dt))
     }
 
     fn attention_bwd(
@@ -151,6 +128,6 @@ impl FusedBackend for Flex {
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         let dt = saved.q.dtype();
         let (dq, dk, dv) = attention::backward(dout, saved);
-        (restore(dq, dt), restore(dk, dt), restore(dv, dt))
+        (into_dtype(dq, dt), into_dtype(dk, dt), into_dtype(dv, dt))
     }
 }
