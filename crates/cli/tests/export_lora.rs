@@ -276,16 +276,7 @@ fn adapter_for_another_base_is_refused_without_output() {
     safetensors::serialize_to_file(views, None, &st).unwrap();
     let out = tmp.path().join("a.gguf");
     let adapter = gguf_fixtures().join("peft-tiny-mistral/adapter");
-    let (ok, _, err) = tunebench(&[
-        "export",
-        "lora-gguf",
-        "--adapter",
-        adapter.to_str().unwrap(),
-        "--base",
-        base.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (ok, err) = export_adapter(&adapter, &base, &out, None);
     assert!(!ok);
     assert!(
         err.contains("gate_proj") || err.contains("up_proj") || err.contains("down_proj"),
