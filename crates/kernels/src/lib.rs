@@ -33,7 +33,8 @@
 //! Threads: rayon over disjoint blocks of C — over m when every thread gets a few micro-panels,
 //! else over n (short, wide outputs) — each task owning its rows' `&mut` slices. The unpacked
 //! entry points ([`gemm`], [`gemm_with_isa`]) pack B per call into a reused thread-local
-//! buffer; no allocation happens per micro-kernel call.
+//! buffer, a column block of at most 4 Mi values at a time (so a wide B such as an LM head
+//! never has a whole packed copy); no allocation happens per micro-kernel call.
 //!
 //! # Micro-kernels and dispatch
 //! | [`Isa`] | f32 precision | bf16 precision | MR×NR, KC, MC, NC |
@@ -109,7 +110,63 @@ pub fn gemm_with_isa<T: Element>(
 ) -> Result<()> {
     let isa = isa.require()?;
     check_shapes(&a, b.rows(), b.cols(), &c)?;
+    gemm_column_blocks(isa, a, b, c, alpha, accumulate, precision, PER_CALL_B_MAX);
+    Ok(())
+}
+
+/// Most B values a per-call product packs at once (16 MiB of f32). A wider B is packed and
+/// multiplied one column block at a time, so the thread-local packing buffer stays this small:
+/// an LM head `[d, vocab]` would otherwise keep a packed copy of the whole weight alive.
+const PER_CALL_B_MAX: usize = 1 << 22;
+
+/// [`gemm_with_isa`] after its checks: B and C cut into column blocks of at most `max_values`
+/// packed B values (whole `NR` panels, at least one), each packed and multiplied in turn. Every
+/// element of C sees the same k blocks in the same order, so the result does not depend on the
+/// cut.
+#[allow(clippy::too_many_arguments)]
+fn gemm_column_blocks<T: Element>(
+    isa: Isa,
+    a: MatRef<'_, f32>,
+    b: MatRef<'_, T>,
+    mut c: MatMut<'_>,
+    alpha: f32,
+    accumulate: bool,
+    precision: Precision,
+    max_values: usize,
+) {
     let kernel = Kernel::select(isa, precision);
+    let (k, n) = (b.rows(), b.cols());
+    let nr = kernel.blocking().nr;
+    let width = (max_values / k.max(1) / nr).max(1) * nr;
+    if width >= n {
+        gemm_unblocked(kernel, a, b, c, alpha, accumulate, precision);
+        return;
+    }
+    for j0 in (0..n).step_by(width) {
+        let cols = j0..(j0 + width).min(n);
+        let c_block = c.cols_mut(cols.clone());
+        gemm_unblocked(
+            kernel,
+            a,
+            b.col_range(cols),
+            c_block,
+            alpha,
+            accumulate,
+            precision,
+        );
+    }
+}
+
+/// One product with all of B packed into this thread's scratch buffer.
+fn gemm_unblocked<T: Element>(
+    kernel: Kernel,
+    a: MatRef<'_, f32>,
+    b: MatRef<'_, T>,
+    c: MatMut<'_>,
+    alpha: f32,
+    accumulate: bool,
+    precision: Precision,
+) {
     let layout = layout_for(kernel, precision, b.rows(), b.cols());
     match precision {
         Precision::Bf16 => u16::with_scratch(true, |buf| {
@@ -131,7 +188,6 @@ pub fn gemm_with_isa<T: Element>(
             run_with(kernel, layout, BData::F32(packed), &a, c, alpha, accumulate);
         }),
     }
-    Ok(())
 }
 
 /// `C = alpha·A·B (+ C)` with a B packed once by [`PackedB::new`]/[`PackedB::with_isa`], on the
@@ -231,4 +287,90 @@ pub(crate) fn check_shapes(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `len` deterministic values in about [-1, 1).
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        (0..len as u32)
+            .map(|i| {
+                let h = (i ^ seed).wrapping_mul(2_654_435_761).rotate_left(13) ^ seed;
+                (h % 20_001) as f32 / 10_000.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Column-blocked per-call products equal the unblocked ones bit for bit (and the naive
+    /// product within rounding) on every path this CPU has, for B as `Wᵀ` and as a plain view,
+    /// blocks narrower than a panel (one panel each) and a last block that is a sliver.
+    #[test]
+    #[allow(clippy::print_stderr)] // says which ISA paths this CPU could not run
+    fn column_blocked_products_match_the_whole_b_bit_for_bit() {
+        for isa in Isa::available() {
+            for precision in [Precision::F32, Precision::Bf16] {
+                for &(m, k, n) in &[(1, 7, 70), (33, 300, 97), (7, 1, 65), (15, 64, 200)] {
+                    let a = values(m * k, 1);
+                    let w = values(n * k, 2);
+                    let init = values(m * n, 3);
+                    let av = MatRef::row_major(&a, m, k).unwrap();
+                    let wt = MatRef::row_major(&w, n, k).unwrap().t();
+                    let plain = MatRef::row_major(&w, k, n).unwrap();
+                    for b in [wt, plain] {
+                        for accumulate in [false, true] {
+                            let run = |max_values: usize| {
+                                let mut c = init.clone();
+                                let out = MatMut::row_major(&mut c, m, n).unwrap();
+                                gemm_column_blocks(
+                                    isa, av, b, out, 0.5, accumulate, precision, max_values,
+                                );
+                                c
+                            };
+                            let whole = run(usize::MAX);
+                            let what =
+                                format!("{isa:?} {precision:?} {m}x{k}x{n} acc {accumulate}");
+                            for max_values in [1, 40 * k, 64 * k + 5] {
+                                assert_eq!(run(max_values), whole, "{what}, {max_values} values");
+                            }
+                            let mut want = if accumulate {
+                                init.clone()
+                            } else {
+                                vec![0.0; m * n]
+                            };
+                            let round = |x: f32| match precision {
+                                Precision::F32 => x,
+                                Precision::Bf16 => round_bf16(x),
+                            };
+                            for i in 0..m {
+                                for j in 0..n {
+                                    let dot: f64 = (0..k)
+                                        .map(|p| {
+                                            round(av.at(i, p)) as f64 * round(b.at(p, j)) as f64
+                                        })
+                                        .sum();
+                                    want[i * n + j] += 0.5 * dot as f32;
+                                }
+                            }
+                            let worst = whole
+                                .iter()
+                                .zip(&want)
+                                .map(|(g, w)| (g - w).abs())
+                                .fold(0.0f32, f32::max);
+                            assert!(worst < 1e-4 * k as f32, "{what}: off by {worst}");
+                        }
+                    }
+                }
+            }
+        }
+        eprintln!(
+            "column blocking tested on {:?}; not on this CPU: {:?}",
+            Isa::available(),
+            Isa::ALL
+                .iter()
+                .filter(|i| !i.is_available())
+                .collect::<Vec<_>>()
+        );
+    }
 }

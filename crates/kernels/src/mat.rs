@@ -176,6 +176,19 @@ impl<'a, T: Copy> MatRef<'a, T> {
             .then(|| self.data[i * self.row_stride + j * self.col_stride])
     }
 
+    /// The columns `cols` (a non-empty range inside the view) as a view of the same data.
+    pub(crate) fn col_range(self, cols: std::ops::Range<usize>) -> Self {
+        assert!(
+            cols.start < cols.end && cols.end <= self.cols,
+            "invariant: column range inside the view"
+        );
+        Self {
+            data: &self.data[cols.start * self.col_stride..],
+            cols: cols.len(),
+            ..self
+        }
+    }
+
     /// Element `(i, j)`; the caller keeps `i < rows`, `j < cols` (checked by the slice index).
     #[inline(always)]
     pub(crate) fn at(&self, i: usize, j: usize) -> T {
@@ -237,6 +250,22 @@ impl<'a> MatMut<'a> {
     /// Distance between rows, in elements.
     pub fn row_stride(&self) -> usize {
         self.row_stride
+    }
+
+    /// The columns `cols` (a range inside the view) as an output of their own, borrowing this
+    /// one.
+    pub(crate) fn cols_mut(&mut self, cols: std::ops::Range<usize>) -> MatMut<'_> {
+        assert!(
+            cols.start <= cols.end && cols.end <= self.cols,
+            "invariant: column range inside the output"
+        );
+        let start = cols.start.min(self.data.len());
+        MatMut {
+            data: &mut self.data[start..],
+            rows: self.rows,
+            cols: cols.len(),
+            row_stride: self.row_stride,
+        }
     }
 
     /// The rows as disjoint `cols`-long slices (safe splitting: the checks in [`MatMut::new`]
