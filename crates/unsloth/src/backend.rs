@@ -5,7 +5,7 @@ use std::sync::Arc;
 use burn::prelude::*;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 
-use tb_model::FrozenLinearBackend;
+use tb_model::{CrossEntropyBackend, FrozenLinearBackend};
 
 use crate::fallback;
 use crate::ops::{cross_entropy, lora_linear, lora_mlp, lora_qkv};
@@ -173,7 +173,7 @@ pub enum CeGradients {
 ///
 /// Call the ops through [`crate::ops`], which checks shapes and reshapes for you. The leaf
 /// kernels expect validated shapes and, on Flex, compute in f32.
-pub trait FusedBackend: FrozenLinearBackend {
+pub trait FusedBackend: FrozenLinearBackend + CrossEntropyBackend {
     /// RMSNorm forward: `y = x · inv_rms · weight`, `inv_rms = 1/sqrt(mean(x²) + eps)`.
     ///
     /// # Shapes
@@ -238,31 +238,36 @@ pub trait FusedBackend: FrozenLinearBackend {
     }
 
     /// Cross-entropy over one chunk of logits: logsumexp per row and the negative
-    /// log-likelihood of the target (0 where the target is the ignore index -100).
+    /// log-likelihood of the target (0 where the target is the ignore index -100 or otherwise
+    /// outside the vocabulary). By default tb-model's cross-entropy op (on Flex its SIMD row
+    /// kernel), which the PEFT-style trainer's loss runs too.
     ///
     /// # Shapes
     /// - logits: `[rows, vocab]`, targets: `[rows]`
     /// - output: (`lse` `[rows]`, `nll` `[rows]`)
-    fn cross_entropy_fwd(
+    fn chunk_cross_entropy_fwd(
         logits: FloatTensor<Self>,
         targets: IntTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        fallback::cross_entropy_fwd::<Self>(logits, targets)
+        <Self as CrossEntropyBackend>::cross_entropy_fwd(logits, targets)
     }
 
     /// Gradient of the summed NLL of one chunk times `scale`: `(softmax - onehot) · scale`, zero
-    /// rows for ignored targets.
+    /// rows for ignored targets. By default tb-model's cross-entropy backward with every row's
+    /// upstream gradient `scale` (on Flex it overwrites the logits when nothing else holds them).
     ///
     /// # Shapes
     /// - logits: `[rows, vocab]`, lse, targets: `[rows]`, scale: `[1]`
     /// - output: `[rows, vocab]`
-    fn cross_entropy_bwd(
+    fn chunk_cross_entropy_bwd(
         logits: FloatTensor<Self>,
         lse: FloatTensor<Self>,
         targets: IntTensor<Self>,
         scale: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        fallback::cross_entropy_bwd::<Self>(logits, lse, targets, scale)
+        let rows = tensor::<Self, 1>(lse.clone()).dims()[0];
+        let dnll = tensor::<Self, 1>(scale).expand([rows]);
+        <Self as CrossEntropyBackend>::cross_entropy_bwd(logits, lse, targets, prim(dnll))
     }
 
     /// Causal attention over packed rows with grouped-query heads: query `i` sees key `j` when

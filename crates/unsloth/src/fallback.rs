@@ -14,7 +14,6 @@ use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{Shape, TensorMetadata};
 
 use crate::backend::AttentionSaved;
-use crate::ops::IGNORE_INDEX;
 use crate::packed_base::PackedWeight;
 use crate::prim::{prim, tensor};
 
@@ -109,49 +108,6 @@ pub fn swiglu_bwd<B: Backend>(
     let du = dh.clone() * silu;
     let dg = dh * u * dsilu;
     (unflat(dg, shape.clone()), unflat(du, shape))
-}
-
-/// `(valid [rows], safe targets [rows, 1])` where ignored targets become column 0.
-fn targets_of<B: Backend>(targets: IntTensor<B>) -> (Tensor<B, 1, Bool>, Tensor<B, 2, Int>) {
-    let t = Tensor::<B, 1, Int>::from_primitive(targets);
-    let rows = t.dims()[0];
-    let valid = t.clone().not_equal_elem(IGNORE_INDEX);
-    let safe = t.mask_fill(valid.clone().bool_not(), 0).reshape([rows, 1]);
-    (valid, safe)
-}
-
-/// See [`crate::FusedBackend::cross_entropy_fwd`].
-pub fn cross_entropy_fwd<B: Backend>(
-    logits: FloatTensor<B>,
-    targets: IntTensor<B>,
-) -> (FloatTensor<B>, FloatTensor<B>) {
-    let logits = tensor::<B, 2>(logits);
-    let rows = logits.dims()[0];
-    let max = logits.clone().max_dim(1);
-    let lse = (logits.clone() - max.clone()).exp().sum_dim(1).log() + max;
-    let (valid, safe) = targets_of::<B>(targets);
-    let picked = logits.gather(1, safe);
-    let nll = (lse.clone() - picked).reshape([rows]) * valid.float();
-    (prim(lse.reshape([rows])), prim(nll))
-}
-
-/// See [`crate::FusedBackend::cross_entropy_bwd`].
-pub fn cross_entropy_bwd<B: Backend>(
-    logits: FloatTensor<B>,
-    lse: FloatTensor<B>,
-    targets: IntTensor<B>,
-    scale: FloatTensor<B>,
-) -> FloatTensor<B> {
-    let logits = tensor::<B, 2>(logits);
-    let [rows, vocab] = logits.dims();
-    let (valid, safe) = targets_of::<B>(targets);
-    let cols = Tensor::<B, 1, Int>::arange(0..vocab as i64, &logits.device())
-        .reshape([1, vocab])
-        .expand([rows, vocab]);
-    let onehot = cols.equal(safe.expand([rows, vocab])).float();
-    let probs = (logits - tensor::<B, 1>(lse).reshape([rows, 1])).exp();
-    let weight = valid.float().reshape([rows, 1]) * tensor::<B, 1>(scale).reshape([1, 1]);
-    prim((probs - onehot) * weight)
 }
 
 /// `true` where query `i` may not see key `j`, `[batch, 1, seq, seq]`.

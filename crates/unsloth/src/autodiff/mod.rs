@@ -88,21 +88,21 @@ impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
         (wrap::<B, C>(dg), wrap::<B, C>(du))
     }
 
-    fn cross_entropy_fwd(
+    fn chunk_cross_entropy_fwd(
         logits: FloatTensor<Self>,
         targets: IntTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let (lse, nll) = B::cross_entropy_fwd(inner::<B, C>(logits), targets);
+        let (lse, nll) = B::chunk_cross_entropy_fwd(inner::<B, C>(logits), targets);
         (wrap::<B, C>(lse), wrap::<B, C>(nll))
     }
 
-    fn cross_entropy_bwd(
+    fn chunk_cross_entropy_bwd(
         logits: FloatTensor<Self>,
         lse: FloatTensor<Self>,
         targets: IntTensor<Self>,
         scale: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        wrap::<B, C>(B::cross_entropy_bwd(
+        wrap::<B, C>(B::chunk_cross_entropy_bwd(
             inner::<B, C>(logits),
             inner::<B, C>(lse),
             targets,

@@ -235,7 +235,7 @@ where
         (restore(dg, dt), restore(du, dt))
     }
 
-    fn cross_entropy_fwd(
+    fn chunk_cross_entropy_fwd(
         logits: FloatTensor<Self>,
         targets: IntTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
@@ -259,7 +259,7 @@ where
         (restore(lse, dt), restore(nll, dt))
     }
 
-    fn cross_entropy_bwd(
+    fn chunk_cross_entropy_bwd(
         logits: FloatTensor<Self>,
         lse: FloatTensor<Self>,
         targets: IntTensor<Self>,

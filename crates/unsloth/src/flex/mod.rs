@@ -4,7 +4,6 @@
 
 mod attention;
 mod attention_blocks;
-mod cross_entropy;
 mod packed_matmul;
 mod rms_norm;
 mod rope;
@@ -76,22 +75,6 @@ impl FusedBackend for Flex {
         let dt = gate.dtype();
         let (dg, du) = swiglu::backward(dh, gate, up);
         (into_dtype(dg, dt), into_dtype(du, dt))
-    }
-
-    fn cross_entropy_fwd(logits: FlexTensor, targets: FlexTensor) -> (FlexTensor, FlexTensor) {
-        let dt = logits.dtype();
-        let (lse, nll) = cross_entropy::forward(logits, targets);
-        (into_dtype(lse, dt), into_dtype(nll, dt))
-    }
-
-    fn cross_entropy_bwd(
-        logits: FlexTensor,
-        lse: FlexTensor,
-        targets: FlexTensor,
-        scale: FlexTensor,
-    ) -> FlexTensor {
-        let dt = logits.dtype();
-        into_dtype(cross_entropy::backward(logits, lse, targets, scale), dt)
     }
 
     fn packed_linear_fwd(x: FlexTensor, w: &PackedWeight) -> FlexTensor {

@@ -116,12 +116,12 @@ pub(crate) fn forward_kernel<B: FusedBackend>(
         let h = hidden.clone().narrow(0, start, len);
         let logits = tensor::<B, 2>(B::frozen_linear_fwd(prim(h.clone()), prim(w.clone())));
         let t = targets.clone().narrow(0, start, len);
-        let (lse, n) = B::cross_entropy_fwd(prim(logits.clone()), t.clone().into_primitive());
+        let (lse, n) = B::chunk_cross_entropy_fwd(prim(logits.clone()), t.clone().into_primitive());
         nll.push(tensor::<B, 1>(n));
         if !backward {
             continue;
         }
-        let dlogits = tensor::<B, 2>(B::cross_entropy_bwd(
+        let dlogits = tensor::<B, 2>(B::chunk_cross_entropy_bwd(
             prim(logits),
             lse,
             t.into_primitive(),
