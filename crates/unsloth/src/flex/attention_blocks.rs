@@ -1,15 +1,20 @@
 //! Packed causal GQA attention as small GEMMs, one example at a time.
 //!
 //! Tokens of one packed example form a contiguous span of a row. For each span and key/value
-//! head, the query heads of its group are processed one after the other: the `[L, L]` scores
-//! of that head are formed with one GEMM, masked causally, turned into probabilities, and
-//! multiplied back with another. The backward recomputes them (nothing `[L, L]` outlives one
-//! head of one example) and forms `dV = Pᵀ·dO`, `dP = dO·Vᵀ`, `dS = P∘(dP − δ)`,
-//! `dQ = s·dS·K` and `dK = s·dSᵀ·Q` as GEMMs too. Tasks own disjoint outputs: one task per
-//! (example, key/value head), results copied into place after the parallel section.
+//! head, the query heads of its group are processed one after the other, in blocks of
+//! [`QUERY_BLOCK`] query rows: block `[r0, r1)` only sees keys `0..r1`, so its `[r1 − r0, r1]`
+//! scores are formed with one GEMM, masked causally, turned into probabilities, and multiplied
+//! back with another; the blocks above the diagonal are never computed (at 256 tokens, 5/8 of
+//! the full `[L, L]` products remain). The backward recomputes the scores block by block
+//! (nothing `[L, L]` outlives one head of one example) and forms `dV = Pᵀ·dO`, `dP = dO·Vᵀ`,
+//! `dS = P∘(dP − δ)`, `dQ = s·dS·K` and `dK = s·dSᵀ·Q` as GEMMs too, `dV` and `dK` summed over
+//! the query blocks. Tasks own disjoint outputs: one task per (example, key/value head),
+//! results copied into place after the parallel section.
 //!
 //! This is the fast path of [`super::attention`]; the per-token kernels there handle rows
 //! whose segments are not contiguous, and serve as its reference in the tests.
+
+use std::ops::Range;
 
 use rayon::prelude::*;
 use tb_kernels::vector::{self, dot};
@@ -66,13 +71,24 @@ fn head_view<'a>(
     )
 }
 
-/// Causal softmax of the `[len, len]` scores in place; returns each row's logsumexp.
-fn causal_softmax(scores: &mut [f32], len: usize) -> Vec<f32> {
+/// Query rows per block of the causal products (see the module docs).
+const QUERY_BLOCK: usize = 64;
+
+/// The query blocks of an example of `len` tokens.
+fn query_blocks(len: usize) -> impl Iterator<Item = Range<usize>> {
+    (0..len)
+        .step_by(QUERY_BLOCK)
+        .map(move |r0| r0..(r0 + QUERY_BLOCK).min(len))
+}
+
+/// Causal softmax in place of the scores of query rows `r0..` against keys `0..width` (row
+/// `r0 + n` keeps its first `r0 + n + 1` keys); returns each row's logsumexp.
+fn causal_softmax(scores: &mut [f32], width: usize, r0: usize) -> Vec<f32> {
     scores
-        .chunks_mut(len)
+        .chunks_mut(width)
         .enumerate()
-        .map(|(i, row)| {
-            let (keep, future) = row.split_at_mut(i + 1);
+        .map(|(n, row)| {
+            let (keep, future) = row.split_at_mut(r0 + n + 1);
             future.fill(0.0);
             let max = vector::max(keep);
             let sum = vector::exp_shifted_in_place(keep, max);
@@ -117,18 +133,29 @@ pub(crate) fn forward(
             let l = span.len;
             let k = head_view(ks, dm, span, kvh, g);
             let v = head_view(vs, dm, span, kvh, g);
-            let mut scores = vec![0.0f32; l * l];
+            let mut scores = vec![0.0f32; QUERY_BLOCK.min(l) * l];
             let mut block = ForwardBlock {
                 out: Vec::with_capacity(group),
                 lse: Vec::with_capacity(group),
             };
             for hh in g * group..(g + 1) * group {
                 let q = head_view(qs, dm, span, heads, hh);
-                gemm(&mut scores, false, q, k.t(), scale);
-                let row_lse = causal_softmax(&mut scores, l);
                 let mut o = vec![0.0f32; l * d];
-                let p = Strided::new(&scores, 0, [l, l], [l, 1]);
-                gemm(&mut o, false, p, v, 1.0);
+                let mut row_lse = Vec::with_capacity(l);
+                for rows in query_blocks(l) {
+                    let (w, n) = (rows.end, rows.len());
+                    let sc = &mut scores[..n * w];
+                    gemm(sc, false, q.rows(rows.clone()), k.rows(0..w).t(), scale);
+                    row_lse.extend(causal_softmax(sc, w, rows.start));
+                    let p = Strided::new(sc, 0, [n, w], [w, 1]);
+                    gemm(
+                        &mut o[rows.start * d..rows.end * d],
+                        false,
+                        p,
+                        v.rows(0..w),
+                        1.0,
+                    );
+                }
                 block.out.push(o);
                 block.lse.push(row_lse);
             }
@@ -186,8 +213,8 @@ pub(crate) fn backward(
             let l = span.len;
             let k = head_view(s.k, dm, span, kvh, g);
             let v = head_view(s.v, dm, span, kvh, g);
-            let mut p = vec![0.0f32; l * l];
-            let mut ds = vec![0.0f32; l * l];
+            let mut p = vec![0.0f32; QUERY_BLOCK.min(l) * l];
+            let mut ds = vec![0.0f32; QUERY_BLOCK.min(l) * l];
             let mut block = BackwardBlock {
                 dq: Vec::with_capacity(group),
                 dk: vec![0.0f32; l * d],
@@ -196,29 +223,35 @@ pub(crate) fn backward(
             for hh in g * group..(g + 1) * group {
                 let q = head_view(s.q, dm, span, heads, hh);
                 let d_o = head_view(s.dout, dm, span, heads, hh);
-                gemm(&mut p, false, q, k.t(), s.scale);
-                for (i, row) in p.chunks_mut(l).enumerate() {
-                    let row_lse = s.lse[(span.start + i) * heads + hh];
-                    let (keep, future) = row.split_at_mut(i + 1);
-                    vector::exp_shifted_in_place(keep, row_lse);
-                    future.fill(0.0);
-                }
-                let pm = Strided::new(&p, 0, [l, l], [l, 1]);
-                gemm(&mut block.dv, true, pm.t(), d_o, 1.0);
-                gemm(&mut ds, false, d_o, v.t(), 1.0);
-                for (i, (ds_row, p_row)) in ds.chunks_mut(l).zip(p.chunks(l)).enumerate() {
-                    let tok = span.start + i;
-                    let at = dm.at(tok, heads, hh);
-                    let delta = dot(&s.dout[at..][..d], &s.out[at..][..d]);
-                    ds_row
-                        .iter_mut()
-                        .zip(p_row)
-                        .for_each(|(x, &pv)| *x = pv * (*x - delta));
-                }
-                let dsm = Strided::new(&ds, 0, [l, l], [l, 1]);
                 let mut dq_h = vec![0.0f32; l * d];
-                gemm(&mut dq_h, false, dsm, k, s.scale);
-                gemm(&mut block.dk, true, dsm.t(), q, s.scale);
+                for rows in query_blocks(l) {
+                    let (w, n) = (rows.end, rows.len());
+                    let (qb, dob) = (q.rows(rows.clone()), d_o.rows(rows.clone()));
+                    let (pb, dsb) = (&mut p[..n * w], &mut ds[..n * w]);
+                    gemm(pb, false, qb, k.rows(0..w).t(), s.scale);
+                    for (r, row) in pb.chunks_mut(w).enumerate() {
+                        let i = rows.start + r;
+                        let row_lse = s.lse[(span.start + i) * heads + hh];
+                        let (keep, future) = row.split_at_mut(i + 1);
+                        vector::exp_shifted_in_place(keep, row_lse);
+                        future.fill(0.0);
+                    }
+                    let pm = Strided::new(pb, 0, [n, w], [w, 1]);
+                    gemm(&mut block.dv[..w * d], true, pm.t(), dob, 1.0);
+                    gemm(dsb, false, dob, v.rows(0..w).t(), 1.0);
+                    for (r, (ds_row, p_row)) in dsb.chunks_mut(w).zip(pb.chunks(w)).enumerate() {
+                        let at = dm.at(span.start + rows.start + r, heads, hh);
+                        let delta = dot(&s.dout[at..][..d], &s.out[at..][..d]);
+                        ds_row
+                            .iter_mut()
+                            .zip(p_row)
+                            .for_each(|(x, &pv)| *x = pv * (*x - delta));
+                    }
+                    let dsm = Strided::new(dsb, 0, [n, w], [w, 1]);
+                    let dq_rows = &mut dq_h[rows.start * d..rows.end * d];
+                    gemm(dq_rows, false, dsm, k.rows(0..w), s.scale);
+                    gemm(&mut block.dk[..w * d], true, dsm.t(), qb, s.scale);
+                }
                 block.dq.push(dq_h);
             }
             block

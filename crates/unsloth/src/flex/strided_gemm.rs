@@ -39,6 +39,19 @@ impl<'a> Strided<'a> {
         }
     }
 
+    /// Rows `rows` (a range inside the view) as a view of the same data.
+    pub(crate) fn rows(self, rows: std::ops::Range<usize>) -> Self {
+        assert!(
+            rows.start <= rows.end && rows.end <= self.rows,
+            "invariant: row range inside the view"
+        );
+        Self {
+            offset: self.offset + rows.start * self.rs,
+            rows: rows.len(),
+            ..self
+        }
+    }
+
     /// The transpose (a view of the same data).
     pub(crate) fn t(self) -> Self {
         Self {

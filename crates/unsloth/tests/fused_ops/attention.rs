@@ -93,17 +93,18 @@ fn attention_interleaved_segments_use_the_token_kernels_and_match_reference() {
     );
 }
 
-/// Spans longer than the GEMM blocking (and odd sizes) on the per-example GEMM path.
+/// Spans longer than the GEMM blocking and the 64-row causal query blocks (two and three
+/// blocks, odd last blocks) on the per-example GEMM path.
 #[test]
 fn attention_long_packed_rows_match_reference() {
     let mut segments = vec![0i64; 70];
-    segments.extend(vec![1i64; 83]);
+    segments.extend(vec![1i64; 150]);
     segments.extend(vec![2i64; 3]);
     check(
         86,
         Case {
             batch: 1,
-            seq: 156,
+            seq: 223,
             heads: 6,
             kv_heads: 2,
             head_dim: 17,
