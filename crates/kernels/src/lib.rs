@@ -33,7 +33,7 @@
 //! Threads: rayon over disjoint blocks of C — over m when every thread gets a few micro-panels,
 //! else over n (short, wide outputs) — each task owning its rows' `&mut` slices. The unpacked
 //! entry points ([`gemm`], [`gemm_with_isa`]) pack B per call into a reused thread-local
-//! buffer, a column block of at most 4 Mi values at a time (so a wide B such as an LM head
+//! buffer, a block of at most 4 Mi values at a time (so a big B such as an LM head
 //! never has a whole packed copy); no allocation happens per micro-kernel call.
 //!
 //! # Micro-kernels and dispatch
@@ -110,21 +110,23 @@ pub fn gemm_with_isa<T: Element>(
 ) -> Result<()> {
     let isa = isa.require()?;
     check_shapes(&a, b.rows(), b.cols(), &c)?;
-    gemm_column_blocks(isa, a, b, c, alpha, accumulate, precision, PER_CALL_B_MAX);
+    gemm_blocks(isa, a, b, c, alpha, accumulate, precision, PER_CALL_B_MAX);
     Ok(())
 }
 
-/// Most B values a per-call product packs at once (16 MiB of f32). A wider B is packed and
-/// multiplied one column block at a time, so the thread-local packing buffer stays this small:
-/// an LM head `[d, vocab]` would otherwise keep a packed copy of the whole weight alive.
+/// Most B values a per-call product packs at once (16 MiB of f32). A bigger B is packed and
+/// multiplied one block at a time, so the thread-local packing buffer stays this small: an LM
+/// head `[d, vocab]` would otherwise keep a packed copy of the whole weight alive.
 const PER_CALL_B_MAX: usize = 1 << 22;
 
-/// [`gemm_with_isa`] after its checks: B and C cut into column blocks of at most `max_values`
-/// packed B values (whole `NR` panels, at least one), each packed and multiplied in turn. Every
-/// element of C sees the same k blocks in the same order, so the result does not depend on the
-/// cut.
+/// [`gemm_with_isa`] after its checks, with B cut into blocks of at most `max_values` values
+/// (at least one `KC × NR` micro-panel) packed and multiplied in turn: over k first (whole `KC`
+/// blocks, every block after the first accumulating into C), so that A is packed no more often
+/// than in one product, then over columns (whole `NC` blocks where they fit, else panels) when
+/// even one `KC`-deep slab of all columns is too big. Every element of C sees the same k blocks
+/// in the same order, so the result does not depend on the cut.
 #[allow(clippy::too_many_arguments)]
-fn gemm_column_blocks<T: Element>(
+fn gemm_blocks<T: Element>(
     isa: Isa,
     a: MatRef<'_, f32>,
     b: MatRef<'_, T>,
@@ -136,24 +138,33 @@ fn gemm_column_blocks<T: Element>(
 ) {
     let kernel = Kernel::select(isa, precision);
     let (k, n) = (b.rows(), b.cols());
-    let nr = kernel.blocking().nr;
-    let width = (max_values / k.max(1) / nr).max(1) * nr;
-    if width >= n {
+    if k.saturating_mul(n) <= max_values {
         gemm_unblocked(kernel, a, b, c, alpha, accumulate, precision);
         return;
     }
+    let blk = kernel.blocking();
+    let width = if n.saturating_mul(blk.kc) <= max_values {
+        n
+    } else if max_values / blk.kc >= blk.nc {
+        max_values / blk.kc / blk.nc * blk.nc
+    } else {
+        (max_values / blk.kc / blk.nr).max(1) * blk.nr
+    };
+    let depth = (max_values / width / blk.kc).max(1) * blk.kc;
     for j0 in (0..n).step_by(width) {
         let cols = j0..(j0 + width).min(n);
-        let c_block = c.cols_mut(cols.clone());
-        gemm_unblocked(
-            kernel,
-            a,
-            b.col_range(cols),
-            c_block,
-            alpha,
-            accumulate,
-            precision,
-        );
+        for p0 in (0..k).step_by(depth) {
+            let ks = p0..(p0 + depth).min(k);
+            gemm_unblocked(
+                kernel,
+                a.col_range(ks.clone()),
+                b.row_range(ks).col_range(cols.clone()),
+                c.cols_mut(cols.clone()),
+                alpha,
+                accumulate || p0 > 0,
+                precision,
+            );
+        }
     }
 }
 
@@ -303,15 +314,22 @@ mod tests {
             .collect()
     }
 
-    /// Column-blocked per-call products equal the unblocked ones bit for bit (and the naive
-    /// product within rounding) on every path this CPU has, for B as `Wᵀ` and as a plain view,
-    /// blocks narrower than a panel (one panel each) and a last block that is a sliver.
+    /// Blocked per-call products equal the unblocked ones bit for bit (and the naive product
+    /// within rounding) on every path this CPU has, for B as `Wᵀ` and as a plain view: blocks of
+    /// one micro-panel, k cut into several `KC` blocks (odd k, bf16 pairs), column blocks with
+    /// a sliver at the end.
     #[test]
     #[allow(clippy::print_stderr)] // says which ISA paths this CPU could not run
-    fn column_blocked_products_match_the_whole_b_bit_for_bit() {
+    fn blocked_products_match_the_whole_b_bit_for_bit() {
         for isa in Isa::available() {
             for precision in [Precision::F32, Precision::Bf16] {
-                for &(m, k, n) in &[(1, 7, 70), (33, 300, 97), (7, 1, 65), (15, 64, 200)] {
+                for &(m, k, n) in &[
+                    (1, 7, 70),
+                    (33, 300, 97),
+                    (7, 1, 65),
+                    (15, 64, 200),
+                    (9, 1201, 45),
+                ] {
                     let a = values(m * k, 1);
                     let w = values(n * k, 2);
                     let init = values(m * n, 3);
@@ -323,7 +341,7 @@ mod tests {
                             let run = |max_values: usize| {
                                 let mut c = init.clone();
                                 let out = MatMut::row_major(&mut c, m, n).unwrap();
-                                gemm_column_blocks(
+                                gemm_blocks(
                                     isa, av, b, out, 0.5, accumulate, precision, max_values,
                                 );
                                 c
@@ -331,7 +349,7 @@ mod tests {
                             let whole = run(usize::MAX);
                             let what =
                                 format!("{isa:?} {precision:?} {m}x{k}x{n} acc {accumulate}");
-                            for max_values in [1, 40 * k, 64 * k + 5] {
+                            for max_values in [1, 40 * k, 64 * k + 5, 600 * 45] {
                                 assert_eq!(run(max_values), whole, "{what}, {max_values} values");
                             }
                             let mut want = if accumulate {
@@ -365,12 +383,38 @@ mod tests {
             }
         }
         eprintln!(
-            "column blocking tested on {:?}; not on this CPU: {:?}",
+            "blocking tested on {:?}; not on this CPU: {:?}",
             Isa::available(),
             Isa::ALL
                 .iter()
                 .filter(|i| !i.is_available())
                 .collect::<Vec<_>>()
         );
+    }
+
+    /// A row-major B and the transposed view of its transposed copy pack through different
+    /// paths (row copies / pair interleaving vs block transposes) into the same panels: the
+    /// products agree bit for bit on every path and precision, odd k included.
+    #[test]
+    fn row_major_and_transposed_b_pack_alike() {
+        for isa in Isa::available() {
+            for precision in [Precision::F32, Precision::Bf16] {
+                for &(m, k, n) in &[(5, 7, 70), (17, 301, 97), (3, 1, 33), (30, 64, 200)] {
+                    let a = values(m * k, 4);
+                    let w = values(k * n, 5);
+                    let wt: Vec<f32> = (0..n * k).map(|i| w[(i % k) * n + i / k]).collect();
+                    let av = MatRef::row_major(&a, m, k).unwrap();
+                    let run = |b: MatRef<'_, f32>| {
+                        let mut c = vec![0.0; m * n];
+                        let out = MatMut::row_major(&mut c, m, n).unwrap();
+                        gemm_with_isa(isa, av, b, out, 1.0, false, precision).unwrap();
+                        c
+                    };
+                    let plain = run(MatRef::row_major(&w, k, n).unwrap());
+                    let transposed = run(MatRef::row_major(&wt, n, k).unwrap().t());
+                    assert_eq!(plain, transposed, "{isa:?} {precision:?} {m}x{k}x{n}");
+                }
+            }
+        }
     }
 }

@@ -176,6 +176,19 @@ impl<'a, T: Copy> MatRef<'a, T> {
             .then(|| self.data[i * self.row_stride + j * self.col_stride])
     }
 
+    /// The rows `rows` (a non-empty range inside the view) as a view of the same data.
+    pub(crate) fn row_range(self, rows: std::ops::Range<usize>) -> Self {
+        assert!(
+            rows.start < rows.end && rows.end <= self.rows,
+            "invariant: row range inside the view"
+        );
+        Self {
+            data: &self.data[rows.start * self.row_stride..],
+            rows: rows.len(),
+            ..self
+        }
+    }
+
     /// The columns `cols` (a non-empty range inside the view) as a view of the same data.
     pub(crate) fn col_range(self, cols: std::ops::Range<usize>) -> Self {
         assert!(

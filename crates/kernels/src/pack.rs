@@ -282,6 +282,24 @@ fn pack_b_panel<T: Element, P: PackElem>(
                 dst[P::index(from + p, j, nr)] = P::from_b(x, round);
             }
         }
+    } else if cs == 1 && P::PAIRS {
+        // Rows k0 + p and k0 + p + 1 of B interleaved into one pair row of the panel (a
+        // missing odd row stays zero): contiguous reads and writes the compiler vectorises,
+        // where the per-element index below would store every other u16 one at a time.
+        for p in (0..kc).step_by(2) {
+            let row = |q: usize| &b.data[(k0 + q) * rs + j0..][..cols];
+            let out = &mut dst[P::index(p, 0, nr)..][..2 * cols];
+            if p + 1 < kc {
+                for ((o, &x), &y) in out.chunks_exact_mut(2).zip(row(p)).zip(row(p + 1)) {
+                    o[0] = P::from_b(x, round);
+                    o[1] = P::from_b(y, round);
+                }
+            } else {
+                for (o, &x) in out.chunks_exact_mut(2).zip(row(p)) {
+                    o[0] = P::from_b(x, round);
+                }
+            }
+        }
     } else if cs == 1 {
         for p in 0..kc {
             let start = (k0 + p) * rs + j0;
