@@ -11,7 +11,10 @@ Two modes:
 
 - bench (default): runs --steps optimizer steps after one warm-up step and prints one JSON line:
   trained tokens/s (real and loss-bearing), peak RSS (ru_maxrss), losses. `tunebench bench`
-  reads it (tb-report's PeerResult).
+  reads it (tb-report's PeerResult). With --batches FILE (what `tunebench bench` writes:
+  record ids per step, per micro-batch, of tunebench's PEFT-style trainer) it trains on exactly
+  those examples in those padded micro-batches (gradients accumulated over a step's
+  micro-batches); without it, on its own seeded shuffle.
 - full run (--out RUN_DIR; `tunebench train hf-peft` creates the folder and its config.toml):
   trains the experiment's schedule as tunebench's trainers do (max_steps or epochs, grad_accum,
   warm-up and linear/cosine/constant decay of crates/train/src/schedule.rs, eval loss every
@@ -27,6 +30,7 @@ First use creates a venv at target/pyenv-hf-peer (or $TB_PEER_VENV) and pip-inst
 wheel), transformers, peft and safetensors into it, saying so on stderr.
 
 usage: benches/peers/hf_peft.py --config configs/smollm2-135m.toml [--steps 10] [--threads N]
+           [--batches FILE]
        benches/peers/hf_peft.py --config RUN_DIR/config.toml --out RUN_DIR [--max-steps N]
            [--eval-limit N] [--threads N]
 Never run it beside a build or another benchmark (2 cores: the figure drops several-fold).
@@ -176,6 +180,30 @@ def collate(chunk, pad):
     return ids, lab, att, int(att.sum()), int((lab[:, 1:] != -100).sum()), rows * n
 
 
+def batches_of(path, records, steps):
+    """The first `steps` steps of a --batches file as records: per step, per micro-batch. Exits
+    with a message naming the file and the step on a malformed file, an unknown id or too few
+    steps."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            listed = json.load(f)["steps"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SystemExit(f"{path}: not a batches file ({e})")
+    if not isinstance(listed, list) or len(listed) < steps:
+        raise SystemExit(f"{path}: lists {len(listed) if isinstance(listed, list) else 0} steps, "
+                         f"{steps} needed")
+    by_id = {r.get("id"): r for r in records}
+    out = []
+    for k, st in enumerate(listed[:steps]):
+        if not isinstance(st, list) or not st or not all(isinstance(mb, list) and mb for mb in st):
+            raise SystemExit(f"{path}: step {k}: not a non-empty list of non-empty micro-batches")
+        missing = [i for mb in st for i in mb if i not in by_id]
+        if missing:
+            raise SystemExit(f"{path}: step {k}: unknown record id {missing[0]!r}")
+        out.append([[by_id[i] for i in mb] for mb in st])
+    return out
+
+
 def bench(args, cfg, resolve):
     """The bench mode: --steps measured steps after one warm-up step, one JSON line on stdout."""
     import random
@@ -192,25 +220,39 @@ def bench(args, cfg, resolve):
     torch.manual_seed(seed)
     tok, model, dtype = load_model(cfg, resolve(cfg["model"]["base"]), args.config)
     bf16 = dtype == "bf16"
-    examples = []
-    for r in read_jsonl(resolve(data["train"])):
+    records = list(read_jsonl(resolve(data["train"])))
+
+    def example(r):
         full, labels = tokenize(tok, messages_of(r))
-        examples.append((full[:max_len], labels[:max_len]))
-    random.Random(seed).shuffle(examples)
+        return full[:max_len], labels[:max_len]
+
+    if args.batches:
+        steps = batches_of(args.batches, records, args.steps + 1)
+        plan = [[[example(r) for r in mb] for mb in st] for st in steps]
+    else:
+        examples = [example(r) for r in records]
+        random.Random(seed).shuffle(examples)
+        plan = [[[examples[(k * micro + j) % len(examples)] for j in range(micro)]]
+                for k in range(args.steps + 1)]
     params, optim, clip = make_optimizer(cfg, model)
     pad = pad_id_of(tok)
 
     def step(k):
-        chunk = [examples[(k * micro + j) % len(examples)] for j in range(micro)]
-        ids, lab, att, real, lt, _ = collate(chunk, pad)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out = model(input_ids=ids, attention_mask=att, labels=lab)
-        out.loss.backward()
+        loss = 0.0
+        real = lt = 0
+        for chunk in plan[k]:
+            ids, lab, att, r, n, _ = collate(chunk, pad)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                out = model(input_ids=ids, attention_mask=att, labels=lab)
+            (out.loss / len(plan[k])).backward()
+            loss += out.loss.item() / len(plan[k])
+            real += r
+            lt += n
         if clip > 0:
             torch.nn.utils.clip_grad_norm_(params, clip)
         optim.step()
         optim.zero_grad()
-        return out.loss.item(), real, lt
+        return loss, real, lt
 
     step(0)  # warm-up, not measured
     tokens = loss_tokens = 0
@@ -427,6 +469,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", required=True)
     ap.add_argument("--steps", type=int, default=10, help="bench mode: measured steps")
+    ap.add_argument("--batches", help="bench mode: record ids per step (tunebench bench's peer-batches.json)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--out", help="full-run mode: the run folder (metrics, adapter, result)")
     ap.add_argument("--max-steps", type=int, help="full-run mode: override [train] max_steps")

@@ -318,17 +318,42 @@ fn trainer_attempt(plan: &BenchPlan, attempt: &mut Attempt) -> Result<()> {
     Ok(())
 }
 
+/// File of the bench folder that lists the peer's batches.
+pub const PEER_BATCHES: &str = "peer-batches.json";
+
+/// Measured steps of a peer run: the plan's, else the peer's default.
+fn peer_steps(plan: &BenchPlan) -> usize {
+    plan.steps.unwrap_or(10)
+}
+
+/// Writes [`PEER_BATCHES`]: the record ids of the PEFT-style trainer's first steps (one warm-up
+/// step and the measured ones), so that the HF+PEFT peer trains on the same examples in the same
+/// padded batches instead of its own shuffle; returns its path.
+fn write_peer_batches(plan: &BenchPlan) -> Result<PathBuf> {
+    let config = ExperimentConfig::load(&plan.config)?;
+    let steps = tb_train::session::padded_step_ids(&config, peer_steps(plan) + 1)?;
+    let path = plan.out_dir.join(PEER_BATCHES);
+    let json = serde_json::json!({
+        "what": "record ids per optimizer step (its micro-batches) of tunebench's PEFT-style trainer",
+        "config": plan.config,
+        "steps": steps,
+    });
+    let text = serde_json::to_vec_pretty(&json).map_err(|e| Error::Input(e.to_string()))?;
+    write_atomic(&path, &text)?;
+    Ok(path)
+}
+
 fn peer_attempt(
     plan: &BenchPlan,
+    batches: &Path,
     attempt: &mut Attempt,
     peers: &mut Vec<PeerResult>,
     hash: &str,
 ) -> Result<()> {
     let mut cmd = Command::new(&plan.python);
     cmd.arg(&plan.peer_script).arg("--config").arg(&plan.config);
-    if let Some(n) = plan.steps {
-        cmd.arg("--steps").arg(n.to_string());
-    }
+    cmd.arg("--steps").arg(peer_steps(plan).to_string());
+    cmd.arg("--batches").arg(batches);
     let (ok, stdout, stderr, secs) = match run_logged(&mut cmd, &attempt.log) {
         Ok(r) => r,
         Err(e) => {
@@ -413,6 +438,10 @@ pub fn run_bench(plan: &BenchPlan, on_attempt: &mut dyn FnMut(&Attempt)) -> Resu
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "bench".into());
+    let batches = match plan.methods.iter().any(|m| m == HF_PEFT) {
+        true => Some(write_peer_batches(plan)?),
+        false => None,
+    };
     let mut outcome = BenchOutcome::default();
     let mut k = 0;
     for repeat in 1..=plan.repeats {
@@ -425,9 +454,9 @@ pub fn run_bench(plan: &BenchPlan, on_attempt: &mut dyn FnMut(&Attempt)) -> Resu
                 ..Attempt::default()
             };
             tracing::info!(method = %method, repeat, "bench: starting");
-            if method == HF_PEFT {
+            if let (true, Some(batches)) = (method == HF_PEFT, &batches) {
                 attempt.run_id = format!("{bench_id}-{HF_PEFT}-{repeat}");
-                peer_attempt(plan, &mut attempt, &mut outcome.peers, &hash)?;
+                peer_attempt(plan, batches, &mut attempt, &mut outcome.peers, &hash)?;
             } else {
                 trainer_attempt(plan, &mut attempt)?;
             }

@@ -1,6 +1,7 @@
 //! The bench driver with stand-in processes: a fake `tunebench` whose `train peft` writes a
 //! run folder and prints its outcome as `--json` does and whose `train unsloth` fails like a
-//! missing subcommand, and a fake peer that prints one JSON line. Runs interleave, failures are recorded, the rest goes on.
+//! missing subcommand, and a fake peer that prints one JSON line. Runs interleave, failures are
+//! recorded, the rest goes on; the peer is handed the PEFT-style trainer's batches.
 
 mod common;
 
@@ -39,17 +40,34 @@ fn interleaves_methods_records_failures_and_goes_on() {
             summary = summary.display(),
         ),
     );
+    let model = tb_testkit::tiny_mistral_dir(&tmp.path().join("model"), |_, _| true);
+    let train = tmp.path().join("train.jsonl");
+    let records: Vec<String> = (0..5)
+        .map(|i| format!(r#"{{"id": "t{i}", "category": "general", "instruction": "Soru {i}?", "output": "Cevap {i}."}}"#))
+        .collect();
+    std::fs::write(&train, records.join("\n")).unwrap();
+    let config = tmp.path().join("experiment.toml");
+    let text = std::fs::read_to_string(f.join("runs/20260101T000000Z-peft/config.toml")).unwrap();
+    let text = text
+        .replace("models/tiny", model.to_str().unwrap())
+        .replace("datasets/tiny.jsonl", train.to_str().unwrap());
+    std::fs::write(&config, text).unwrap();
     let peer = tmp.path().join("fake_peer.py");
+    let peer_args = tmp.path().join("peer-args.txt");
     script(
         &peer,
-        "import json, sys\nprint('loading', file=sys.stderr)\nprint('warming up')\n\
-         print(json.dumps({'method': 'hf-peft', 'steps': 4, 'seconds': 2.0, 'tokens': 400, \
-         'loss_tokens': 160, 'tokens_per_s': 200.0, 'loss_tokens_per_s': 80.0, \
-         'peak_rss_mib': 4000.0, 'first_loss': 3.0, 'last_loss': 2.5, 'threads': 2, 'torch': 'fake', \
-         'dtype': 'f32', 'micro_batch': 4, 'max_seq_len': 64}))\n",
+        &format!(
+            "import json, sys\nopen('{}', 'a').write(' '.join(sys.argv[1:]) + '\\n')\n\
+             print('loading', file=sys.stderr)\nprint('warming up')\n\
+             print(json.dumps({{'method': 'hf-peft', 'steps': 4, 'seconds': 2.0, 'tokens': 400, \
+             'loss_tokens': 160, 'tokens_per_s': 200.0, 'loss_tokens_per_s': 80.0, \
+             'peak_rss_mib': 4000.0, 'first_loss': 3.0, 'last_loss': 2.5, 'threads': 2, \
+             'torch': 'fake', 'dtype': 'f32', 'micro_batch': 4, 'max_seq_len': 64}}))\n",
+            peer_args.display()
+        ),
     );
     let plan = BenchPlan {
-        config: f.join("runs/20260101T000000Z-peft/config.toml"),
+        config,
         methods: vec!["peft".into(), "unsloth".into(), HF_PEFT.into()],
         repeats: 2,
         steps: Some(4),
@@ -134,6 +152,29 @@ fn interleaves_methods_records_failures_and_goes_on() {
         };
         assert_eq!(r.backend, want, "{}", r.run_id);
     }
+
+    // The peer trains on the PEFT-style trainer's batches: one warm-up and 4 measured steps of
+    // micro_batch 2 over the 5 examples in epoch order (a short last micro-batch, then epoch 2).
+    let batches = plan.out_dir.join(tb_report::bench::PEER_BATCHES);
+    let args = std::fs::read_to_string(&peer_args).unwrap();
+    assert_eq!(args.lines().count(), 2, "{args}");
+    assert!(
+        args.lines()
+            .all(|l| l.ends_with(&format!("--steps 4 --batches {}", batches.display()))),
+        "{args}"
+    );
+    let listed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&batches).unwrap()).unwrap();
+    let steps: Vec<Vec<Vec<String>>> = serde_json::from_value(listed["steps"].clone()).unwrap();
+    let sizes: Vec<usize> = steps.iter().map(|s| s[0].len()).collect();
+    assert_eq!(sizes, [2, 2, 1, 2, 2], "{steps:?}");
+    assert!(
+        steps.iter().all(|s| s.len() == 1),
+        "grad_accum 1: {steps:?}"
+    );
+    let mut epoch: Vec<&String> = steps[..3].iter().flatten().flatten().collect();
+    epoch.sort();
+    assert_eq!(epoch, ["t0", "t1", "t2", "t3", "t4"]);
 
     let saved = tb_report::BenchOutcome::load(&plan.out_dir).unwrap();
     assert_eq!(saved.attempts, outcome.attempts);

@@ -43,6 +43,6 @@ pub use run_dir::{Artifact, MetricsTail, RunDir, RunSummary, StepMetrics, TrainD
 pub use schedule::LrSchedule;
 pub use serving::{ServingPath, ServingStep};
 pub use trainer::{
-    eval_loss, progress_bar, progress_message, run_training, LoopOptions, LoopOutcome, MicroStep,
-    Trainer,
+    eval_loss, progress_bar, progress_message, run_training, step_batch_ids, LoopOptions,
+    LoopOutcome, MicroStep, Trainer,
 };

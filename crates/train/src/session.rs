@@ -66,6 +66,23 @@ pub fn load_examples(
     Ok((train, eval, data))
 }
 
+/// Record ids of the first `steps` optimizer steps the PEFT-style trainer takes for `config`
+/// (per step its micro-batches; see [`crate::trainer::step_batch_ids`]), from the experiment's
+/// training set tokenised with its base's tokenizer: what `bench train` hands the HF+PEFT peer
+/// so that both train on the same examples in the same padded batches.
+pub fn padded_step_ids(config: &ExperimentConfig, steps: usize) -> Result<Vec<Vec<Vec<String>>>> {
+    let tokenizer = tb_model::ModelDir::open(&config.model.base)?.tokenizer()?;
+    let (train, _, _) = load_examples(config, &tokenizer)?;
+    let t = &config.train;
+    Ok(crate::trainer::step_batch_ids(
+        &train,
+        t.seed,
+        t.micro_batch,
+        t.grad_accum,
+        steps,
+    ))
+}
+
 /// Builds `summary.json` for a finished run (`data`: what tokenisation did to its training set, as
 /// [`load_examples`] reported it); `artifacts` are paths inside the run folder (files
 /// or folders) to list with their SHA-256.

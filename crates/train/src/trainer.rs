@@ -86,6 +86,36 @@ pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     order
 }
 
+/// Record ids of the first `steps` optimizer steps of a run whose micro-batches are
+/// `micro_batch` consecutive examples of each epoch's [`epoch_order`] (the PEFT-style
+/// trainer's padded batching): per step its `grad_accum` micro-batches (fewer at an epoch's
+/// end), as the training loop takes them. A peer that trains on these sees the same batches.
+pub fn step_batch_ids(
+    examples: &[TokenizedExample],
+    seed: u64,
+    micro_batch: usize,
+    grad_accum: usize,
+    steps: usize,
+) -> Vec<Vec<Vec<String>>> {
+    let mut out = Vec::with_capacity(steps);
+    let mut epoch = 0;
+    while out.len() < steps && !examples.is_empty() {
+        let order = epoch_order(examples.len(), seed, epoch);
+        let micro: Vec<Vec<String>> = order
+            .chunks(micro_batch.max(1))
+            .map(|c| c.iter().map(|&i| examples[i].id.clone()).collect())
+            .collect();
+        for step in micro.chunks(grad_accum.max(1)) {
+            if out.len() == steps {
+                break;
+            }
+            out.push(step.to_vec());
+        }
+        epoch += 1;
+    }
+    out
+}
+
 /// Micro-batches of every epoch needed for the run, and the number of optimizer steps.
 pub fn plan_steps<T: Trainer + ?Sized>(
     trainer: &T,
@@ -356,4 +386,44 @@ pub fn run_training<T: Trainer + ?Sized>(
 /// Path of the adapter folder inside a run.
 pub fn adapter_dir(run: &RunDir) -> PathBuf {
     run.path.join("adapter")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(id: &str) -> TokenizedExample {
+        TokenizedExample {
+            id: id.into(),
+            input_ids: vec![1, 2],
+            loss_mask: vec![false, true],
+            truncated: false,
+        }
+    }
+
+    /// Steps take `grad_accum` micro-batches of consecutive examples of each epoch's order, a
+    /// short last micro-batch and a short last step at an epoch's end, then the next epoch's
+    /// order: the grouping `run_training` uses for padded batches.
+    #[test]
+    fn step_batch_ids_follow_the_epoch_orders() {
+        let examples: Vec<_> = (0..10).map(|i| example(&format!("e{i}"))).collect();
+        let steps = step_batch_ids(&examples, 7, 3, 3, 4);
+        let ids = |epoch: usize, from: usize, to: usize| -> Vec<String> {
+            epoch_order(10, 7, epoch)[from..to]
+                .iter()
+                .map(|&i| format!("e{i}"))
+                .collect()
+        };
+        assert_eq!(steps.len(), 4);
+        assert_eq!(steps[0], vec![ids(0, 0, 3), ids(0, 3, 6), ids(0, 6, 9)]);
+        assert_eq!(steps[1], vec![ids(0, 9, 10)]);
+        assert_eq!(steps[2], vec![ids(1, 0, 3), ids(1, 3, 6), ids(1, 6, 9)]);
+        assert_eq!(steps[3], vec![ids(1, 9, 10)]);
+        assert_ne!(
+            ids(0, 0, 10),
+            ids(1, 0, 10),
+            "epochs are shuffled differently"
+        );
+        assert!(step_batch_ids(&[], 7, 3, 1, 4).is_empty());
+    }
 }
