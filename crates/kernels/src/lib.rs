@@ -137,8 +137,8 @@ fn gemm_blocks<T: Element>(
     max_values: usize,
 ) {
     let kernel = Kernel::select(isa, precision);
-    let (k, n) = (b.rows(), b.cols());
-    if k.saturating_mul(n) <= max_values {
+    let (m, k, n) = (a.rows(), b.rows(), b.cols());
+    if m == 0 || k.saturating_mul(n) <= max_values {
         gemm_unblocked(kernel, a, b, c, alpha, accumulate, precision);
         return;
     }
@@ -329,6 +329,7 @@ mod tests {
                     (7, 1, 65),
                     (15, 64, 200),
                     (9, 1201, 45),
+                    (0, 1201, 45),
                 ] {
                     let a = values(m * k, 1);
                     let w = values(n * k, 2);
