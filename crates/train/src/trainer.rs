@@ -86,10 +86,20 @@ pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     order
 }
 
+/// The micro-batches of optimizer step `step`: `grad_accum` consecutive ones of its epoch (fewer
+/// at an epoch's end). Every epoch holds as many micro-batches as the first.
+fn step_micro_batches<T>(epochs: &[Vec<T>], step: usize, grad_accum: usize) -> &[T] {
+    let accum = grad_accum.max(1);
+    let steps_per_epoch = epochs[0].len().div_ceil(accum);
+    let epoch = &epochs[step / steps_per_epoch];
+    let start = (step % steps_per_epoch) * accum;
+    &epoch[start..(start + accum).min(epoch.len())]
+}
+
 /// Record ids of the first `steps` optimizer steps of a run whose micro-batches are
 /// `micro_batch` consecutive examples of each epoch's [`epoch_order`] (the PEFT-style
-/// trainer's padded batching): per step its `grad_accum` micro-batches (fewer at an epoch's
-/// end), as the training loop takes them. A peer that trains on these sees the same batches.
+/// trainer's padded batching): per step its micro-batches, as the training loop takes them
+/// ([`step_micro_batches`]). A peer that trains on these sees the same batches.
 pub fn step_batch_ids(
     examples: &[TokenizedExample],
     seed: u64,
@@ -97,23 +107,22 @@ pub fn step_batch_ids(
     grad_accum: usize,
     steps: usize,
 ) -> Vec<Vec<Vec<String>>> {
-    let mut out = Vec::with_capacity(steps);
-    let mut epoch = 0;
-    while out.len() < steps && !examples.is_empty() {
-        let order = epoch_order(examples.len(), seed, epoch);
-        let micro: Vec<Vec<String>> = order
+    if examples.is_empty() || steps == 0 {
+        return Vec::new();
+    }
+    let epoch = |e: usize| -> Vec<Vec<String>> {
+        epoch_order(examples.len(), seed, e)
             .chunks(micro_batch.max(1))
             .map(|c| c.iter().map(|&i| examples[i].id.clone()).collect())
-            .collect();
-        for step in micro.chunks(grad_accum.max(1)) {
-            if out.len() == steps {
-                break;
-            }
-            out.push(step.to_vec());
-        }
-        epoch += 1;
-    }
-    out
+            .collect()
+    };
+    let first = epoch(0);
+    let steps_per_epoch = first.len().div_ceil(grad_accum.max(1));
+    let mut epochs = vec![first];
+    epochs.extend((1..steps.div_ceil(steps_per_epoch)).map(epoch));
+    (0..steps)
+        .map(|k| step_micro_batches(&epochs, k, grad_accum).to_vec())
+        .collect()
 }
 
 /// Micro-batches of every epoch needed for the run, and the number of optimizer steps.
@@ -299,12 +308,8 @@ pub fn run_training<T: Trainer + ?Sized>(
     let mut eval_result = None;
     while state.step < total {
         let step = state.step;
-        let epoch = step / steps_per_epoch;
-        let in_epoch = step % steps_per_epoch;
-        let micro: Vec<&Batch> = epochs[epoch]
+        let micro: Vec<&Batch> = step_micro_batches(&epochs, step, t.grad_accum)
             .iter()
-            .skip(in_epoch * t.grad_accum)
-            .take(t.grad_accum)
             .collect();
         let loss_tokens: usize = micro.iter().map(|b| b.loss_tokens).sum();
         let tokens: usize = micro.iter().map(|b| b.real_tokens).sum();
