@@ -3,12 +3,11 @@
 
 use burn::backend::flex::FlexTensor;
 use burn::backend::Flex;
-use burn::tensor::ops::FloatTensorOps;
 use burn::tensor::{DType, TensorData, TensorMetadata};
 use half::bf16;
 use tb_kernels::{Isa, MatMut, MatRef, Precision};
 
-use super::{default_bwd, default_fwd, FrozenLinearBackend};
+use super::{default_bwd, default_bwd_add, default_fwd, default_fwd_add, FrozenLinearBackend};
 use crate::flex_f32::{contiguous_f32, into_dtype};
 
 impl FrozenLinearBackend for Flex {
@@ -29,14 +28,14 @@ impl FrozenLinearBackend for Flex {
     fn frozen_linear_fwd_add(x: FlexTensor, w: FlexTensor, c: FlexTensor) -> FlexTensor {
         match WeightView::of(&w) {
             Some(view) => multiply(x, view, Some(c)),
-            None => Self::float_add(c, default_fwd::<Self>(x, w)),
+            None => default_fwd_add::<Self>(x, w, c),
         }
     }
 
     fn frozen_linear_bwd_add(dy: FlexTensor, w: FlexTensor, c: FlexTensor) -> FlexTensor {
         match WeightView::of(&w) {
             Some(view) => multiply(dy, view.t(), Some(c)),
-            None => Self::float_add(c, default_bwd::<Self>(dy, w)),
+            None => default_bwd_add::<Self>(dy, w, c),
         }
     }
 }

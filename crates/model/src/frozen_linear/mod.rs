@@ -60,7 +60,7 @@ pub trait FrozenLinearBackend: Backend {
         w: FloatTensor<Self>,
         c: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        Self::float_add(c, Self::frozen_linear_fwd(x, w))
+        default_fwd_add::<Self>(x, w, c)
     }
 
     /// `dx = c + dy·Wᵀ`, `c` consumed as in [`Self::frozen_linear_fwd_add`].
@@ -73,7 +73,7 @@ pub trait FrozenLinearBackend: Backend {
         w: FloatTensor<Self>,
         c: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        Self::float_add(c, Self::frozen_linear_bwd(dy, w))
+        default_bwd_add::<Self>(dy, w, c)
     }
 
     /// `y = x·W` for the model: under autodiff it records `dx = dy·Wᵀ` (or, for a weight that
@@ -94,6 +94,24 @@ pub trait FrozenLinearBackend: Backend {
 /// - output: `[rows, d_out]`
 pub fn frozen_linear<B: FrozenLinearBackend>(x: Tensor<B, 2>, w: Tensor<B, 2>) -> Tensor<B, 2> {
     tensor(B::frozen_linear(prim(x), prim(w)))
+}
+
+/// [`FrozenLinearBackend::frozen_linear_fwd_add`]'s default: the product, then an add.
+fn default_fwd_add<B: FrozenLinearBackend>(
+    x: FloatTensor<B>,
+    w: FloatTensor<B>,
+    c: FloatTensor<B>,
+) -> FloatTensor<B> {
+    B::float_add(c, B::frozen_linear_fwd(x, w))
+}
+
+/// [`FrozenLinearBackend::frozen_linear_bwd_add`]'s default: the product, then an add.
+fn default_bwd_add<B: FrozenLinearBackend>(
+    dy: FloatTensor<B>,
+    w: FloatTensor<B>,
+    c: FloatTensor<B>,
+) -> FloatTensor<B> {
+    B::float_add(c, B::frozen_linear_bwd(dy, w))
 }
 
 /// `x·W` through Burn's matmul, with W cast to x's dtype.
