@@ -99,7 +99,7 @@ fn step_micro_batches<T>(epochs: &[Vec<T>], step: usize, grad_accum: usize) -> &
 /// Record ids of the first `steps` optimizer steps of a run whose micro-batches are
 /// `micro_batch` consecutive examples of each epoch's [`epoch_order`] (the PEFT-style
 /// trainer's padded batching): per step its micro-batches, as the training loop takes them
-/// ([`step_micro_batches`]). A peer that trains on these sees the same batches.
+/// (`step_micro_batches`). A peer that trains on these sees the same batches.
 pub fn step_batch_ids(
     examples: &[TokenizedExample],
     seed: u64,
