@@ -26,6 +26,7 @@ use rayon::prelude::*;
 use crate::kernels::{Blocking, Kernel, Tile};
 use crate::mat::{MatMut, MatRef};
 use crate::pack::{ABlock, AlignedBuf, BLayout, PackElem};
+use crate::{Call, Threads};
 
 /// Below this many multiply-adds a product runs on the calling thread only.
 const PAR_MIN_MACS: usize = 1 << 18;
@@ -59,13 +60,10 @@ pub(crate) struct Plan<'p, P> {
 }
 
 /// `C = alpha·A·B (+ C)` for checked shapes (`a` is `m × k`, `c` is `m × n`, B is the plan's).
-pub(crate) fn run<P: PackElem>(
-    plan: &Plan<'_, P>,
-    a: &MatRef<'_, f32>,
-    c: MatMut<'_>,
-    alpha: f32,
-    accumulate: bool,
-) {
+pub(crate) fn run<P: PackElem>(plan: &Plan<'_, P>, a: &MatRef<'_, f32>, c: MatMut<'_>, call: Call) {
+    let Call {
+        alpha, accumulate, ..
+    } = call;
     let (m, n, k) = (a.rows, plan.layout.n, a.cols);
     if m == 0 || n == 0 {
         return;
@@ -76,7 +74,10 @@ pub(crate) fn run<P: PackElem>(
         }
         return;
     }
-    let threads = rayon::current_num_threads();
+    let threads = match call.threads {
+        Threads::Pool => rayon::current_num_threads(),
+        Threads::Caller => 1,
+    };
     let (row_ranges, col_ranges) = split(m, n, k, &plan.kind.blocking(), threads);
     let mut rows = c.into_rows();
     if row_ranges.len() * col_ranges.len() == 1 {

@@ -157,3 +157,19 @@ pub enum Precision {
     /// only in summation order and in the instruction's flushing of subnormals to zero).
     Bf16,
 }
+
+impl Precision {
+    /// The arithmetic of the products of a model held in bf16 (its frozen base, and the
+    /// activation products autocast would run in bf16): [`Precision::Bf16`] where the active ISA
+    /// is [`Isa::Avx512Bf16`] — chosen only where its `vdpbf16ps` kernel measures clearly faster
+    /// than f32 FMAs (about 2× on Zen 4; not on Sapphire Rapids without AMX, where `vdpbf16ps`
+    /// issues at a quarter of the FMA rate) — and [`Precision::F32`] elsewhere, where bf16
+    /// products would cost precision for no speed (the bf16 weights still halve the memory).
+    /// `TB_GEMM_ISA` forces one path.
+    pub fn for_bf16_model() -> Precision {
+        match Isa::active() {
+            Ok(Isa::Avx512Bf16) => Precision::Bf16,
+            _ => Precision::F32,
+        }
+    }
+}

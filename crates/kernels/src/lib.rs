@@ -110,8 +110,64 @@ pub fn gemm_with_isa<T: Element>(
 ) -> Result<()> {
     let isa = isa.require()?;
     check_shapes(&a, b.rows(), b.cols(), &c)?;
-    gemm_blocks(isa, a, b, c, alpha, accumulate, precision, PER_CALL_B_MAX);
+    let call = Call {
+        alpha,
+        accumulate,
+        threads: Threads::Pool,
+    };
+    gemm_blocks(isa, a, b, c, call, precision, PER_CALL_B_MAX);
     Ok(())
+}
+
+/// [`gemm_with_isa`] on the calling thread only, for callers that already run many independent
+/// small products in parallel (per-head attention): no task split, no rayon join per call.
+pub fn gemm_serial_with_isa<T: Element>(
+    isa: Isa,
+    a: MatRef<'_, f32>,
+    b: MatRef<'_, T>,
+    c: MatMut<'_>,
+    alpha: f32,
+    accumulate: bool,
+    precision: Precision,
+) -> Result<()> {
+    let isa = isa.require()?;
+    check_shapes(&a, b.rows(), b.cols(), &c)?;
+    let call = Call {
+        alpha,
+        accumulate,
+        threads: Threads::Caller,
+    };
+    gemm_blocks(isa, a, b, c, call, precision, PER_CALL_B_MAX);
+    Ok(())
+}
+
+/// [`gemm_serial_with_isa`] on [`Isa::active`].
+pub fn gemm_serial<T: Element>(
+    a: MatRef<'_, f32>,
+    b: MatRef<'_, T>,
+    c: MatMut<'_>,
+    alpha: f32,
+    accumulate: bool,
+    precision: Precision,
+) -> Result<()> {
+    gemm_serial_with_isa(Isa::active()?, a, b, c, alpha, accumulate, precision)
+}
+
+/// Who runs a product's tasks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Threads {
+    /// Split over rayon's pool when the product is big enough.
+    Pool,
+    /// The calling thread alone.
+    Caller,
+}
+
+/// How C is updated and by whom: `C = alpha·A·B`, or `C += alpha·A·B` when `accumulate`.
+#[derive(Clone, Copy)]
+pub(crate) struct Call {
+    pub alpha: f32,
+    pub accumulate: bool,
+    pub threads: Threads,
 }
 
 /// Most B values a per-call product packs at once (16 MiB of f32). A bigger B is packed and
@@ -125,21 +181,19 @@ const PER_CALL_B_MAX: usize = 1 << 22;
 /// than in one product, then over columns (whole `NC` blocks where they fit, else panels) when
 /// even one `KC`-deep slab of all columns is too big. Every element of C sees the same k blocks
 /// in the same order, so the result does not depend on the cut.
-#[allow(clippy::too_many_arguments)]
 fn gemm_blocks<T: Element>(
     isa: Isa,
     a: MatRef<'_, f32>,
     b: MatRef<'_, T>,
     mut c: MatMut<'_>,
-    alpha: f32,
-    accumulate: bool,
+    call: Call,
     precision: Precision,
     max_values: usize,
 ) {
     let kernel = Kernel::select(isa, precision);
     let (m, k, n) = (a.rows(), b.rows(), b.cols());
     if m == 0 || k.saturating_mul(n) <= max_values {
-        gemm_unblocked(kernel, a, b, c, alpha, accumulate, precision);
+        gemm_unblocked(kernel, a, b, c, call, precision);
         return;
     }
     let blk = kernel.blocking();
@@ -160,8 +214,10 @@ fn gemm_blocks<T: Element>(
                 a.col_range(ks.clone()),
                 b.row_range(ks).col_range(cols.clone()),
                 c.cols_mut(cols.clone()),
-                alpha,
-                accumulate || p0 > 0,
+                Call {
+                    accumulate: call.accumulate || p0 > 0,
+                    ..call
+                },
                 precision,
             );
         }
@@ -174,8 +230,7 @@ fn gemm_unblocked<T: Element>(
     a: MatRef<'_, f32>,
     b: MatRef<'_, T>,
     c: MatMut<'_>,
-    alpha: f32,
-    accumulate: bool,
+    call: Call,
     precision: Precision,
 ) {
     let layout = layout_for(kernel, precision, b.rows(), b.cols());
@@ -183,20 +238,12 @@ fn gemm_unblocked<T: Element>(
         Precision::Bf16 => u16::with_scratch(true, |buf| {
             let packed = buf.ensure(layout.len());
             pack_b(kernel, &b, &layout, true, packed);
-            run_with(
-                kernel,
-                layout,
-                BData::Bf16(packed),
-                &a,
-                c,
-                alpha,
-                accumulate,
-            );
+            run_with(kernel, layout, BData::Bf16(packed), &a, c, call);
         }),
         Precision::F32 => f32::with_scratch(true, |buf| {
             let packed = buf.ensure(layout.len());
             pack_b(kernel, &b, &layout, false, packed);
-            run_with(kernel, layout, BData::F32(packed), &a, c, alpha, accumulate);
+            run_with(kernel, layout, BData::F32(packed), &a, c, call);
         }),
     }
 }
@@ -215,7 +262,12 @@ pub fn gemm_packed(
         PackedData::F32(buf) => BData::F32(buf.as_slice()),
         PackedData::Bf16(buf) => BData::Bf16(buf.as_slice()),
     };
-    run_with(b.kernel, b.layout, data, &a, c, alpha, accumulate);
+    let call = Call {
+        alpha,
+        accumulate,
+        threads: Threads::Pool,
+    };
+    run_with(b.kernel, b.layout, data, &a, c, call);
     Ok(())
 }
 
@@ -235,8 +287,7 @@ fn run_with(
     data: BData<'_>,
     a: &MatRef<'_, f32>,
     c: MatMut<'_>,
-    alpha: f32,
-    accumulate: bool,
+    call: Call,
 ) {
     match (data, kernel.f32_kernel(), kernel.bf16_kernel()) {
         (BData::F32(b), Some(f), _) => {
@@ -248,7 +299,7 @@ fn run_with(
                 b,
                 layout,
             };
-            driver::run(&plan, a, c, alpha, accumulate);
+            driver::run(&plan, a, c, call);
         }
         (BData::Bf16(b), _, Some(f)) => {
             let b = BSource::Packed(b);
@@ -259,7 +310,7 @@ fn run_with(
                 b,
                 layout,
             };
-            driver::run(&plan, a, c, alpha, accumulate);
+            driver::run(&plan, a, c, call);
         }
         (BData::Bf16(b), Some(f), _) => {
             let b = BSource::Bf16Pairs(b, kernel.widen_fn());
@@ -270,7 +321,7 @@ fn run_with(
                 b,
                 layout,
             };
-            driver::run(&plan, a, c, alpha, accumulate);
+            driver::run(&plan, a, c, call);
         }
         (_, None, _) => unreachable!("invariant: every kernel but the bf16-dot one is f32"),
     }
@@ -339,20 +390,30 @@ mod tests {
                     let plain = MatRef::row_major(&w, k, n).unwrap();
                     for b in [wt, plain] {
                         for accumulate in [false, true] {
-                            let run = |max_values: usize| {
+                            let run_on = |max_values: usize, threads: Threads| {
                                 let mut c = init.clone();
                                 let out = MatMut::row_major(&mut c, m, n).unwrap();
-                                gemm_blocks(
-                                    isa, av, b, out, 0.5, accumulate, precision, max_values,
-                                );
+                                let call = Call {
+                                    alpha: 0.5,
+                                    accumulate,
+                                    threads,
+                                };
+                                gemm_blocks(isa, av, b, out, call, precision, max_values);
                                 c
                             };
+                            let run = |max_values: usize| run_on(max_values, Threads::Pool);
                             let whole = run(usize::MAX);
                             let what =
                                 format!("{isa:?} {precision:?} {m}x{k}x{n} acc {accumulate}");
                             for max_values in [1, 40 * k, 64 * k + 5, 600 * 45] {
                                 assert_eq!(run(max_values), whole, "{what}, {max_values} values");
                             }
+                            // The caller-thread products split nothing and sum alike.
+                            assert_eq!(
+                                run_on(usize::MAX, Threads::Caller),
+                                whole,
+                                "{what}, serial"
+                            );
                             let mut want = if accumulate {
                                 init.clone()
                             } else {
@@ -414,6 +475,19 @@ mod tests {
                     let plain = run(MatRef::row_major(&w, k, n).unwrap());
                     let transposed = run(MatRef::row_major(&wt, n, k).unwrap().t());
                     assert_eq!(plain, transposed, "{isa:?} {precision:?} {m}x{k}x{n}");
+                    // Columns further apart than k (a head's keys inside [tokens, heads·d]).
+                    let ld = k + 3;
+                    let spaced: Vec<f32> = (0..n * ld)
+                        .map(|i| {
+                            if i % ld < k {
+                                wt[i / ld * k + i % ld]
+                            } else {
+                                f32::NAN
+                            }
+                        })
+                        .collect();
+                    let strided = run(MatRef::new(&spaced, n, k, ld, 1).unwrap().t());
+                    assert_eq!(plain, strided, "{isa:?} {precision:?} {m}x{k}x{n} spaced");
                 }
             }
         }

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use crate::kernels::transpose::{transpose_lanes, DstLanes, SrcLanes};
 use crate::kernels::Kernel;
-use crate::mat::{round_bf16, Element, MatRef};
+use crate::mat::{round_bf16, round_bf16_bits, Element, MatRef};
 use crate::{Error, Isa, Precision, Result};
 
 /// Below this many packed values, packing B runs on the calling thread only.
@@ -333,6 +333,10 @@ fn transpose_panel<T: Element, P: PackElem>(
 ) -> (usize, usize) {
     let start = j0 * b.col_stride + k0;
     let (src, steps, unit) = match (T::lanes(b.data), P::PAIRS, round) {
+        (SrcLanes::F32(s), true, _) => {
+            let cols_in = &s[start..];
+            return transpose_rounded_pairs(kernel, cols_in, b.col_stride, kc, cols, nr, dst);
+        }
         (SrcLanes::F32(s), false, false) => (SrcLanes::F32(&s[start..]), kc, 1),
         (SrcLanes::Pairs(s), true, _) => (SrcLanes::Pairs(&s[start..]), kc / 2, 2),
         (SrcLanes::Pairs(s), false, false) => (SrcLanes::Widen(&s[start..]), kc, 1),
@@ -348,6 +352,48 @@ fn transpose_panel<T: Element, P: PackElem>(
         cols,
     );
     (s * unit, c)
+}
+
+thread_local! {
+    /// Columns of an f32 panel rounded to bf16 on their way to the pairs transpose.
+    static ROUNDED: std::cell::RefCell<Vec<u16>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// [`transpose_panel`] for f32 columns contiguous along k (`src[j·stride + p]`, an activation
+/// such as attention's `Kᵀ`) packed as bf16 pairs: each column's `kc` values are rounded into a
+/// column-major bf16 buffer (a contiguous, vectorised loop; an odd `kc` gets a zero partner), whose
+/// pairs then go through the SIMD pairs transpose. Returns the k values and columns packed.
+fn transpose_rounded_pairs<P: PackElem>(
+    kernel: Kernel,
+    src: &[f32],
+    stride: usize,
+    kc: usize,
+    cols: usize,
+    nr: usize,
+    dst: &mut [P],
+) -> (usize, usize) {
+    let depth = kc.next_multiple_of(2);
+    ROUNDED.with_borrow_mut(|buf| {
+        buf.clear();
+        buf.resize(cols * depth, 0);
+        for (j, out) in buf.chunks_exact_mut(depth).enumerate() {
+            let column = &src[j * stride..][..kc];
+            for (o, &x) in out.iter_mut().zip(column) {
+                *o = round_bf16_bits(x);
+            }
+        }
+        let lanes = P::lanes_mut(dst);
+        let (pairs, c) = transpose_lanes(
+            kernel,
+            SrcLanes::Pairs(buf),
+            depth,
+            lanes,
+            nr,
+            depth / 2,
+            cols,
+        );
+        ((2 * pairs).min(kc), c)
+    })
 }
 
 /// Which A block to pack, and how.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use burn::prelude::*;
 use criterion::{criterion_main, BenchmarkId, Criterion};
-use tb_unsloth::{ops, reference, BaseWeight, LoraWeights};
+use tb_unsloth::{ops, reference, BaseWeight, LoraWeights, Precision};
 
 type Ad = Autodiff<Flex>;
 
@@ -151,9 +151,16 @@ fn bench_attention(c: &mut Criterion) {
     g.bench_function("fused", |b| {
         b.iter(|| {
             step(
-                ops::attention(q.clone(), k.clone(), v.clone(), seg.clone(), None)
-                    .unwrap()
-                    .sum(),
+                ops::attention(
+                    q.clone(),
+                    k.clone(),
+                    v.clone(),
+                    seg.clone(),
+                    None,
+                    Precision::F32,
+                )
+                .unwrap()
+                .sum(),
             )
         })
     });

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use burn::prelude::*;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 
+pub use tb_kernels::Precision;
 use tb_model::{CrossEntropyBackend, FrozenLinearBackend};
 
 use crate::fallback;
@@ -124,6 +125,8 @@ pub struct AttentionSaved<B: Backend> {
     pub segments: IntTensor<B>,
     /// Score scale, usually `1/sqrt(head_dim)`.
     pub scale: f32,
+    /// The arithmetic of the score and value products (see [`FusedBackend::attention_fwd`]).
+    pub precision: Precision,
 }
 
 /// What the chunked linear + cross-entropy forward keeps for its backward: the gradients
@@ -273,6 +276,12 @@ pub trait FusedBackend: FrozenLinearBackend + CrossEntropyBackend {
     /// Causal attention over packed rows with grouped-query heads: query `i` sees key `j` when
     /// `j <= i` and both tokens have the same segment id.
     ///
+    /// `precision` is the arithmetic of the score (`Q·Kᵀ`) and value (`P·V`) products and of
+    /// their backward products where a backend multiplies f32 activations (Flex): bf16 for a
+    /// model held in bf16, as PyTorch's bf16 autocast runs attention (sums and softmax in f32
+    /// either way). Backends that multiply in their tensors' own dtype (CubeCL, the Burn-op
+    /// defaults) ignore it.
+    ///
     /// # Shapes
     /// - q: `[batch, seq, heads, head_dim]`, k, v: `[batch, seq, kv_heads, head_dim]`
     /// - segments: `[batch, seq]`
@@ -283,7 +292,9 @@ pub trait FusedBackend: FrozenLinearBackend + CrossEntropyBackend {
         v: FloatTensor<Self>,
         segments: IntTensor<Self>,
         scale: f32,
+        precision: Precision,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let _ = precision;
         fallback::attention_fwd::<Self>(q, k, v, segments, scale)
     }
 
@@ -512,8 +523,9 @@ pub trait FusedBackend: FrozenLinearBackend + CrossEntropyBackend {
         v: FloatTensor<Self>,
         segments: IntTensor<Self>,
         scale: f32,
+        precision: Precision,
     ) -> FloatTensor<Self> {
-        Self::attention_fwd(q, k, v, segments, scale).0
+        Self::attention_fwd(q, k, v, segments, scale, precision).0
     }
 }
 

@@ -11,11 +11,12 @@
 use std::sync::Arc;
 
 use burn::prelude::*;
+use burn::tensor::DType;
 use tb_data::Batch;
 use tb_model::layer::DecoderLayer;
 use tb_model::{CausalLm, Linear, Projection};
 
-use crate::backend::{BaseWeight, FusedBackend, LoraWeights};
+use crate::backend::{BaseWeight, FusedBackend, LoraWeights, Precision};
 use crate::error::{FusedError, Result};
 use crate::ops;
 use crate::packed_base::{LayerBases, PackedBases, PackedWeight};
@@ -38,6 +39,16 @@ pub(crate) fn lora_weights<B: Backend>(
         b: l.lora_b.val(),
         scale: l.scale as f32,
     })
+}
+
+/// The arithmetic of a layer's attention products: bf16 where the model is held in bf16 (its
+/// query weight's dtype) and the CPU multiplies bf16 fast ([`Precision::for_bf16_model`]), as
+/// PyTorch's bf16 autocast runs attention; f32 otherwise.
+pub(crate) fn attention_precision<B: Backend>(layer: &DecoderLayer<B>) -> Precision {
+    match layer.self_attn.q_proj.weight.val().dtype() {
+        DType::BF16 => Precision::for_bf16_model(),
+        _ => Precision::F32,
+    }
 }
 
 /// One projection: fused LoRA linear when adapted, a plain matmul otherwise.
@@ -129,7 +140,9 @@ pub fn decoder_layer<B: FusedBackend>(
     let k = k.reshape([rows, seq, kv_heads, hd]);
     let v = v.reshape([rows, seq, kv_heads, hd]);
     let (q, k) = ops::rope_qk(q, k, cos.clone(), sin.clone())?;
-    let a = ops::attention(q, k, v, segments.clone(), None)?.reshape([rows, seq, heads * hd]);
+    let precision = attention_precision(layer);
+    let a = ops::attention(q, k, v, segments.clone(), None, precision)?;
+    let a = a.reshape([rows, seq, heads * hd]);
     let x = x + proj(a, O)?;
     let post = &layer.post_attention_layernorm;
     let h = ops::rms_norm(x.clone(), post.weight.val(), post.eps)?;

@@ -21,8 +21,9 @@ use burn::tensor::ops::FloatTensor;
 use tb_model::layer::DecoderLayer;
 use tb_model::Projection;
 
+use crate::backend::Precision;
 use crate::backend::{FusedBackend, LoraGrads, LoraWeights, MlpSaved};
-use crate::fused_model::lora_weights;
+use crate::fused_model::{attention_precision, lora_weights};
 use crate::packed_base::LayerBases;
 use crate::prim::{prim, tensor};
 
@@ -49,6 +50,8 @@ pub struct LayerWeights<B: Backend> {
     eps: [f32; 2],
     /// Attention heads, KV heads, head width.
     heads: [usize; 3],
+    /// The attention products' arithmetic ([`crate::fused_model::attention_precision`]).
+    precision: Precision,
 }
 
 impl<B: Backend> LayerWeights<B> {
@@ -71,6 +74,7 @@ impl<B: Backend> LayerWeights<B> {
                 layer.post_attention_layernorm.eps as f32,
             ],
             heads: [a.n_heads, a.n_kv_heads, a.head_dim],
+            precision: attention_precision(layer),
         })
     }
 }
@@ -142,7 +146,8 @@ fn attention_half<B: FusedBackend>(
     let scale = 1.0 / (hd as f32).sqrt();
     let segments = inputs.segments.clone().into_primitive();
     let (q, k, v) = (prim(q), prim(k), prim(v));
-    let (out, lse) = B::attention_fwd(q.clone(), k.clone(), v.clone(), segments.clone(), scale);
+    let (qkv, seg) = ((q.clone(), k.clone(), v.clone()), segments.clone());
+    let (out, lse) = B::attention_fwd(qkv.0, qkv.1, qkv.2, seg, scale, w.precision);
     let a = tensor::<B, 4>(out.clone()).reshape([rows * seq, qw]);
     AttentionHalf {
         h,
@@ -157,6 +162,7 @@ fn attention_half<B: FusedBackend>(
             lse,
             segments,
             scale,
+            precision: w.precision,
         },
     }
 }

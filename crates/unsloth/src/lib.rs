@@ -50,7 +50,7 @@ pub mod trainer;
 
 pub use backend::{
     AttentionSaved, BaseWeight, CeGradients, CeSaved, FusedBackend, LoraGrads, LoraWeights,
-    MlpSaved,
+    MlpSaved, Precision,
 };
 pub use error::{FusedError, Result};
 pub use run::train_unsloth;

@@ -23,7 +23,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tb_unsloth::ops::IGNORE_INDEX;
 use tb_unsloth::packed_base::{PackedWeight, QuantFormat};
-use tb_unsloth::{ops, reference, BaseWeight, LoraWeights};
+use tb_unsloth::{ops, reference, BaseWeight, LoraWeights, Precision};
 
 type Gpu = Autodiff<Wgpu>;
 type Cpu = Autodiff<Flex>;
@@ -358,7 +358,15 @@ fn packed_gqa_attention_on_cubecl() {
         let v = pair(&mut rng, [b, s, kvh, d], &dev);
         let (sg, sc) = ints(segments, [b, s], &dev);
         let scale = 1.0 / (d as f32).sqrt();
-        let out = ops::attention(q.gpu.clone(), k.gpu.clone(), v.gpu.clone(), sg, None).unwrap();
+        let out = ops::attention(
+            q.gpu.clone(),
+            k.gpu.clone(),
+            v.gpu.clone(),
+            sg,
+            None,
+            Precision::F32,
+        )
+        .unwrap();
         let want = reference::attention(q.cpu.clone(), k.cpu.clone(), v.cpu.clone(), sc, scale);
         let g = check("attention", &mut rng, (out, want));
         for (name, p) in [("q", &q), ("k", &k), ("v", &v)] {

@@ -5,7 +5,7 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::Flex;
 use burn::tensor::{DType, TensorData, TensorMetadata};
 use half::bf16;
-use tb_kernels::{Isa, MatMut, MatRef, Precision};
+use tb_kernels::{MatMut, MatRef, Precision};
 
 use super::{default_bwd, default_bwd_add, default_fwd, default_fwd_add, FrozenLinearBackend};
 use crate::flex_f32::{contiguous_f32, into_dtype};
@@ -96,7 +96,7 @@ impl<'a> WeightView<'a> {
 /// accumulated into acc's buffer (in place when nothing else holds it) and returned in acc's
 /// dtype.
 ///
-/// An f32 weight multiplies in f32. A bf16 weight multiplies with [`bf16_precision`]'s
+/// An f32 weight multiplies in f32. A bf16 weight multiplies with [`Precision::for_bf16_model`]'s
 /// arithmetic: bf16 products (`vdpbf16ps`, activations rounded to bf16 as PyTorch's bf16
 /// autocast does) where tb-kernels chose its AVX512_BF16 kernel for this CPU, else f32 products
 /// of the exactly widened weight.
@@ -135,7 +135,7 @@ fn multiply(lhs: FlexTensor, w: WeightView<'_>, acc: Option<FlexTensor>) -> Flex
             }
             Storage::Bf16(data) => {
                 let b = MatRef::new(data, w.rows, w.cols, w.row_stride, w.col_stride)?;
-                tb_kernels::gemm(a, b, c, 1.0, accumulate, bf16_precision())
+                tb_kernels::gemm(a, b, c, 1.0, accumulate, Precision::for_bf16_model())
             }
         }
     });
@@ -143,17 +143,4 @@ fn multiply(lhs: FlexTensor, w: WeightView<'_>, acc: Option<FlexTensor>) -> Flex
         panic!("frozen_linear on Flex: {e}");
     }
     into_dtype(out, dtype)
-}
-
-/// The arithmetic of a product with a bf16 weight: [`Precision::Bf16`] where the active ISA is
-/// [`Isa::Avx512Bf16`] — tb-kernels picks it only where its `vdpbf16ps` kernel measures clearly
-/// faster than f32 FMAs (about 2× on Zen 4; it does not on Sapphire Rapids without AMX, where
-/// `vdpbf16ps` issues at a quarter of the FMA rate) — and [`Precision::F32`] elsewhere, where
-/// bf16 products would cost precision for no speed. The bf16 weight halves the base's memory
-/// either way. `TB_GEMM_ISA` forces one path.
-pub(crate) fn bf16_precision() -> Precision {
-    match Isa::active() {
-        Ok(Isa::Avx512Bf16) => Precision::Bf16,
-        _ => Precision::F32,
-    }
 }

@@ -8,7 +8,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::tensor::ops::{FloatTensor, IntTensor};
 
 use super::{register, Ad};
-use crate::backend::{AttentionSaved, FusedBackend};
+use crate::backend::{AttentionSaved, FusedBackend, Precision};
 
 #[derive(Debug)]
 struct AttentionBackward;
@@ -32,6 +32,7 @@ pub(super) fn forward<B: FusedBackend, C: CheckpointStrategy>(
     v: FloatTensor<Ad<B, C>>,
     segments: IntTensor<B>,
     scale: f32,
+    precision: Precision,
 ) -> FloatTensor<Ad<B, C>> {
     match AttentionBackward
         .prepare::<C>([q.node.clone(), k.node.clone(), v.node.clone()])
@@ -45,6 +46,7 @@ pub(super) fn forward<B: FusedBackend, C: CheckpointStrategy>(
                 v.primitive.clone(),
                 segments.clone(),
                 scale,
+                precision,
             );
             let saved = AttentionSaved {
                 q: q.primitive,
@@ -54,11 +56,13 @@ pub(super) fn forward<B: FusedBackend, C: CheckpointStrategy>(
                 lse,
                 segments,
                 scale,
+                precision,
             };
             prep.finish(saved, out)
         }
         OpsKind::UnTracked(prep) => {
-            prep.finish(B::attention_fwd(q.primitive, k.primitive, v.primitive, segments, scale).0)
+            let (q, k, v) = (q.primitive, k.primitive, v.primitive);
+            prep.finish(B::attention_fwd(q, k, v, segments, scale, precision).0)
         }
     }
 }

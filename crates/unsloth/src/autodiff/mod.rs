@@ -16,7 +16,7 @@ use burn::prelude::Backend;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 
-use crate::backend::{AttentionSaved, FusedBackend, LoraWeights};
+use crate::backend::{AttentionSaved, FusedBackend, LoraWeights, Precision};
 use crate::packed_base::PackedWeight;
 
 /// Adds `grad` to the gradient of the parent `id` when that parent is tracked.
@@ -116,6 +116,7 @@ impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
         v: FloatTensor<Self>,
         segments: IntTensor<Self>,
         scale: f32,
+        precision: Precision,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let (out, lse) = B::attention_fwd(
             inner::<B, C>(q),
@@ -123,6 +124,7 @@ impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
             inner::<B, C>(v),
             segments,
             scale,
+            precision,
         );
         (wrap::<B, C>(out), wrap::<B, C>(lse))
     }
@@ -139,6 +141,7 @@ impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
             lse: inner::<B, C>(saved.lse),
             segments: saved.segments,
             scale: saved.scale,
+            precision: saved.precision,
         };
         let (dq, dk, dv) = B::attention_bwd(inner::<B, C>(dout), saved);
         (wrap::<B, C>(dq), wrap::<B, C>(dk), wrap::<B, C>(dv))
@@ -209,7 +212,8 @@ impl<B: FusedBackend, C: CheckpointStrategy> FusedBackend for Autodiff<B, C> {
         v: FloatTensor<Self>,
         segments: IntTensor<Self>,
         scale: f32,
+        precision: Precision,
     ) -> FloatTensor<Self> {
-        attention::forward::<B, C>(q, k, v, segments, scale)
+        attention::forward::<B, C>(q, k, v, segments, scale, precision)
     }
 }

@@ -18,7 +18,7 @@ use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 
-use crate::backend::{AttentionSaved, FusedBackend};
+use crate::backend::{AttentionSaved, FusedBackend, Precision};
 use crate::ops::IGNORE_INDEX;
 
 /// Units per cube of the row kernels (a power of two: the reductions halve it).
@@ -293,6 +293,7 @@ where
         v: FloatTensor<Self>,
         segments: IntTensor<Self>,
         scale: f32,
+        _precision: Precision,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let dt = q.dtype;
         let (q, k, v) = (f32_input(q), f32_input(k), f32_input(v));

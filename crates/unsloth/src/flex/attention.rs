@@ -6,11 +6,13 @@
 //! style): the forward runs one rayon task per query token, keeps a score row of at most `seq` floats
 //! per task and stores one logsumexp per (token, head). The backward recomputes the scores in
 //! two passes so that no two tasks write the same row: one over query tokens (`dq`) and one
-//! over key tokens (`dk`, `dv`, summed over the query heads of each key/value head).
+//! over key tokens (`dk`, `dv`, summed over the query heads of each key/value head). The
+//! per-token kernels multiply in f32 whatever the precision asked for; the span GEMMs honour it.
 
 use burn::backend::flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 use tb_kernels::vector::{axpy, dot};
+use tb_kernels::Precision;
 use tb_model::flex_f32::ints;
 
 use super::attention_blocks::{self as blocks, spans};
@@ -45,6 +47,7 @@ pub(crate) fn forward(
     v: FlexTensor,
     segments: FlexTensor,
     scale: f32,
+    precision: Precision,
 ) -> (FlexTensor, FlexTensor) {
     let q = F32View::new(q);
     let k = F32View::new(k);
@@ -64,7 +67,8 @@ pub(crate) fn forward(
     let mut lse = vec![0.0f32; batch * seq * heads];
     if heads * head_dim > 0 {
         if let Some(spans) = spans(&seg, seq) {
-            blocks::forward(&dm, &spans, qs, ks, vs, scale, &mut out, &mut lse);
+            let (o, l) = (&mut out, &mut lse);
+            blocks::forward(&dm, &spans, qs, ks, vs, scale, precision, o, l);
             return (
                 output(out, [batch, seq, heads, head_dim]),
                 output(lse, [batch, seq, heads]),
@@ -152,6 +156,7 @@ pub(crate) fn backward(
             lse: lses,
             dout: dos,
             scale,
+            precision: saved.precision,
         };
         blocks::backward(&dm, &spans, &saved, &mut dq, &mut dk, &mut dv);
         return (

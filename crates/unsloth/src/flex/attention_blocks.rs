@@ -18,6 +18,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 use tb_kernels::vector::{self, dot};
+use tb_kernels::Precision;
 
 use super::attention::Dims;
 use super::strided_gemm::{gemm, Strided};
@@ -122,6 +123,7 @@ pub(crate) fn forward(
     ks: &[f32],
     vs: &[f32],
     scale: f32,
+    precision: Precision,
     out: &mut [f32],
     lse: &mut [f32],
 ) {
@@ -145,7 +147,14 @@ pub(crate) fn forward(
                 for rows in query_blocks(l) {
                     let (w, n) = (rows.end, rows.len());
                     let sc = &mut scores[..n * w];
-                    gemm(sc, false, q.rows(rows.clone()), k.rows(0..w).t(), scale);
+                    gemm(
+                        sc,
+                        false,
+                        q.rows(rows.clone()),
+                        k.rows(0..w).t(),
+                        scale,
+                        precision,
+                    );
                     row_lse.extend(causal_softmax(sc, w, rows.start));
                     let p = Strided::new(sc, 0, [n, w], [w, 1]);
                     gemm(
@@ -154,6 +163,7 @@ pub(crate) fn forward(
                         p,
                         v.rows(0..w),
                         1.0,
+                        precision,
                     );
                 }
                 block.out.push(o);
@@ -193,6 +203,9 @@ pub(crate) struct Saved<'a> {
     pub lse: &'a [f32],
     pub dout: &'a [f32],
     pub scale: f32,
+    /// The products' arithmetic (as in the forward, so the recomputed scores match its
+    /// logsumexps).
+    pub precision: Precision,
 }
 
 /// Backward over spans; writes `dq` (`[tokens, heads, d]`), `dk` and `dv`
@@ -228,7 +241,8 @@ pub(crate) fn backward(
                     let (w, n) = (rows.end, rows.len());
                     let (qb, dob) = (q.rows(rows.clone()), d_o.rows(rows.clone()));
                     let (pb, dsb) = (&mut p[..n * w], &mut ds[..n * w]);
-                    gemm(pb, false, qb, k.rows(0..w).t(), s.scale);
+                    let pr = s.precision;
+                    gemm(pb, false, qb, k.rows(0..w).t(), s.scale, pr);
                     for (r, row) in pb.chunks_mut(w).enumerate() {
                         let i = rows.start + r;
                         let row_lse = s.lse[(span.start + i) * heads + hh];
@@ -237,8 +251,8 @@ pub(crate) fn backward(
                         future.fill(0.0);
                     }
                     let pm = Strided::new(pb, 0, [n, w], [w, 1]);
-                    gemm(&mut block.dv[..w * d], true, pm.t(), dob, 1.0);
-                    gemm(dsb, false, dob, v.rows(0..w).t(), 1.0);
+                    gemm(&mut block.dv[..w * d], true, pm.t(), dob, 1.0, pr);
+                    gemm(dsb, false, dob, v.rows(0..w).t(), 1.0, pr);
                     for (r, (ds_row, p_row)) in dsb.chunks_mut(w).zip(pb.chunks(w)).enumerate() {
                         let at = dm.at(span.start + rows.start + r, heads, hh);
                         let delta = dot(&s.dout[at..][..d], &s.out[at..][..d]);
@@ -249,8 +263,8 @@ pub(crate) fn backward(
                     }
                     let dsm = Strided::new(dsb, 0, [n, w], [w, 1]);
                     let dq_rows = &mut dq_h[rows.start * d..rows.end * d];
-                    gemm(dq_rows, false, dsm, k.rows(0..w), s.scale);
-                    gemm(&mut block.dk[..w * d], true, dsm.t(), qb, s.scale);
+                    gemm(dq_rows, false, dsm, k.rows(0..w), s.scale, pr);
+                    gemm(&mut block.dk[..w * d], true, dsm.t(), qb, s.scale, pr);
                 }
                 block.dq.push(dq_h);
             }

@@ -16,7 +16,7 @@ use burn::tensor::{TensorData, TensorMetadata};
 
 use tb_model::flex_f32::{self, into_dtype};
 
-use crate::backend::{AttentionSaved, FusedBackend};
+use crate::backend::{AttentionSaved, FusedBackend, Precision};
 use crate::packed_base::PackedWeight;
 
 /// A contiguous f32 copy (or view) of a Flex tensor.
@@ -99,9 +99,10 @@ impl FusedBackend for Flex {
         v: FlexTensor,
         segments: FlexTensor,
         scale: f32,
+        precision: Precision,
     ) -> (FlexTensor, FlexTensor) {
         let dt = q.dtype();
-        let (out, lse) = attention::forward(q, k, v, segments, scale);
+        let (out, lse) = attention::forward(q, k, v, segments, scale, precision);
         (into_dtype(out, dt), into_dtype(lse, dt))
     }
 

@@ -4,7 +4,7 @@
 
 use burn::prelude::*;
 
-use crate::backend::FusedBackend;
+use crate::backend::{FusedBackend, Precision};
 use crate::error::{expect_dims, FusedError, Result};
 use crate::prim::{prim, tensor};
 
@@ -12,7 +12,8 @@ use crate::prim::{prim, tensor};
 /// `segments[b][i] == segments[b][j]` (tokens of different examples never see each other).
 /// Query head `h` uses key/value head `h / (heads / kv_heads)` (HF `repeat_kv`).
 ///
-/// `scale` defaults to `1/sqrt(head_dim)`.
+/// `scale` defaults to `1/sqrt(head_dim)`; `precision` is the products' arithmetic (see
+/// [`FusedBackend::attention_fwd`]).
 ///
 /// # Shapes
 /// - q: `[batch, seq, heads, head_dim]`
@@ -28,6 +29,7 @@ pub fn attention<B: FusedBackend>(
     v: Tensor<B, 4>,
     segments: Tensor<B, 2, Int>,
     scale: Option<f32>,
+    precision: Precision,
 ) -> Result<Tensor<B, 4>> {
     let [b, s, h, d] = q.dims();
     let [_, _, kvh, _] = k.dims();
@@ -47,5 +49,6 @@ pub fn attention<B: FusedBackend>(
         prim(v),
         segments.into_primitive(),
         scale,
+        precision,
     )))
 }

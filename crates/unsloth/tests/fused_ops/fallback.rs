@@ -4,7 +4,7 @@ use burn::backend::Flex;
 use burn::prelude::*;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::TensorPrimitive;
-use tb_unsloth::{fallback, AttentionSaved, FusedBackend};
+use tb_unsloth::{fallback, AttentionSaved, FusedBackend, Precision};
 
 use crate::common::*;
 
@@ -69,7 +69,8 @@ fn attention_kernels_match_fallbacks() {
     let dout = r(&mut g, [2, 7, 4, 6]);
     let seg = ints(vec![0, 0, 0, 1, 1, 1, 1, 5, 5, 5, 5, 5, 9, 9], [2, 7]).inner();
     let scale = 0.4;
-    let (out, lse) = Flex::attention_fwd(p(&q), p(&k), p(&v), seg.clone().into_primitive(), scale);
+    let seg_p = seg.clone().into_primitive();
+    let (out, lse) = Flex::attention_fwd(p(&q), p(&k), p(&v), seg_p, scale, Precision::F32);
     let (out2, lse2) =
         fallback::attention_fwd::<Flex>(p(&q), p(&k), p(&v), seg.clone().into_primitive(), scale);
     assert_close("fallback attention out", t::<4>(out.clone()), t::<4>(out2));
@@ -82,6 +83,7 @@ fn attention_kernels_match_fallbacks() {
         lse,
         segments: seg.into_primitive(),
         scale,
+        precision: Precision::F32,
     };
     let (dq, dk, dv) = Flex::attention_bwd(p(&dout), saved.clone());
     let (dq2, dk2, dv2) = fallback::attention_bwd::<Flex>(p(&dout), saved);

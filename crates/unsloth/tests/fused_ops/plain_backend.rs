@@ -3,7 +3,7 @@
 
 use burn::backend::Flex;
 use burn::prelude::*;
-use tb_unsloth::{ops, reference, BaseWeight, LoraWeights};
+use tb_unsloth::{ops, reference, BaseWeight, LoraWeights, Precision};
 
 use crate::common::*;
 
@@ -46,7 +46,15 @@ fn plain_flex_matches_reference() {
     let k = plain(&rand(&mut r, [1, 5, 1, 4]));
     let v = plain(&rand(&mut r, [1, 5, 1, 4]));
     let seg: Tensor<Flex, 2, Int> = ints(vec![0, 0, 1, 1, 1], [1, 5]).inner();
-    let got = ops::attention(q.clone(), k.clone(), v.clone(), seg.clone(), None).unwrap();
+    let got = ops::attention(
+        q.clone(),
+        k.clone(),
+        v.clone(),
+        seg.clone(),
+        None,
+        Precision::F32,
+    )
+    .unwrap();
     assert_close(
         "plain attention",
         got,
