@@ -220,6 +220,39 @@ pub trait FusedBackend: FrozenLinearBackend + CrossEntropyBackend {
         fallback::rope_fwd::<Self>(x, cos, sin, inverse)
     }
 
+    /// The fused q|k|v projection output split into heads, queries and keys rotated by RoPE:
+    /// what the attention takes. `dims` is `[heads, kv_heads, head_dim]`.
+    ///
+    /// # Shapes
+    /// - qkv: `[rows · seq, (heads + 2·kv_heads) · head_dim]`
+    /// - cos, sin: `[rows, seq, head_dim / 2]`
+    /// - output: q `[rows, seq, heads, head_dim]`, k and v `[rows, seq, kv_heads, head_dim]`
+    fn qkv_heads_rope(
+        qkv: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        dims: [usize; 3],
+    ) -> [FloatTensor<Self>; 3] {
+        fallback::qkv_heads_rope::<Self>(qkv, cos, sin, dims)
+    }
+
+    /// Backward of [`Self::qkv_heads_rope`]: the gradients of q and k rotated back (inverse
+    /// RoPE) and all three joined into the q|k|v projection's layout.
+    ///
+    /// # Shapes
+    /// - dq `[rows, seq, heads, head_dim]`, dk and dv `[rows, seq, kv_heads, head_dim]`
+    /// - cos, sin: `[rows, seq, head_dim / 2]`
+    /// - output: `[rows · seq, (heads + 2·kv_heads) · head_dim]`
+    fn qkv_heads_rope_bwd(
+        dq: FloatTensor<Self>,
+        dk: FloatTensor<Self>,
+        dv: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        fallback::qkv_heads_rope_bwd::<Self>(dq, dk, dv, cos, sin)
+    }
+
     /// SwiGLU forward `silu(gate) · up`.
     ///
     /// # Shapes

@@ -13,7 +13,7 @@ use burn::tensor::activation::{sigmoid, silu};
 use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{Shape, TensorMetadata};
 
-use crate::backend::AttentionSaved;
+use crate::backend::{AttentionSaved, FusedBackend};
 use crate::packed_base::PackedWeight;
 use crate::prim::{prim, tensor};
 
@@ -72,6 +72,58 @@ pub fn rope_fwd<B: Backend>(
     let x2 = x.clone().narrow(3, d / 2, d / 2);
     let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
     prim(x * full(cos) + rotated * sin)
+}
+
+/// See [`crate::FusedBackend::qkv_heads_rope`]: narrows and reshapes, then the backend's
+/// [`crate::FusedBackend::rope_fwd`] on queries and keys together.
+pub fn qkv_heads_rope<B: FusedBackend>(
+    qkv: FloatTensor<B>,
+    cos: FloatTensor<B>,
+    sin: FloatTensor<B>,
+    [heads, kv_heads, hd]: [usize; 3],
+) -> [FloatTensor<B>; 3] {
+    let [rows, seq, _] = cos.shape().dims();
+    let qkv = tensor::<B, 2>(qkv);
+    let (qw, kw) = (heads * hd, kv_heads * hd);
+    let part = |start: usize, width: usize, n: usize| {
+        qkv.clone()
+            .narrow(1, start, width)
+            .reshape([rows, seq, n, hd])
+    };
+    let (q, k, v) = (
+        part(0, qw, heads),
+        part(qw, kw, kv_heads),
+        part(qw + kw, kw, kv_heads),
+    );
+    let qk = tensor::<B, 4>(B::rope_fwd(
+        prim(Tensor::cat(vec![q, k], 2)),
+        cos,
+        sin,
+        false,
+    ));
+    [
+        prim(qk.clone().narrow(2, 0, heads)),
+        prim(qk.narrow(2, heads, kv_heads)),
+        prim(v),
+    ]
+}
+
+/// See [`crate::FusedBackend::qkv_heads_rope_bwd`].
+pub fn qkv_heads_rope_bwd<B: FusedBackend>(
+    dq: FloatTensor<B>,
+    dk: FloatTensor<B>,
+    dv: FloatTensor<B>,
+    cos: FloatTensor<B>,
+    sin: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let [rows, seq, heads, hd] = dq.shape().dims();
+    let kv_heads = dk.shape().dims::<4>()[2];
+    let tokens = rows * seq;
+    let dqk = Tensor::cat(vec![tensor::<B, 4>(dq), tensor::<B, 4>(dk)], 2);
+    let dqk = tensor::<B, 4>(B::rope_fwd(prim(dqk), cos, sin, true));
+    let dqk = dqk.reshape([tokens, (heads + kv_heads) * hd]);
+    let dv = tensor::<B, 4>(dv).reshape([tokens, kv_heads * hd]);
+    prim(Tensor::cat(vec![dqk, dv], 1))
 }
 
 /// Flattens a primitive of any rank to 1-D; returns it with its original shape.

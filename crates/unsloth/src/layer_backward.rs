@@ -119,36 +119,16 @@ fn attention_half<B: FusedBackend>(
     inputs: &LayerInputs<B>,
 ) -> AttentionHalf<B> {
     let [rows, seq] = inputs.segments.dims();
-    let [heads, kv_heads, hd] = w.heads;
+    let [heads, _, hd] = w.heads;
     let (h, inv) = B::rms_norm_fwd(prim(x.clone()), w.norms[0].clone(), w.eps[0]);
     let (qkv, xa_qkv) = B::lora_qkv_fwd(h.clone(), &w.qkv);
-    let qkv = tensor::<B, 2>(qkv);
-    let (qw, kw) = (heads * hd, kv_heads * hd);
-    let q = qkv.clone().narrow(1, 0, qw).reshape([rows, seq, heads, hd]);
-    let k = qkv
-        .clone()
-        .narrow(1, qw, kw)
-        .reshape([rows, seq, kv_heads, hd]);
-    let v = qkv
-        .narrow(1, qw + kw, kw)
-        .reshape([rows, seq, kv_heads, hd]);
-    let qk = B::rope_fwd(
-        prim(Tensor::cat(vec![q, k], 2)),
-        prim(inputs.cos.clone()),
-        prim(inputs.sin.clone()),
-        false,
-    );
-    let qk = tensor::<B, 4>(qk);
-    let (q, k) = (
-        qk.clone().narrow(2, 0, heads),
-        qk.narrow(2, heads, kv_heads),
-    );
+    let (cos, sin) = (prim(inputs.cos.clone()), prim(inputs.sin.clone()));
+    let [q, k, v] = B::qkv_heads_rope(qkv, cos, sin, w.heads);
     let scale = 1.0 / (hd as f32).sqrt();
     let segments = inputs.segments.clone().into_primitive();
-    let (q, k, v) = (prim(q), prim(k), prim(v));
     let (qkv, seg) = ((q.clone(), k.clone(), v.clone()), segments.clone());
     let (out, lse) = B::attention_fwd(qkv.0, qkv.1, qkv.2, seg, scale, w.precision);
-    let a = tensor::<B, 4>(out.clone()).reshape([rows * seq, qw]);
+    let a = tensor::<B, 4>(out.clone()).reshape([rows * seq, heads * hd]);
     AttentionHalf {
         h,
         inv,
@@ -233,24 +213,15 @@ pub fn backward<B: FusedBackend>(
     let dmid = dout + tensor::<B, 2>(dmid);
     // Attention half, always recomputed (never the o projection's output).
     let half = attention_half(w, &x, inputs);
-    let [heads, kv_heads, hd] = w.heads;
+    let [heads, _, hd] = w.heads;
     let [rows, seq] = inputs.segments.dims();
     let xa_o = xa(&half.a, &w.o);
     let (da, g_o) = B::lora_linear_bwd(prim(dmid.clone()), prim(half.a), xa_o, &w.o, false);
     let da = tensor::<B, 2>(da).reshape([rows, seq, heads, hd]);
     let (dq, dk, dv) = B::attention_bwd(prim(da), half.saved);
-    let dqk = B::rope_fwd(
-        prim(Tensor::cat(vec![tensor::<B, 4>(dq), tensor::<B, 4>(dk)], 2)),
-        prim(inputs.cos.clone()),
-        prim(inputs.sin.clone()),
-        true,
-    );
-    let tokens = rows * seq;
-    let dqk = tensor::<B, 4>(dqk).reshape([tokens, (heads + kv_heads) * hd]);
-    let dv = tensor::<B, 4>(dv).reshape([tokens, kv_heads * hd]);
-    let dqkv = Tensor::cat(vec![dqk, dv], 1);
-    let (dh1, [g_q, g_k, g_v]) =
-        B::lora_qkv_bwd(prim(dqkv), half.h, half.xa_qkv, &w.qkv, [false; 3]);
+    let (cos, sin) = (prim(inputs.cos.clone()), prim(inputs.sin.clone()));
+    let dqkv = B::qkv_heads_rope_bwd(dq, dk, dv, cos, sin);
+    let (dh1, [g_q, g_k, g_v]) = B::lora_qkv_bwd(dqkv, half.h, half.xa_qkv, &w.qkv, [false; 3]);
     let dx = want_dx.then(|| {
         let (dx, _) = B::rms_norm_bwd(dh1, prim(x), w.norms[0].clone(), half.inv);
         dmid + tensor::<B, 2>(dx)

@@ -66,6 +66,27 @@ impl FusedBackend for Flex {
         into_dtype(rope::forward(x, cos, sin, inverse), dt)
     }
 
+    fn qkv_heads_rope(
+        qkv: FlexTensor,
+        cos: FlexTensor,
+        sin: FlexTensor,
+        dims: [usize; 3],
+    ) -> [FlexTensor; 3] {
+        let dt = qkv.dtype();
+        rope::qkv_heads(qkv, cos, sin, dims).map(|t| into_dtype(t, dt))
+    }
+
+    fn qkv_heads_rope_bwd(
+        dq: FlexTensor,
+        dk: FlexTensor,
+        dv: FlexTensor,
+        cos: FlexTensor,
+        sin: FlexTensor,
+    ) -> FlexTensor {
+        let dt = dq.dtype();
+        into_dtype(rope::qkv_heads_bwd(dq, dk, dv, cos, sin), dt)
+    }
+
     fn swiglu_fwd(gate: FlexTensor, up: FlexTensor) -> FlexTensor {
         let dt = gate.dtype();
         into_dtype(swiglu::forward(gate, up), dt)

@@ -91,3 +91,43 @@ fn attention_kernels_match_fallbacks() {
     assert_close("fallback attention dk", t::<4>(dk), t::<4>(dk2));
     assert_close("fallback attention dv", t::<4>(dv), t::<4>(dv2));
 }
+
+/// The one-pass split of q|k|v into rotated heads (and its backward) against the narrow / cat /
+/// RoPE composition, with angle tables that are views (as the trainer passes them); and the
+/// backward is the forward's adjoint: `⟨f(x), g⟩ = ⟨x, f*(g)⟩`.
+#[test]
+fn qkv_heads_rope_matches_the_composition_and_its_adjoint() {
+    let mut g = rng(113);
+    let ([rows, seq], [heads, kvh, d]) = ([2, 5], [6, 2, 8]);
+    let width = (heads + 2 * kvh) * d;
+    let qkv = r(&mut g, [rows * seq, width]);
+    let table = r(&mut g, [rows, seq, d]);
+    let (cos, sin) = (
+        table.clone().narrow(2, 0, d / 2),
+        table.narrow(2, d / 2, d / 2),
+    );
+    let got = Flex::qkv_heads_rope(p(&qkv), p(&cos), p(&sin), [heads, kvh, d]);
+    let want = fallback::qkv_heads_rope::<Flex>(p(&qkv), p(&cos), p(&sin), [heads, kvh, d]);
+    for (what, (a, b)) in ["q", "k", "v"]
+        .iter()
+        .zip(got.clone().into_iter().zip(want))
+    {
+        assert_close(&format!("qkv heads {what}"), t::<4>(a), t::<4>(b));
+    }
+    let (dq, dk, dv) = (
+        r(&mut g, [rows, seq, heads, d]),
+        r(&mut g, [rows, seq, kvh, d]),
+        r(&mut g, [rows, seq, kvh, d]),
+    );
+    let back = Flex::qkv_heads_rope_bwd(p(&dq), p(&dk), p(&dv), p(&cos), p(&sin));
+    let back2 = fallback::qkv_heads_rope_bwd::<Flex>(p(&dq), p(&dk), p(&dv), p(&cos), p(&sin));
+    assert_close("qkv heads backward", t::<2>(back.clone()), t::<2>(back2));
+    let [q, k, v] = got.map(t::<4>);
+    let lhs = (q * dq).sum() + (k * dk).sum() + (v * dv).sum();
+    let rhs = (qkv * t::<2>(back)).sum();
+    let (lhs, rhs) = (lhs.into_scalar(), rhs.into_scalar());
+    assert!(
+        (lhs - rhs).abs() <= 1e-4 * lhs.abs().max(1.0),
+        "adjoint: {lhs} vs {rhs}"
+    );
+}
