@@ -3,7 +3,8 @@
 //! the softmax pieces of both trainers' cross-entropy: [`max`], [`sum_exp_shifted`]
 //! (`Σ exp(x[i] − shift)`), [`logsumexp`] and [`exp_shifted_scaled`]
 //! (`out[i] = exp(x[i] − shift)·scale`) and [`exp_shifted_in_place`]. The SIMD `exp` is a polynomial within 2 ulp of
-//! `f32::exp` (subnormals and overflow included); NaN propagates through all of them.
+//! `f32::exp` (subnormals and overflow included); NaN propagates through all of them. Also
+//! [`zeros`], the output buffers of the CPU kernels, zeroed in parallel when big.
 //!
 //! Two implementations each: the plain-Rust reference ([`dot_scalar`], [`axpy_scalar`]) and
 //! AVX2+FMA code for x86-64, picked at run time (CPUID, cached by the standard library), so one
@@ -12,7 +13,25 @@
 //! its two slices. `TB_GEMM_ISA` does not apply here; [`dot_with_isa`] and [`axpy_with_isa`]
 //! pick a path explicitly (tests, benches).
 
+use rayon::prelude::*;
+
 use crate::{Isa, Result};
+
+/// Buffers of at least this many values are zeroed by all of rayon's threads.
+const PAR_ZEROS_MIN: usize = 1 << 16;
+
+/// `n` zeros, written in parallel for big buffers. A kernel's output buffer is allocated on the
+/// calling thread before its parallel section; a reused heap block is zeroed there by one
+/// `memset`, the other threads idle: the many-megabyte activation buffers of a training step
+/// are cleared at the machine's full width instead.
+pub fn zeros(n: usize) -> Vec<f32> {
+    if n < PAR_ZEROS_MIN {
+        return vec![0.0; n];
+    }
+    let mut v = Vec::with_capacity(n);
+    v.par_extend(rayon::iter::repeat_n(0.0f32, n));
+    v
+}
 
 #[cfg(target_arch = "x86_64")]
 use crate::kernels::avx2_vector;

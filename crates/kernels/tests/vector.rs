@@ -260,3 +260,14 @@ fn sigmoid_matches_f64_on_odd_lengths_and_saturates() {
     sigmoid_into(&mut out, &[-200.0, 200.0, 0.0, f32::NEG_INFINITY]);
     assert_eq!(out, [0.0, 1.0, 0.5, 0.0]);
 }
+
+/// Small buffers (one `memset`) and big ones (zeroed by rayon's threads) alike: the asked length,
+/// every value a positive zero.
+#[test]
+fn zeros_gives_the_length_asked_all_positive_zeros() {
+    for n in [0, 1, 1000, (1 << 16) - 1, 1 << 16, 3 * (1 << 16) + 7] {
+        let v = tb_kernels::vector::zeros(n);
+        assert_eq!(v.len(), n);
+        assert!(v.iter().all(|x| x.to_bits() == 0), "n = {n}");
+    }
+}

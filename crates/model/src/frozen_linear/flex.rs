@@ -5,6 +5,7 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::Flex;
 use burn::tensor::{DType, TensorData, TensorMetadata};
 use half::bf16;
+use tb_kernels::vector::zeros;
 use tb_kernels::{MatMut, MatRef, Precision};
 
 use super::{default_bwd, default_bwd_add, default_fwd, default_fwd_add, FrozenLinearBackend};
@@ -122,7 +123,7 @@ fn multiply(lhs: FlexTensor, w: WeightView<'_>, acc: Option<FlexTensor>) -> Flex
             );
             contiguous_f32(c)
         }
-        None => FlexTensor::from_data(TensorData::new(vec![0.0f32; rows * w.cols], [rows, w.cols])),
+        None => FlexTensor::from_data(TensorData::new(zeros(rows * w.cols), [rows, w.cols])),
     };
     let a = MatRef::row_major(a_values, rows, inner);
     let c = MatMut::row_major(out.storage_mut::<f32>(), rows, w.cols);

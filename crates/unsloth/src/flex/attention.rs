@@ -11,7 +11,7 @@
 
 use burn::backend::flex::{Flex, FlexTensor};
 use rayon::prelude::*;
-use tb_kernels::vector::{axpy, dot};
+use tb_kernels::vector::{axpy, dot, zeros};
 use tb_kernels::Precision;
 use tb_model::flex_f32::ints;
 
@@ -63,7 +63,7 @@ pub(crate) fn forward(
     };
     let seg = ints(segments);
     let (qs, ks, vs) = (q.slice(), k.slice(), v.slice());
-    let mut out = vec![0.0f32; batch * seq * heads * head_dim];
+    let mut out = zeros(batch * seq * heads * head_dim);
     let mut lse = vec![0.0f32; batch * seq * heads];
     if heads * head_dim > 0 {
         if let Some(spans) = spans(&seg, seq) {
@@ -137,9 +137,9 @@ pub(crate) fn backward(
     };
     let (dos, qs, ks, vs, lses) = (d_o.slice(), q.slice(), k.slice(), v.slice(), lse.slice());
     let tokens = dm.batch * dm.seq;
-    let mut dq = vec![0.0f32; tokens * heads * head_dim];
-    let mut dk = vec![0.0f32; tokens * kv_heads * head_dim];
-    let mut dv = vec![0.0f32; tokens * kv_heads * head_dim];
+    let mut dq = zeros(tokens * heads * head_dim);
+    let mut dk = zeros(tokens * kv_heads * head_dim);
+    let mut dv = zeros(tokens * kv_heads * head_dim);
     if heads * head_dim == 0 {
         return (
             output(dq, [batch, seq, heads, head_dim]),

@@ -2,6 +2,7 @@
 
 use burn::backend::flex::FlexTensor;
 use rayon::prelude::*;
+use tb_kernels::vector::zeros;
 
 use super::{output, F32View};
 
@@ -11,7 +12,7 @@ pub(crate) fn forward(x: FlexTensor, w: FlexTensor, eps: f32) -> (FlexTensor, Fl
     let w = F32View::new(w);
     let [rows, d] = x.dims();
     let (xs, ws) = (x.slice(), w.slice());
-    let mut y = vec![0.0f32; rows * d];
+    let mut y = zeros(rows * d);
     let mut inv = vec![0.0f32; rows];
     if d > 0 {
         y.par_chunks_mut(d)
@@ -42,7 +43,7 @@ pub(crate) fn backward(
     let inv = F32View::new(inv_rms);
     let [rows, d] = x.dims();
     let (dys, xs, ws, invs) = (dy.slice(), x.slice(), w.slice(), inv.slice());
-    let mut dx = vec![0.0f32; rows * d];
+    let mut dx = zeros(rows * d);
     let mut dw = vec![0.0f32; d];
     if d > 0 {
         dw = dx

@@ -3,6 +3,7 @@
 
 use burn::backend::flex::FlexTensor;
 use rayon::prelude::*;
+use tb_kernels::vector::zeros;
 
 use super::{output, F32View};
 
@@ -20,7 +21,7 @@ pub(crate) fn forward(
     let half = d / 2;
     let (xs, cs, ss) = (x.slice(), cos.slice(), sin.slice());
     let sign = if inverse { -1.0f32 } else { 1.0 };
-    let mut y = vec![0.0f32; b * s * h * d];
+    let mut y = zeros(b * s * h * d);
     if h * d > 0 {
         y.par_chunks_mut(h * d)
             .zip(xs.par_chunks(h * d))
@@ -62,11 +63,7 @@ pub(crate) fn qkv_heads(
     let [rows, seq, half] = cos.dims();
     let (qw, kw) = (heads * d, kv_heads * d);
     let tokens = rows * seq;
-    let (mut q, mut k, mut v) = (
-        vec![0.0f32; tokens * qw],
-        vec![0.0f32; tokens * kw],
-        vec![0.0f32; tokens * kw],
-    );
+    let (mut q, mut k, mut v) = (zeros(tokens * qw), zeros(tokens * kw), zeros(tokens * kw));
     if qw > 0 {
         let (cs, ss) = (cos.slice(), sin.slice());
         q.par_chunks_mut(qw)
@@ -104,7 +101,7 @@ pub(crate) fn qkv_heads_bwd(
     let half = d / 2;
     let (qw, kw) = (heads * d, kv_heads * d);
     let tokens = rows * seq;
-    let mut dqkv = vec![0.0f32; tokens * (qw + 2 * kw)];
+    let mut dqkv = zeros(tokens * (qw + 2 * kw));
     if qw > 0 {
         let (cs, ss) = (cos.slice(), sin.slice());
         dqkv.par_chunks_mut(qw + 2 * kw)

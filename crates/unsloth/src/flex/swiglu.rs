@@ -3,7 +3,7 @@
 use burn::backend::flex::FlexTensor;
 use burn::tensor::TensorMetadata;
 use rayon::prelude::*;
-use tb_kernels::vector;
+use tb_kernels::vector::{self, zeros};
 
 use super::F32View;
 
@@ -18,7 +18,7 @@ pub(crate) fn forward(gate: FlexTensor, up: FlexTensor) -> FlexTensor {
     let shape_of = gate.clone();
     let g = F32View::new(gate);
     let u = F32View::new(up);
-    let mut h = vec![0.0f32; g.slice().len()];
+    let mut h = zeros(g.slice().len());
     h.par_chunks_mut(CHUNK)
         .zip(g.slice().par_chunks(CHUNK))
         .zip(u.slice().par_chunks(CHUNK))
@@ -42,8 +42,8 @@ pub(crate) fn backward(
     let g = F32View::new(gate);
     let u = F32View::new(up);
     let n = g.slice().len();
-    let mut dg = vec![0.0f32; n];
-    let mut du = vec![0.0f32; n];
+    let mut dg = zeros(n);
+    let mut du = zeros(n);
     dg.par_chunks_mut(CHUNK)
         .zip(du.par_chunks_mut(CHUNK))
         .zip(dh.slice().par_chunks(CHUNK))
