@@ -31,7 +31,9 @@
 //! `NC` columns › `KC` depth › `MC` rows (pack A) › `NR` panels › `MR` panels › micro-kernel,
 //! which prefetches its C tile and overwrites it on the first k block (unless accumulating).
 //! Threads: rayon over disjoint blocks of C — over m when every thread gets a few micro-panels,
-//! else over n (short, wide outputs) — each task owning its rows' `&mut` slices. The unpacked
+//! else over n (short, wide outputs) — each task owning its rows' `&mut` slices;
+//! [`gemm_serial`] and [`gemm_serial_with_isa`] keep a product on the calling thread (callers
+//! that already run many small products in parallel, such as per-head attention). The unpacked
 //! entry points ([`gemm`], [`gemm_with_isa`]) pack B per call into a reused thread-local
 //! buffer, a block of at most 4 Mi values at a time (so a big B such as an LM head
 //! never has a whole packed copy); no allocation happens per micro-kernel call.

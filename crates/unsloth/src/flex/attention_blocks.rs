@@ -9,7 +9,9 @@
 //! (nothing `[L, L]` outlives one head of one example) and forms `dV = Pᵀ·dO`, `dP = dO·Vᵀ`,
 //! `dS = P∘(dP − δ)`, `dQ = s·dS·K` and `dK = s·dSᵀ·Q` as GEMMs too, `dV` and `dK` summed over
 //! the query blocks. Tasks own disjoint outputs: one task per (example, key/value head),
-//! results copied into place after the parallel section.
+//! results copied into place after the parallel section. The products run on tb-kernels'
+//! caller-thread GEMM in the precision the op is given (bf16 for a model held in bf16, as
+//! PyTorch's autocast runs attention); softmax, logsumexps and sums stay f32.
 //!
 //! This is the fast path of [`super::attention`]; the per-token kernels there handle rows
 //! whose segments are not contiguous, and serve as its reference in the tests.

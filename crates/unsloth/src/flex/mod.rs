@@ -4,6 +4,7 @@
 
 mod attention;
 mod attention_blocks;
+mod lora;
 mod packed_matmul;
 mod rms_norm;
 mod rope;
@@ -16,7 +17,7 @@ use burn::tensor::{TensorData, TensorMetadata};
 
 use tb_model::flex_f32::{self, into_dtype};
 
-use crate::backend::{AttentionSaved, FusedBackend, Precision};
+use crate::backend::{AttentionSaved, FusedBackend, LoraGrads, LoraWeights, Precision};
 use crate::packed_base::PackedWeight;
 
 /// A contiguous f32 copy (or view) of a Flex tensor.
@@ -96,6 +97,26 @@ impl FusedBackend for Flex {
         let dt = gate.dtype();
         let (dg, du) = swiglu::backward(dh, gate, up);
         (into_dtype(dg, dt), into_dtype(du, dt))
+    }
+
+    fn lora_linear_fwd(x: FlexTensor, lora: &LoraWeights<FlexTensor>) -> (FlexTensor, FlexTensor) {
+        match lora::bf16_base(lora) {
+            Some(w) => lora::forward(x, lora, w),
+            None => crate::ops::lora_linear::forward_kernel::<Self>(x, lora),
+        }
+    }
+
+    fn lora_linear_bwd(
+        dy: FlexTensor,
+        x: FlexTensor,
+        xa: FlexTensor,
+        lora: &LoraWeights<FlexTensor>,
+        want_dw: bool,
+    ) -> (FlexTensor, LoraGrads<FlexTensor>) {
+        match (want_dw, lora::bf16_base(lora)) {
+            (false, Some(w)) => lora::backward(dy, x, xa, lora, w),
+            _ => crate::ops::lora_linear::backward_kernel::<Self>(dy, x, xa, lora, want_dw),
+        }
     }
 
     fn packed_linear_fwd(x: FlexTensor, w: &PackedWeight) -> FlexTensor {

@@ -125,3 +125,48 @@ fn lora_rejects_mismatched_rank() {
     l.b = rand(&mut rng, [3, 5]);
     assert!(ops::lora_linear(x, l).is_err());
 }
+
+/// A bf16 base (a model held in bf16): the output and every gradient within bf16 rounding of the
+/// f32 reference on the same (bf16-valued) weights; where this CPU multiplies bf16 fast, the
+/// adapter's products are bf16 too (autocast's arithmetic), so they differ from f32 products.
+#[test]
+fn lora_linear_on_a_bf16_base_stays_within_bf16_rounding() {
+    use burn::tensor::FloatDType;
+    let (t, d_in, r, d_out) = (33, 48, 8, 40);
+    let mut rng = rng(37);
+    let x = leaf(&mut rng, [t, d_in]);
+    let wide = lora(&mut rng, d_in, r, d_out, false);
+    let w16 = wide.w.dense().unwrap().clone().cast(FloatDType::BF16);
+    let exact = LoraWeights {
+        w: BaseWeight::Dense(w16.clone().cast(FloatDType::F32)),
+        ..wide.clone()
+    };
+    let bf16 = LoraWeights {
+        w: BaseWeight::Dense(w16),
+        ..wide
+    };
+    let rr = rand(&mut rng, [t, d_out]);
+    let y = ops::lora_linear(x.clone(), bf16.clone()).unwrap();
+    let want = reference::lora_linear(x.clone(), &exact);
+    let e = rel_err(y.clone().inner(), want.clone().inner());
+    assert!(e < 2e-2, "bf16-base lora_linear y: relative error {e:.3e}");
+    if tb_unsloth::Precision::for_bf16_model() == tb_unsloth::Precision::Bf16 {
+        assert!(
+            e > 1e-5,
+            "bf16 products equal the f32 ones ({e:.3e}): nothing rounded"
+        );
+    }
+    let g = project(y, rr.clone()).backward();
+    let gr = project(want, rr).backward();
+    for (what, got, want) in [
+        ("dx", x.grad(&g), x.grad(&gr)),
+        ("dA", bf16.a.grad(&g), exact.a.grad(&gr)),
+        ("dB", bf16.b.grad(&g), exact.b.grad(&gr)),
+    ] {
+        let e = rel_err(got.unwrap(), want.unwrap());
+        assert!(
+            e < 3e-2,
+            "bf16-base lora_linear {what}: relative error {e:.3e}"
+        );
+    }
+}
