@@ -110,15 +110,12 @@ pub fn gemm_with_isa<T: Element>(
     accumulate: bool,
     precision: Precision,
 ) -> Result<()> {
-    let isa = isa.require()?;
-    check_shapes(&a, b.rows(), b.cols(), &c)?;
     let call = Call {
         alpha,
         accumulate,
         threads: Threads::Pool,
     };
-    gemm_blocks(isa, a, b, c, call, precision, PER_CALL_B_MAX);
-    Ok(())
+    checked_gemm(isa, a, b, c, call, precision)
 }
 
 /// [`gemm_with_isa`] on the calling thread only, for callers that already run many independent
@@ -132,13 +129,25 @@ pub fn gemm_serial_with_isa<T: Element>(
     accumulate: bool,
     precision: Precision,
 ) -> Result<()> {
-    let isa = isa.require()?;
-    check_shapes(&a, b.rows(), b.cols(), &c)?;
     let call = Call {
         alpha,
         accumulate,
         threads: Threads::Caller,
     };
+    checked_gemm(isa, a, b, c, call, precision)
+}
+
+/// The per-call products after their checks (ISA present, shapes agreeing).
+fn checked_gemm<T: Element>(
+    isa: Isa,
+    a: MatRef<'_, f32>,
+    b: MatRef<'_, T>,
+    c: MatMut<'_>,
+    call: Call,
+    precision: Precision,
+) -> Result<()> {
+    let isa = isa.require()?;
+    check_shapes(&a, b.rows(), b.cols(), &c)?;
     gemm_blocks(isa, a, b, c, call, precision, PER_CALL_B_MAX);
     Ok(())
 }
