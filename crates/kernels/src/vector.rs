@@ -17,6 +17,9 @@ use rayon::prelude::*;
 
 use crate::{Isa, Result};
 
+#[cfg(target_arch = "x86_64")]
+use crate::kernels::avx2_vector;
+
 /// Buffers of at least this many values are zeroed by all of rayon's threads.
 const PAR_ZEROS_MIN: usize = 1 << 16;
 
@@ -32,9 +35,6 @@ pub fn zeros(n: usize) -> Vec<f32> {
     v.par_extend(rayon::iter::repeat_n(0.0f32, n));
     v
 }
-
-#[cfg(target_arch = "x86_64")]
-use crate::kernels::avx2_vector;
 
 /// `Σ a[i]·b[i]` over the common length, on the fastest path this CPU has.
 #[inline]

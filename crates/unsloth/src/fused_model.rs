@@ -41,14 +41,19 @@ pub(crate) fn lora_weights<B: Backend>(
     })
 }
 
-/// The arithmetic of a layer's attention products: bf16 where the model is held in bf16 (its
-/// query weight's dtype) and the CPU multiplies bf16 fast ([`Precision::for_bf16_model`]), as
-/// PyTorch's bf16 autocast runs attention; f32 otherwise.
-pub(crate) fn attention_precision<B: Backend>(layer: &DecoderLayer<B>) -> Precision {
-    match layer.self_attn.q_proj.weight.val().dtype() {
+/// The arithmetic of activation products beside a weight of dtype `weight` (attention, LoRA
+/// adapters): bf16 where the weight is bf16 and the CPU multiplies bf16 fast
+/// ([`Precision::for_bf16_model`]), as PyTorch's bf16 autocast does; f32 otherwise.
+pub(crate) fn product_precision(weight: DType) -> Precision {
+    match weight {
         DType::BF16 => Precision::for_bf16_model(),
         _ => Precision::F32,
     }
+}
+
+/// The arithmetic of a layer's attention products: [`product_precision`] of its query weight.
+pub(crate) fn attention_precision<B: Backend>(layer: &DecoderLayer<B>) -> Precision {
+    product_precision(layer.self_attn.q_proj.weight.val().dtype())
 }
 
 /// One projection: fused LoRA linear when adapted, a plain matmul otherwise.

@@ -21,8 +21,7 @@ use burn::tensor::ops::FloatTensor;
 use tb_model::layer::DecoderLayer;
 use tb_model::Projection;
 
-use crate::backend::Precision;
-use crate::backend::{FusedBackend, LoraGrads, LoraWeights, MlpSaved};
+use crate::backend::{FusedBackend, LoraGrads, LoraWeights, MlpSaved, Precision};
 use crate::fused_model::{attention_precision, lora_weights};
 use crate::packed_base::LayerBases;
 use crate::prim::{prim, tensor};
@@ -126,8 +125,14 @@ fn attention_half<B: FusedBackend>(
     let [q, k, v] = B::qkv_heads_rope(qkv, cos, sin, w.heads);
     let scale = 1.0 / (hd as f32).sqrt();
     let segments = inputs.segments.clone().into_primitive();
-    let (qkv, seg) = ((q.clone(), k.clone(), v.clone()), segments.clone());
-    let (out, lse) = B::attention_fwd(qkv.0, qkv.1, qkv.2, seg, scale, w.precision);
+    let (out, lse) = B::attention_fwd(
+        q.clone(),
+        k.clone(),
+        v.clone(),
+        segments.clone(),
+        scale,
+        w.precision,
+    );
     let a = tensor::<B, 4>(out.clone()).reshape([rows * seq, heads * hd]);
     AttentionHalf {
         h,

@@ -10,7 +10,6 @@
 
 use burn::backend::flex::FlexTensor;
 use burn::backend::Flex;
-use burn::tensor::DType;
 use tb_kernels::vector::zeros;
 use tb_kernels::{MatMut, MatRef, Precision};
 use tb_model::flex_f32::{contiguous_f32, into_dtype};
@@ -18,17 +17,14 @@ use tb_model::FrozenLinearBackend;
 
 use super::{output, F32View};
 use crate::backend::{BaseWeight, LoraGrads, LoraWeights};
+use crate::fused_model::product_precision;
 
 /// The bf16 base weight of an adapter whose products run here: a dense bf16 base on a CPU
-/// where tb-kernels multiplies bf16 fast ([`Precision::for_bf16_model`]); `None` sends the
+/// where tb-kernels multiplies bf16 fast ([`product_precision`]); `None` sends the
 /// adapter to the generic kernel (f32 and 4-bit bases, CPUs without fast bf16).
 pub(crate) fn bf16_base(lora: &LoraWeights<FlexTensor>) -> Option<&FlexTensor> {
     match &lora.w {
-        BaseWeight::Dense(w)
-            if w.dtype() == DType::BF16 && Precision::for_bf16_model() == Precision::Bf16 =>
-        {
-            Some(w)
-        }
+        BaseWeight::Dense(w) if product_precision(w.dtype()) == Precision::Bf16 => Some(w),
         _ => None,
     }
 }
